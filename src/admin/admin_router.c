@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * This file implements the admin API's router: it splits the path into segments, checks the
+ * actor's reach (only admin keys get here; orgs need the root key) and hands the call to the
+ * route group that owns the resource.
+ */
+#include "admin/admin_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+
+static bool has_prefix(const char *path, size_t len, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return len >= n && memcmp(path, prefix, n) == 0 && (len == n || path[n] == '/' || path[n] == '?');
+}
+
+bool kg_admin_path_is_admin(const char *path, size_t len)
+{
+    return has_prefix(path, len, "/v1/tokens") || has_prefix(path, len, "/v1/gateway-keys") ||
+           has_prefix(path, len, "/v1/admin") || has_prefix(path, len, "/v1/audit-events") ||
+           has_prefix(path, len, "/v1/usage");
+}
+
+void kg_admin_handle(kg_admin_t *a, const kg_admin_request_t *req, kg_admin_response_t *res)
+{
+    char path[512];
+    char *parts[8];
+    size_t n = 0;
+    kg__admin_call_t c = {.a = a, .req = req, .res = res};
+
+    res->status = 500;
+    res->body = NULL;
+    size_t path_len = strlen(req->path);
+    if (path_len >= sizeof(path)) {
+        kg__admin_fail(&c, KG_ENOT_FOUND, NULL, "Unknown route.");
+        return;
+    }
+    memcpy(path, req->path, path_len + 1);
+    for (char *save = NULL, *tok = strtok_r(path, "/", &save); tok != NULL && n < 8; tok = strtok_r(NULL, "/", &save))
+        parts[n++] = tok;
+    if (n < 2 || strcmp(parts[0], "v1") != 0 || n > 6)
+        goto not_found;
+
+    size_t base = 2; /* segments after /v1/<resource> */
+    if (strcmp(parts[1], "admin") == 0) {
+        if (n < 3)
+            goto not_found;
+        base = 3;
+    }
+    for (size_t i = base; i < n && c.n_seg < 4; i++)
+        c.seg[c.n_seg++] = parts[i];
+    if (n - base > 4)
+        goto not_found;
+
+    if (strcmp(parts[1], "tokens") == 0) {
+        kg__admin_tokens(&c);
+    } else if (strcmp(parts[1], "gateway-keys") == 0) {
+        c.legacy_gk = true;
+        kg__admin_tokens(&c);
+    } else if (strcmp(parts[1], "audit-events") == 0) {
+        kg__admin_audit(&c);
+    } else if (base == 3 && strcmp(parts[2], "orgs") == 0) {
+        if (!req->actor->is_root) {
+            kg__admin_fail(&c, KG_EADMIN_REQUIRED, NULL, "Managing organizations requires the root admin key.");
+            return;
+        }
+        kg__admin_orgs(&c);
+    } else if (base == 3 && strcmp(parts[2], "environments") == 0) {
+        kg__admin_environments(&c);
+    } else {
+        goto not_found; /* resources of later issues (teams, providers, ...) included: SPEC §4 */
+    }
+    if (res->body == NULL) /* a handler that forgot to reply is a bug, not a 200 */
+        kg__admin_fail(&c, KG_EINTERNAL, NULL, NULL);
+    return;
+not_found:
+    kg__admin_fail(&c, KG_ENOT_FOUND, NULL, "Unknown route: %s %s.", req->method, req->path);
+}

@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * This file carries admin calls between the event loops and the admin worker: the loop
+ * authenticates the admin key from the in-memory index (no store access), copies the call
+ * into a job and queues it; the admin worker thread — the only thread that writes the store
+ * on behalf of the API — runs it and posts the reply back to the loop that owns the request.
+ * A request whose client went away is marked so the late reply is dropped safely.
+ */
+#include "http/http_internal.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "keys/credential.h"
+#include "keys/key_format.h"
+#include "keys/key_hash.h"
+
+typedef struct admin_job admin_job_t;
+
+/* Lives in the request pool; tells the job when the request is gone. */
+typedef struct job_guard {
+    admin_job_t *job;
+} job_guard_t;
+
+struct admin_job {
+    h2o_multithread_message_t super; /* first: the reply travels as this message */
+    admin_job_t *next;               /* in the worker's queue */
+    kg_worker_t *worker;
+    h2o_req_t *req;     /* NULL once the request is gone */
+    job_guard_t *guard; /* NULL once the request is gone */
+    kg_actor_t actor;
+    char remote_addr[64];
+    char *method, *path, *query, *body;
+    size_t body_len;
+    kg_admin_response_t res;
+};
+
+struct kg_admin_worker {
+    pthread_t tid;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    admin_job_t *head, *tail;
+    bool stopping;
+    kg_admin_t admin;
+};
+
+static void job_free(admin_job_t *job)
+{
+    free(job->method), free(job->path), free(job->query);
+    if (job->body != NULL)
+        kg_secret_wipe(job->body, job->body_len);
+    free(job->body);
+    if (job->res.body != NULL) {
+        kg_secret_wipe(job->res.body, strlen(job->res.body));
+        free(job->res.body);
+    }
+    free(job);
+}
+
+/* ==== The worker thread ==== */
+
+static void *admin_worker_main(void *arg)
+{
+    kg_admin_worker_t *w = arg;
+    kg_key_index_thread_online();
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (w->head == NULL && !w->stopping)
+            pthread_cond_wait(&w->cond, &w->lock);
+        if (w->head == NULL)
+            break;
+        admin_job_t *job = w->head;
+        w->head = job->next;
+        if (w->head == NULL)
+            w->tail = NULL;
+        pthread_mutex_unlock(&w->lock);
+
+        kg_admin_request_t req = {
+            .method = job->method,
+            .path = job->path,
+            .query = job->query,
+            .body = job->body,
+            .body_len = job->body_len,
+            .actor = &job->actor,
+            .now = (int64_t)time(NULL),
+        };
+        kg_admin_handle(&w->admin, &req, &job->res);
+        h2o_multithread_send_message(&job->worker->admin_replies, &job->super);
+
+        pthread_mutex_lock(&w->lock);
+    }
+    pthread_mutex_unlock(&w->lock);
+    kg_key_index_thread_offline();
+    return NULL;
+}
+
+kg_admin_worker_t *kg__admin_worker_start(kg_store_t *store, const kg_config_t *cfg)
+{
+    kg_admin_worker_t *w = kg_xcalloc(1, sizeof(*w));
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    w->admin.store = store;
+    w->admin.cfg = cfg;
+    pthread_create(&w->tid, NULL, admin_worker_main, w);
+    return w;
+}
+
+void kg__admin_worker_stop(kg_admin_worker_t *w)
+{
+    pthread_mutex_lock(&w->lock);
+    w->stopping = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    pthread_join(w->tid, NULL);
+    kg_store_close(w->admin.store);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->cond);
+    free(w);
+}
+
+static void enqueue(kg_admin_worker_t *w, admin_job_t *job)
+{
+    pthread_mutex_lock(&w->lock);
+    if (w->tail != NULL)
+        w->tail->next = job;
+    else
+        w->head = job;
+    w->tail = job;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* ==== The loop side ==== */
+
+static void on_guard_dispose(void *p)
+{
+    job_guard_t *guard = p;
+    if (guard->job != NULL) { /* the request ends before its reply: drop the reply when it comes */
+        guard->job->req = NULL;
+        guard->job->guard = NULL;
+    }
+}
+
+void kg__admin_http_on_replies(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    (void)receiver;
+    while (!h2o_linklist_is_empty(messages)) {
+        h2o_multithread_message_t *m = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
+        admin_job_t *job = (admin_job_t *)m;
+        h2o_linklist_unlink(&m->link);
+        job->worker->in_flight--;
+        if (job->req != NULL) {
+            job->guard->job = NULL;
+            const char *body = job->res.body != NULL ? job->res.body : "{}";
+            kg__http_send_json(job->req, job->res.status, body, strlen(body));
+        }
+        job_free(job);
+    }
+}
+
+static void peer_address(h2o_req_t *req, char *buf, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    buf[0] = '\0';
+    if (len == 0)
+        return;
+    if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, (socklen_t)cap);
+    else if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, (socklen_t)cap);
+}
+
+/* Collects every value of a header into out[] (at most cap; the count may exceed cap). */
+static size_t header_values(h2o_req_t *req, const h2o_token_t *token, const char *name, size_t name_len,
+                            kg_slice_t *out, size_t cap)
+{
+    size_t n = 0;
+    ssize_t i = -1;
+    for (;;) {
+        i = token != NULL ? h2o_find_header(&req->headers, token, i)
+                          : h2o_find_header_by_str(&req->headers, name, name_len, i);
+        if (i == -1)
+            break;
+        if (n < cap)
+            out[n] = (kg_slice_t){req->headers.entries[i].value.base, req->headers.entries[i].value.len};
+        n++;
+    }
+    return n;
+}
+
+/* Authenticates an admin key. Returns KG_OK with actor filled, or the error to answer. */
+static kg_err_t authenticate_admin(kg_worker_t *worker, h2o_req_t *req, kg_actor_t *actor)
+{
+    kg_slice_t auth[2], api_key[2];
+    size_t n_auth = header_values(req, H2O_TOKEN_AUTHORIZATION, NULL, 0, auth, 2);
+    size_t n_key = header_values(req, NULL, H2O_STRLIT("x-api-key"), api_key, 2);
+    kg_credential_t cred;
+    kg_key_secret_ref_t ref;
+    kg_key_view_t view;
+    uint8_t hash[KG_KEY_HASH_BYTES];
+    kg_err_t rv;
+
+    if ((rv = kg_credential_parse(auth, n_auth, api_key, n_key, &cred)) != KG_OK)
+        return rv;
+    if (cred.secret.len == 0) /* publishable mode is for browser widgets, never for admin */
+        return KG_EINVALID_API_KEY;
+    if ((rv = kg_key_secret_parse(cred.secret.base, cred.secret.len, &ref)) != KG_OK)
+        return rv;
+    if (!kg_key_hash(cred.secret.base, cred.secret.len, hash))
+        return KG_EINTERNAL;
+    rv = kg_key_index_lookup(worker->server->opts.index, hash, (int64_t)time(NULL), &view);
+    kg_secret_wipe(hash, sizeof(hash));
+    if (rv != KG_OK)
+        return rv;
+    if (cred.pk.len != 0 && (cred.pk.len != strlen(view.id) || memcmp(cred.pk.base, view.id, cred.pk.len) != 0))
+        return KG_EINVALID_API_KEY; /* a pair whose secret is another key's: same answer as a wrong secret */
+    if (view.type != KG_TOKEN_ADMIN)
+        return KG_EADMIN_REQUIRED;
+    snprintf(actor->id, sizeof(actor->id), "%s", view.id);
+    snprintf(actor->org_id, sizeof(actor->org_id), "%s", view.org_id);
+    actor->is_root = view.is_root;
+    return KG_OK;
+}
+
+void kg__admin_http_handle(kg_worker_t *worker, h2o_req_t *req, h2o_iovec_t path)
+{
+    kg_actor_t actor = {0};
+    kg_err_t rv = authenticate_admin(worker, req, &actor);
+    if (rv != KG_OK) {
+        const char *msg = rv == KG_EADMIN_REQUIRED ? "This route needs an admin key." : NULL;
+        kg__http_fail(req, rv, msg);
+        return;
+    }
+    if (worker->stopping) {
+        kg__http_fail(req, KG_EPROVIDER_UNAVAILABLE, "The gateway is shutting down.");
+        return;
+    }
+    admin_job_t *job = kg_xcalloc(1, sizeof(*job)); /* admin path: not the data plane */
+    job->worker = worker;
+    job->req = req;
+    job->actor = actor;
+    peer_address(req, job->remote_addr, sizeof(job->remote_addr));
+    job->actor.remote_addr = job->remote_addr;
+    job->method = kg_xstrndup(req->method.base, req->method.len);
+    job->path = kg_xstrndup(path.base, path.len);
+    if (req->query_at != SIZE_MAX)
+        job->query = kg_xstrndup(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);
+    job->body_len = req->entity.base != NULL ? req->entity.len : 0;
+    job->body = kg_xstrndup(req->entity.base != NULL ? req->entity.base : "", job->body_len);
+    job->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*job->guard), on_guard_dispose);
+    job->guard->job = job;
+    worker->in_flight++;
+    enqueue(worker->server->admin, job);
+}

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * Private to src/http/: the per-thread worker and the helpers the route files share.
+ */
+#ifndef KG_HTTP_HTTP_INTERNAL_H
+#define KG_HTTP_HTTP_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <h2o.h>
+
+#include "core/err.h"
+#include "http/server.h"
+
+typedef struct kg_admin_worker kg_admin_worker_t;
+
+typedef struct kg_worker {
+    h2o_context_t ctx; /* first: handlers find their worker from req->conn->ctx */
+    h2o_accept_ctx_t accept;
+    h2o_socket_t *listener;
+    int listen_fd;
+    h2o_multithread_queue_t *queue;
+    h2o_multithread_receiver_t admin_replies; /* answers from the admin worker */
+    h2o_multithread_receiver_t control;       /* shutdown requests */
+    size_t in_flight;                          /* asynchronous requests not yet answered */
+    bool stopping;
+    pthread_t tid;
+    struct kg_server *server;
+} kg_worker_t;
+
+struct kg_server {
+    h2o_globalconf_t config;
+    kg_server_options_t opts;
+    kg_worker_t *workers;
+    size_t n_workers;
+    int port;
+    int drain_ms;
+    kg_admin_worker_t *admin;
+};
+
+/** Sends a JSON reply of `len` bytes (copied into the request pool; wiped when the request ends). */
+void kg__http_send_json(h2o_req_t *req, int status, const char *body, size_t len);
+
+/** Sends SPEC §5's error JSON; 401s carry WWW-Authenticate. */
+void kg__http_send_error(h2o_req_t *req, const kg_error_t *err);
+void kg__http_fail(h2o_req_t *req, kg_err_t code, const char *message);
+
+/* admin_http.c */
+kg_admin_worker_t *kg__admin_worker_start(kg_store_t *store, const kg_config_t *cfg);
+void kg__admin_worker_stop(kg_admin_worker_t *w);
+/** Authenticates an admin call and hands it to the admin worker; the reply comes back async. */
+void kg__admin_http_handle(kg_worker_t *worker, h2o_req_t *req, h2o_iovec_t path);
+/** The receiver callback for admin replies (runs on the worker's loop). */
+void kg__admin_http_on_replies(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
+
+#endif

@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * This file implements key ids and secrets (SPEC §2): generation from getrandom(2), the
+ * GitHub-style CRC32 checksum (zlib's crc32) and a parser that refuses typos and truncations
+ * before any lookup.
+ */
+#include "keys/key_format.h"
+
+#include <string.h>
+#include <sys/random.h>
+#include <zlib.h>
+
+#include <openssl/crypto.h>
+
+static const char base62_digits[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+static const char *const kind_names[KG_KEY_KIND__COUNT] = {"live", "test", "gk", "admin", "eph"};
+
+const char *kg_key_kind_name(kg_key_kind_t kind)
+{
+    return (unsigned)kind < KG_KEY_KIND__COUNT ? kind_names[kind] : "?";
+}
+
+static bool is_base62(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+bool kg_key_brand_is_valid(const char *brand, size_t len)
+{
+    if (len < 2 || len > KG_KEY_BRAND_MAX || !(brand[0] >= 'a' && brand[0] <= 'z'))
+        return false;
+    for (size_t i = 1; i < len; i++)
+        if (!((brand[i] >= 'a' && brand[i] <= 'z') || (brand[i] >= '0' && brand[i] <= '9')))
+            return false;
+    return true;
+}
+
+void kg_key_checksum(const char *random, size_t len, char out[KG_KEY_CHECKSUM_CHARS])
+{
+    uint32_t crc = (uint32_t)crc32(0L, (const Bytef *)random, (uInt)len);
+    /* 62^6 > 2^32, so six digits always suffice; most significant first, zero-padded. */
+    for (int i = KG_KEY_CHECKSUM_CHARS - 1; i >= 0; i--) {
+        out[i] = base62_digits[crc % 62];
+        crc /= 62;
+    }
+}
+
+bool kg_random_base62(char *out, size_t n)
+{
+    unsigned char pool[64];
+    size_t have = 0, used = 0;
+    while (n > 0) {
+        if (used == have) {
+            ssize_t got = getrandom(pool, sizeof(pool), 0);
+            if (got <= 0)
+                return false;
+            have = (size_t)got, used = 0;
+        }
+        unsigned char b = pool[used++];
+        /* Rejection sampling keeps the alphabet uniform: 248 = 4 * 62. */
+        if (b >= 248)
+            continue;
+        *out++ = base62_digits[b % 62];
+        n--;
+    }
+    OPENSSL_cleanse(pool, sizeof(pool));
+    return true;
+}
+
+size_t kg_key_secret_compose(const char *brand, kg_key_kind_t kind, const char random[KG_KEY_RANDOM_CHARS],
+                             char out[KG_KEY_SECRET_MAX])
+{
+    size_t brand_len = strlen(brand), at = 0;
+    const char *kind_name = kg_key_kind_name(kind);
+    size_t kind_len = strlen(kind_name);
+
+    if (!kg_key_brand_is_valid(brand, brand_len) || (unsigned)kind >= KG_KEY_KIND__COUNT)
+        return 0;
+    for (size_t i = 0; i < KG_KEY_RANDOM_CHARS; i++)
+        if (!is_base62(random[i]))
+            return 0;
+    memcpy(out + at, brand, brand_len), at += brand_len;
+    out[at++] = '_';
+    memcpy(out + at, kind_name, kind_len), at += kind_len;
+    out[at++] = '_';
+    memcpy(out + at, random, KG_KEY_RANDOM_CHARS), at += KG_KEY_RANDOM_CHARS;
+    kg_key_checksum(random, KG_KEY_RANDOM_CHARS, out + at), at += KG_KEY_CHECKSUM_CHARS;
+    out[at] = '\0';
+    return at;
+}
+
+size_t kg_key_secret_generate(const char *brand, kg_key_kind_t kind, char out[KG_KEY_SECRET_MAX])
+{
+    char random[KG_KEY_RANDOM_CHARS];
+    size_t len = 0;
+    if (kg_random_base62(random, sizeof(random)))
+        len = kg_key_secret_compose(brand, kind, random, out);
+    OPENSSL_cleanse(random, sizeof(random));
+    return len;
+}
+
+kg_err_t kg_key_secret_parse(const char *s, size_t len, kg_key_secret_ref_t *out)
+{
+    const char *end = s + len, *brand_end, *kind_end, *body;
+    char expect[KG_KEY_CHECKSUM_CHARS];
+    size_t kind_len;
+    int kind;
+
+    brand_end = memchr(s, '_', len);
+    if (brand_end == NULL || !kg_key_brand_is_valid(s, (size_t)(brand_end - s)))
+        return KG_EINVALID_API_KEY;
+    kind_end = memchr(brand_end + 1, '_', (size_t)(end - brand_end - 1));
+    if (kind_end == NULL)
+        return KG_EINVALID_API_KEY;
+    kind_len = (size_t)(kind_end - brand_end - 1);
+    for (kind = 0; kind < KG_KEY_KIND__COUNT; kind++)
+        if (strlen(kind_names[kind]) == kind_len && memcmp(kind_names[kind], brand_end + 1, kind_len) == 0)
+            break;
+    if (kind == KG_KEY_KIND__COUNT)
+        return KG_EINVALID_API_KEY;
+    body = kind_end + 1;
+    if ((size_t)(end - body) != KG_KEY_RANDOM_CHARS + KG_KEY_CHECKSUM_CHARS)
+        return KG_EINVALID_API_KEY;
+    for (const char *p = body; p < end; p++)
+        if (!is_base62(*p))
+            return KG_EINVALID_API_KEY;
+    kg_key_checksum(body, KG_KEY_RANDOM_CHARS, expect);
+    if (memcmp(expect, body + KG_KEY_RANDOM_CHARS, KG_KEY_CHECKSUM_CHARS) != 0)
+        return KG_EINVALID_API_KEY;
+    *out = (kg_key_secret_ref_t){.brand = s, .brand_len = (size_t)(brand_end - s), .kind = kind, .random = body};
+    return KG_OK;
+}
+
+bool kg_key_id_generate(char out[KG_KEY_ID_LEN + 1])
+{
+    memcpy(out, "pk_", 3);
+    if (!kg_random_base62(out + 3, KG_KEY_ID_RANDOM_CHARS))
+        return false;
+    out[KG_KEY_ID_LEN] = '\0';
+    return true;
+}
+
+bool kg_key_id_is_valid(const char *s, size_t len)
+{
+    if (len != KG_KEY_ID_LEN || memcmp(s, "pk_", 3) != 0)
+        return false;
+    for (size_t i = 3; i < len; i++)
+        if (!is_base62(s[i]))
+            return false;
+    return true;
+}

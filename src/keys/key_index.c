@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * This file implements the key index (see key_index.h): two cds_lfht tables, one from secret
+ * hash to an immutable record (read on every request), one from token id to the token's
+ * mutable state (last use, and the writer's list of current hashes).
+ */
+#include "keys/key_index.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <urcu.h>
+#include <urcu/rculfhash.h>
+
+#include "core/alloc.h"
+
+#define MAX_SECRETS_PER_TOKEN 2 /* the current secret and at most one in rotation grace */
+
+typedef struct key_state {
+    struct cds_lfht_node node; /* in idx->by_id */
+    char id[KG_KEY_ID_LEN + 1];
+    _Atomic int64_t last_used_at; /* written by readers, at most once per second per key */
+    int64_t last_flushed_at;      /* flusher only */
+    /* writer only: the hashes currently in idx->by_hash for this token */
+    uint8_t hashes[MAX_SECRETS_PER_TOKEN][KG_KEY_HASH_BYTES];
+    size_t n_hashes;
+    struct rcu_head rcu;
+} key_state_t;
+
+typedef struct key_rec {
+    struct cds_lfht_node node; /* in idx->by_hash */
+    uint8_t hash[KG_KEY_HASH_BYTES];
+    int64_t secret_expires_at; /* 0: current secret; else end of rotation grace */
+    int64_t expires_at;        /* the token's own expiry, 0: never */
+    bool enabled;
+    bool revoked;
+    kg_key_view_t view;
+    key_state_t *state; /* owned by by_id; outlives every record that points to it */
+    struct rcu_head rcu;
+} key_rec_t;
+
+struct kg_key_index {
+    struct cds_lfht *by_hash;
+    struct cds_lfht *by_id;
+    pthread_mutex_t write_lock;
+};
+
+/* SHA-256 output is uniformly distributed: its first word is a perfect table hash. */
+static unsigned long hash_of_digest(const uint8_t hash[KG_KEY_HASH_BYTES])
+{
+    unsigned long h;
+    memcpy(&h, hash, sizeof(h));
+    return h;
+}
+
+static unsigned long hash_of_id(const char *id)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *id != '\0'; id++)
+        h = (h ^ (unsigned char)*id) * 1099511628211ULL;
+    return (unsigned long)h;
+}
+
+static int match_hash(struct cds_lfht_node *node, const void *key)
+{
+    const key_rec_t *rec = caa_container_of(node, key_rec_t, node);
+    return memcmp(rec->hash, key, KG_KEY_HASH_BYTES) == 0;
+}
+
+static int match_id(struct cds_lfht_node *node, const void *key)
+{
+    const key_state_t *st = caa_container_of(node, key_state_t, node);
+    return strcmp(st->id, key) == 0;
+}
+
+static void free_rec_rcu(struct rcu_head *head)
+{
+    free(caa_container_of(head, key_rec_t, rcu));
+}
+
+kg_key_index_t *kg_key_index_new(void)
+{
+    kg_key_index_t *idx = kg_xcalloc(1, sizeof(*idx));
+    idx->by_hash = cds_lfht_new(1024, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
+    idx->by_id = cds_lfht_new(1024, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
+    if (idx->by_hash == NULL || idx->by_id == NULL) {
+        fprintf(stderr, "keygate: cannot allocate the key index\n");
+        abort();
+    }
+    pthread_mutex_init(&idx->write_lock, NULL);
+    return idx;
+}
+
+void kg_key_index_free(kg_key_index_t *idx)
+{
+    struct cds_lfht_iter iter;
+    struct cds_lfht_node *node;
+
+    if (idx == NULL)
+        return;
+    /* Let pending call_rcu frees finish before the tables go. */
+    rcu_barrier();
+    rcu_read_lock();
+    cds_lfht_for_each(idx->by_hash, &iter, node)
+    {
+        if (cds_lfht_del(idx->by_hash, node) == 0)
+            free(caa_container_of(node, key_rec_t, node));
+    }
+    cds_lfht_for_each(idx->by_id, &iter, node)
+    {
+        if (cds_lfht_del(idx->by_id, node) == 0)
+            free(caa_container_of(node, key_state_t, node));
+    }
+    rcu_read_unlock();
+    cds_lfht_destroy(idx->by_hash, NULL);
+    cds_lfht_destroy(idx->by_id, NULL);
+    pthread_mutex_destroy(&idx->write_lock);
+    free(idx);
+}
+
+void kg_key_index_thread_online(void)
+{
+    rcu_register_thread();
+}
+
+void kg_key_index_thread_offline(void)
+{
+    rcu_unregister_thread();
+}
+
+/* Writer side, under write_lock and rcu_read_lock: the state of `id`, created on first use. */
+static key_state_t *state_get_or_add(kg_key_index_t *idx, const char *id)
+{
+    struct cds_lfht_iter iter;
+    struct cds_lfht_node *node;
+    unsigned long h = hash_of_id(id);
+
+    cds_lfht_lookup(idx->by_id, h, match_id, id, &iter);
+    node = cds_lfht_iter_get_node(&iter);
+    if (node != NULL)
+        return caa_container_of(node, key_state_t, node);
+    key_state_t *st = kg_xcalloc(1, sizeof(*st)); /* cold path: once per token */
+    snprintf(st->id, sizeof(st->id), "%s", id);
+    cds_lfht_node_init(&st->node);
+    cds_lfht_add(idx->by_id, h, &st->node);
+    return st;
+}
+
+/* Writer side: removes the record of `hash`, freeing it after a grace period. */
+static void rec_del(kg_key_index_t *idx, const uint8_t hash[KG_KEY_HASH_BYTES])
+{
+    struct cds_lfht_iter iter;
+    struct cds_lfht_node *node;
+
+    cds_lfht_lookup(idx->by_hash, hash_of_digest(hash), match_hash, hash, &iter);
+    node = cds_lfht_iter_get_node(&iter);
+    if (node != NULL && cds_lfht_del(idx->by_hash, node) == 0)
+        call_rcu(&caa_container_of(node, key_rec_t, node)->rcu, free_rec_rcu);
+}
+
+static bool hash_in(const uint8_t hash[KG_KEY_HASH_BYTES], const kg_token_secret_t *secrets, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(secrets[i].hash, hash, KG_KEY_HASH_BYTES) == 0)
+            return true;
+    return false;
+}
+
+void kg_key_index_put(kg_key_index_t *idx, const kg_token_t *t, const kg_token_secret_t *secrets, size_t n_secrets)
+{
+    if (n_secrets > MAX_SECRETS_PER_TOKEN)
+        n_secrets = MAX_SECRETS_PER_TOKEN; /* the store keeps at most two; newest first */
+    pthread_mutex_lock(&idx->write_lock);
+    rcu_read_lock();
+    key_state_t *st = state_get_or_add(idx, t->id);
+
+    /* Secrets that are gone (rotated away without grace, or a grace ended by a second rotation). */
+    for (size_t i = 0; i < st->n_hashes; i++)
+        if (!hash_in(st->hashes[i], secrets, n_secrets))
+            rec_del(idx, st->hashes[i]);
+
+    for (size_t i = 0; i < n_secrets; i++) {
+        key_rec_t *rec = kg_xcalloc(1, sizeof(*rec)); /* cold path: per key change, never per request */
+        memcpy(rec->hash, secrets[i].hash, KG_KEY_HASH_BYTES);
+        rec->secret_expires_at = secrets[i].expires_at;
+        rec->expires_at = t->expires_at;
+        rec->enabled = t->enabled;
+        rec->revoked = t->revoked_at != 0;
+        snprintf(rec->view.id, sizeof(rec->view.id), "%s", t->id);
+        snprintf(rec->view.org_id, sizeof(rec->view.org_id), "%s", t->org_id != NULL ? t->org_id : "");
+        snprintf(rec->view.environment, sizeof(rec->view.environment), "%s",
+                 t->environment != NULL ? t->environment : "");
+        rec->view.type = t->type;
+        rec->view.is_root = t->is_root;
+        rec->state = st;
+        cds_lfht_node_init(&rec->node);
+        struct cds_lfht_node *old = cds_lfht_add_replace(idx->by_hash, hash_of_digest(rec->hash), match_hash,
+                                                         rec->hash, &rec->node);
+        if (old != NULL)
+            call_rcu(&caa_container_of(old, key_rec_t, node)->rcu, free_rec_rcu);
+        memcpy(st->hashes[i], secrets[i].hash, KG_KEY_HASH_BYTES);
+    }
+    st->n_hashes = n_secrets;
+    rcu_read_unlock();
+    pthread_mutex_unlock(&idx->write_lock);
+}
+
+void kg_key_index_remove(kg_key_index_t *idx, const char *id)
+{
+    struct cds_lfht_iter iter;
+    struct cds_lfht_node *node;
+
+    pthread_mutex_lock(&idx->write_lock);
+    rcu_read_lock();
+    cds_lfht_lookup(idx->by_id, hash_of_id(id), match_id, id, &iter);
+    node = cds_lfht_iter_get_node(&iter);
+    if (node != NULL) {
+        key_state_t *st = caa_container_of(node, key_state_t, node);
+        for (size_t i = 0; i < st->n_hashes; i++)
+            rec_del(idx, st->hashes[i]);
+        st->n_hashes = 0;
+        /* The state stays: records freed after the grace period may still point to it. */
+    }
+    rcu_read_unlock();
+    pthread_mutex_unlock(&idx->write_lock);
+}
+
+kg_err_t kg_key_index_lookup(kg_key_index_t *idx, const uint8_t hash[KG_KEY_HASH_BYTES], int64_t now,
+                             kg_key_view_t *out)
+{
+    struct cds_lfht_iter iter;
+    struct cds_lfht_node *node;
+    kg_err_t rv = KG_EINVALID_API_KEY;
+
+    rcu_read_lock();
+    cds_lfht_lookup(idx->by_hash, hash_of_digest(hash), match_hash, hash, &iter);
+    node = cds_lfht_iter_get_node(&iter);
+    if (node == NULL)
+        goto out;
+    const key_rec_t *rec = caa_container_of(node, key_rec_t, node);
+    /* The table matched on the hash already; compare again in constant time for good measure. */
+    if (!kg_key_hash_equal(rec->hash, hash))
+        goto out;
+    if (rec->secret_expires_at != 0 && now >= rec->secret_expires_at)
+        goto out; /* an old secret past its rotation grace is simply unknown */
+    if (rec->revoked) {
+        rv = KG_EKEY_REVOKED;
+    } else if (!rec->enabled) {
+        rv = KG_EKEY_DISABLED;
+    } else if (rec->expires_at != 0 && now >= rec->expires_at) {
+        rv = KG_EKEY_EXPIRED;
+    } else {
+        *out = rec->view;
+        /* Only write when the second changes, so a hot key does not bounce its cache line. */
+        if (atomic_load_explicit(&rec->state->last_used_at, memory_order_relaxed) < now)
+            atomic_store_explicit(&rec->state->last_used_at, now, memory_order_relaxed);
+        rv = KG_OK;
+    }
+out:
+    rcu_read_unlock();
+    return rv;
+}
+
+size_t kg_key_index_size(kg_key_index_t *idx)
+{
+    long before, after;
+    unsigned long count;
+    rcu_read_lock();
+    cds_lfht_count_nodes(idx->by_hash, &before, &count, &after);
+    rcu_read_unlock();
+    return count;
+}
+
+size_t kg_key_index_take_last_used(kg_key_index_t *idx, kg_last_used_t *out, size_t cap)
+{
+    struct cds_lfht_iter iter;
+    key_state_t *st;
+    size_t n = 0;
+
+    rcu_read_lock();
+    cds_lfht_for_each_entry(idx->by_id, &iter, st, node)
+    {
+        if (n == cap)
+            break;
+        int64_t at = atomic_load_explicit(&st->last_used_at, memory_order_relaxed);
+        if (at > st->last_flushed_at) {
+            snprintf(out[n].id, sizeof(out[n].id), "%s", st->id);
+            out[n].at = at;
+            st->last_flushed_at = at;
+            n++;
+        }
+    }
+    rcu_read_unlock();
+    return n;
+}

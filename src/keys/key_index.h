@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * This file owns the in-memory key index that authenticates every request without touching
+ * the store: a lock-free hash table (liburcu cds_lfht) from SHA-256(secret) to an immutable
+ * record. A writer replaces a token's records under RCU and frees the old ones after a grace
+ * period; readers take no lock and allocate nothing. Mutable per-key state (last use) lives
+ * in a separate per-id object shared by all records of the token.
+ *
+ * Threads that call lookup must be registered with liburcu (kg_key_index_thread_online).
+ * See docs/internals/key-index.md.
+ */
+#ifndef KG_KEYS_KEY_INDEX_H
+#define KG_KEYS_KEY_INDEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "keys/token.h"
+
+typedef struct kg_key_index kg_key_index_t;
+
+/** What authentication yields: a copy, valid after the read-side section ends. */
+typedef struct kg_key_view {
+    char id[KG_KEY_ID_LEN + 1];
+    char org_id[KG_NAME_MAX + 1];
+    char environment[KG_NAME_MAX + 1];
+    kg_token_type_t type;
+    bool is_root;
+} kg_key_view_t;
+
+kg_key_index_t *kg_key_index_new(void);
+/** Frees the index and every record; no reader may be running. */
+void kg_key_index_free(kg_key_index_t *idx);
+
+/** Registers / unregisters the calling thread as an RCU reader (once per thread). */
+void kg_key_index_thread_online(void);
+void kg_key_index_thread_offline(void);
+
+/**
+ * Replaces every record of token `t` by one per secret in `secrets` (writer side; writers are
+ * serialised internally). Borrowed arguments are copied. Old records are freed after an RCU
+ * grace period, so concurrent readers never see a torn or freed record.
+ */
+void kg_key_index_put(kg_key_index_t *idx, const kg_token_t *t, const kg_token_secret_t *secrets, size_t n_secrets);
+
+/** Drops every record of token `id` (writer side). */
+void kg_key_index_remove(kg_key_index_t *idx, const char *id);
+
+/**
+ * Authenticates a secret hash at time `now` (unix seconds): KG_OK with *out filled, or
+ * KG_EINVALID_API_KEY (unknown, or an old secret past its rotation grace), KG_EKEY_REVOKED,
+ * KG_EKEY_DISABLED, KG_EKEY_EXPIRED. No allocation, no lock, no store access. On KG_OK the
+ * key's last use is recorded in memory (flushed later by kg_key_index_take_last_used).
+ */
+kg_err_t kg_key_index_lookup(kg_key_index_t *idx, const uint8_t hash[KG_KEY_HASH_BYTES], int64_t now,
+                             kg_key_view_t *out) KG_MUST_CHECK;
+
+/** Number of records (one per live secret hash). */
+size_t kg_key_index_size(kg_key_index_t *idx);
+
+/** A last-use time waiting to be written to the store. */
+typedef struct kg_last_used {
+    char id[KG_KEY_ID_LEN + 1];
+    int64_t at;
+} kg_last_used_t;
+
+/**
+ * Collects up to `cap` keys used since their last flush into out[] and marks them flushed.
+ * Returns how many were written. Called by the flusher, never on the request path.
+ */
+size_t kg_key_index_take_last_used(kg_key_index_t *idx, kg_last_used_t *out, size_t cap);
+
+#endif

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * This file owns the versioned schema of the SQLite store. Each entry of `migrations` moves
+ * the schema from version i to i+1 and runs in one transaction together with the bump of
+ * PRAGMA user_version, so a store is never left half-migrated. Append; never edit a shipped
+ * entry.
+ */
+#include "store/store_sqlite.h"
+
+#include <stdio.h>
+
+static const char *const migrations[] = {
+    /* 1: orgs, environments, tokens and their secrets, audit, change feed */
+    "CREATE TABLE orgs ("
+    "  id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL, created_by TEXT NOT NULL);"
+    "CREATE TABLE environments ("
+    "  org_id TEXT NOT NULL REFERENCES orgs(id), name TEXT NOT NULL, live INTEGER NOT NULL,"
+    "  source TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (org_id, name));"
+    "CREATE TABLE tokens ("
+    "  id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), team_id TEXT, name TEXT NOT NULL,"
+    "  description TEXT, environment TEXT, token_type TEXT NOT NULL, purpose TEXT, scopes TEXT, allow TEXT,"
+    "  allowed_domains TEXT, prompt_modules TEXT, prompt_text TEXT, rate_limits TEXT, budget TEXT, metadata TEXT,"
+    "  enabled INTEGER NOT NULL, is_root INTEGER NOT NULL DEFAULT 0, legacy_gk INTEGER NOT NULL DEFAULT 0,"
+    "  expires_at INTEGER, created_at INTEGER NOT NULL, created_by TEXT, last_used_at INTEGER,"
+    "  last_rotated_at INTEGER, revoked_at INTEGER, revoked_by TEXT, prefix TEXT NOT NULL, last4 TEXT NOT NULL);"
+    "CREATE INDEX tokens_by_org ON tokens(org_id);"
+    "CREATE TABLE token_secrets ("
+    "  hash BLOB PRIMARY KEY, token_id TEXT NOT NULL REFERENCES tokens(id), expires_at INTEGER,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE INDEX token_secrets_by_token ON token_secrets(token_id);"
+    "CREATE TABLE audit_events ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT, org_id TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,"
+    "  object_type TEXT NOT NULL, object_id TEXT NOT NULL, changes TEXT NOT NULL, remote_addr TEXT,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE INDEX audit_by_org ON audit_events(org_id, id);"
+    "CREATE INDEX audit_by_object ON audit_events(object_id, id);"
+    "CREATE TABLE changes ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT, object_type TEXT NOT NULL, object_id TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL);",
+};
+
+int kg__store_migrate(sqlite3 *db, char *err, size_t err_cap)
+{
+    sqlite3_stmt *stmt = NULL;
+    int version = 0;
+    const int target = (int)(sizeof(migrations) / sizeof(migrations[0]));
+
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, NULL) != SQLITE_OK)
+        goto fail;
+    if (sqlite3_step(stmt) == SQLITE_ROW)
+        version = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    if (version > target) {
+        snprintf(err, err_cap, "the store's schema (version %d) is newer than this keygate (%d)", version, target);
+        return -1;
+    }
+    for (; version < target; version++) {
+        char bump[64];
+        snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", version + 1);
+        if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+            goto fail;
+        if (sqlite3_exec(db, migrations[version], NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(db, bump, NULL, NULL, NULL) != SQLITE_OK) {
+            snprintf(err, err_cap, "migration %d failed: %s", version + 1, sqlite3_errmsg(db));
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return -1;
+        }
+        if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+            goto fail;
+    }
+    return version;
+fail:
+    snprintf(err, err_cap, "migration failed: %s", sqlite3_errmsg(db));
+    return -1;
+}

@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * This file owns the key store's interface: orgs, environments, tokens and their secret
+ * hashes, audit events, the change feed (SPEC §8) and last-use batches. Every write that an
+ * admin makes runs inside kg_store_begin()/kg_store_commit() together with its audit event
+ * and its change-feed row, so the three can never disagree. Only src/store/ includes
+ * sqlite3.h. A store handle is used by one thread at a time.
+ */
+#ifndef KG_STORE_STORE_H
+#define KG_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "keys/token.h"
+
+typedef struct kg_store kg_store_t;
+
+/**
+ * Opens (creating if missing) the SQLite store at `path`, in WAL mode with synchronous=FULL,
+ * and runs pending schema migrations. On failure returns NULL and writes why into err.
+ */
+kg_store_t *kg_store_open(const char *path, char *err, size_t err_cap);
+void kg_store_close(kg_store_t *st);
+
+/** Schema version after migrations. */
+int kg_store_schema_version(kg_store_t *st);
+
+kg_err_t kg_store_begin(kg_store_t *st) KG_MUST_CHECK; /* BEGIN IMMEDIATE: one writer at a time */
+kg_err_t kg_store_commit(kg_store_t *st) KG_MUST_CHECK;
+void kg_store_rollback(kg_store_t *st);
+
+/* ==== Orgs and environments ==== */
+
+typedef struct kg_org {
+    char *id;
+    char *name;
+    int64_t created_at;
+    char *created_by;
+} kg_org_t;
+
+void kg_org_dispose(kg_org_t *o);
+kg_err_t kg_store_org_insert(kg_store_t *st, const kg_org_t *o) KG_MUST_CHECK; /* KG_ECONFLICT: name taken */
+kg_err_t kg_store_org_get(kg_store_t *st, const char *id, kg_org_t *out) KG_MUST_CHECK;
+kg_err_t kg_store_org_get_by_name(kg_store_t *st, const char *name, kg_org_t *out) KG_MUST_CHECK;
+/** Lists orgs in creation order, after id `after` (NULL: from the start); *n_out <= limit. */
+kg_err_t kg_store_org_list(kg_store_t *st, const char *after, size_t limit, kg_org_t **out, size_t *n_out) KG_MUST_CHECK;
+
+typedef struct kg_environment {
+    char *org_id;
+    char *name;
+    bool live;
+    char *source; /* "config" or "api" */
+    int64_t created_at;
+} kg_environment_t;
+
+void kg_environment_dispose(kg_environment_t *e);
+kg_err_t kg_store_environment_upsert(kg_store_t *st, const kg_environment_t *e) KG_MUST_CHECK;
+kg_err_t kg_store_environment_get(kg_store_t *st, const char *org_id, const char *name,
+                                  kg_environment_t *out) KG_MUST_CHECK;
+kg_err_t kg_store_environment_list(kg_store_t *st, const char *org_id, kg_environment_t **out,
+                                   size_t *n_out) KG_MUST_CHECK;
+kg_err_t kg_store_environment_delete(kg_store_t *st, const char *org_id, const char *name) KG_MUST_CHECK;
+/** Number of tokens (any status) issued for an environment. */
+kg_err_t kg_store_environment_token_count(kg_store_t *st, const char *org_id, const char *name,
+                                          int64_t *count) KG_MUST_CHECK;
+
+/* ==== Tokens ==== */
+
+/** Inserts a token and its first secret hash. */
+kg_err_t kg_store_token_insert(kg_store_t *st, const kg_token_t *t, const uint8_t hash[KG_KEY_HASH_BYTES]) KG_MUST_CHECK;
+
+/** Reads token `id`; with org_id non-NULL, a token of another org is KG_ENOT_FOUND. */
+kg_err_t kg_store_token_get(kg_store_t *st, const char *id, const char *org_id, kg_token_t *out) KG_MUST_CHECK;
+
+/** Writes every editable field and the state fields (enabled, revoked_*, last_rotated_at). */
+kg_err_t kg_store_token_update(kg_store_t *st, const kg_token_t *t) KG_MUST_CHECK;
+
+typedef struct kg_token_filter {
+    const char *org_id; /* NULL: every org (the feed's full load) */
+    int type;           /* -1: any, else kg_token_type_t */
+    int status;         /* -1: any, else kg_token_status_t (judged at `now`) */
+    const char *environment;
+    const char *team_id;
+    const char *after; /* cursor: a token id; results are newest first */
+    size_t limit;      /* 0: no limit */
+    int64_t now;
+} kg_token_filter_t;
+
+/** Lists tokens; *has_more tells whether another page exists. Caller frees with kg_token_list_free. */
+kg_err_t kg_store_token_list(kg_store_t *st, const kg_token_filter_t *f, kg_token_t **out, size_t *n_out,
+                             bool *has_more) KG_MUST_CHECK;
+void kg_token_list_free(kg_token_t *list, size_t n);
+
+/**
+ * Replaces the token's secrets by `new_hash`. With grace_until > now the current secret stays
+ * valid until then; any earlier secret in grace is dropped at once (a second rotation ends the
+ * first grace). Without grace every old secret is dropped.
+ */
+kg_err_t kg_store_token_rotate(kg_store_t *st, const char *id, const uint8_t new_hash[KG_KEY_HASH_BYTES],
+                               int64_t now, int64_t grace_until) KG_MUST_CHECK;
+
+/** The token's live secrets, the current one first (at most 2). */
+kg_err_t kg_store_token_secrets(kg_store_t *st, const char *id, int64_t now, kg_token_secret_t out[2],
+                                size_t *n_out) KG_MUST_CHECK;
+
+/** Writes a batch of last-use times (each only if newer) in one transaction. */
+kg_err_t kg_store_token_touch_batch(kg_store_t *st, const char *const *ids, const int64_t *at, size_t n) KG_MUST_CHECK;
+
+/** Whether a root admin key exists. */
+kg_err_t kg_store_root_exists(kg_store_t *st, bool *exists) KG_MUST_CHECK;
+
+/* ==== Audit ==== */
+
+typedef struct kg_audit_event {
+    int64_t id;
+    char *org_id;
+    char *actor;
+    char *action;
+    char *object_type;
+    char *object_id;
+    char *changes; /* JSON object text, secrets never included */
+    char *remote_addr;
+    int64_t created_at;
+} kg_audit_event_t;
+
+void kg_audit_event_dispose(kg_audit_event_t *e);
+kg_err_t kg_store_audit_insert(kg_store_t *st, const kg_audit_event_t *e) KG_MUST_CHECK;
+
+typedef struct kg_audit_filter {
+    const char *org_id; /* NULL: all (root across orgs) */
+    const char *object_id;
+    int64_t from, to; /* 0: unbounded */
+    int64_t after;    /* cursor: event id; newest first */
+    size_t limit;
+} kg_audit_filter_t;
+
+kg_err_t kg_store_audit_list(kg_store_t *st, const kg_audit_filter_t *f, kg_audit_event_t **out, size_t *n_out,
+                             bool *has_more) KG_MUST_CHECK;
+
+/* ==== Change feed ==== */
+
+/** Records that an object changed; call inside the transaction that changed it. */
+kg_err_t kg_store_change_add(kg_store_t *st, const char *object_type, const char *object_id, int64_t now) KG_MUST_CHECK;
+
+typedef struct kg_change {
+    int64_t seq;
+    char object_type[16];
+    char object_id[64];
+} kg_change_t;
+
+/** Changes after `since`, oldest first, at most `cap`. */
+kg_err_t kg_store_change_list(kg_store_t *st, int64_t since, kg_change_t *out, size_t cap, size_t *n_out) KG_MUST_CHECK;
+kg_err_t kg_store_change_last(kg_store_t *st, int64_t *seq) KG_MUST_CHECK;
+
+/** SQLite's data_version: changes when another connection commits (cheap: no I/O). */
+kg_err_t kg_store_data_version(kg_store_t *st, int64_t *out) KG_MUST_CHECK;
+
+#endif

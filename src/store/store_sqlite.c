@@ -1,0 +1,691 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * This file implements the key store on SQLite: WAL journal, synchronous=FULL (a secret is
+ * shown only after its hash is durable), a busy timeout so the CLI and a running gateway can
+ * share the file, and statements prepared once per connection.
+ */
+#include "store/store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "store/store_sqlite.h"
+
+enum {
+    Q_ORG_INSERT,
+    Q_ORG_GET,
+    Q_ORG_GET_BY_NAME,
+    Q_ENV_UPSERT,
+    Q_ENV_GET,
+    Q_ENV_LIST,
+    Q_ENV_DELETE,
+    Q_ENV_COUNT,
+    Q_TOKEN_INSERT,
+    Q_SECRET_INSERT,
+    Q_TOKEN_GET,
+    Q_TOKEN_UPDATE,
+    Q_SECRET_DROP_GRACED,
+    Q_SECRET_DROP_ALL,
+    Q_SECRET_SET_GRACE,
+    Q_SECRET_LIST,
+    Q_TOKEN_TOUCH,
+    Q_ROOT_EXISTS,
+    Q_AUDIT_INSERT,
+    Q_CHANGE_ADD,
+    Q_CHANGE_LIST,
+    Q_CHANGE_LAST,
+    Q_DATA_VERSION,
+    Q__COUNT
+};
+
+static const char *const sql_text[Q__COUNT] = {
+    [Q_ORG_INSERT] = "INSERT INTO orgs (id, name, created_at, created_by) VALUES (?1, ?2, ?3, ?4)",
+    [Q_ORG_GET] = "SELECT id, name, created_at, created_by FROM orgs WHERE id = ?1",
+    [Q_ORG_GET_BY_NAME] = "SELECT id, name, created_at, created_by FROM orgs WHERE name = ?1",
+    [Q_ENV_UPSERT] = "INSERT INTO environments (org_id, name, live, source, created_at) VALUES (?1, ?2, ?3, ?4, ?5)"
+                     " ON CONFLICT (org_id, name) DO UPDATE SET live = excluded.live, source = excluded.source",
+    [Q_ENV_GET] = "SELECT org_id, name, live, source, created_at FROM environments WHERE org_id = ?1 AND name = ?2",
+    [Q_ENV_LIST] = "SELECT org_id, name, live, source, created_at FROM environments WHERE org_id = ?1"
+                   " ORDER BY created_at, rowid",
+    [Q_ENV_DELETE] = "DELETE FROM environments WHERE org_id = ?1 AND name = ?2",
+    [Q_ENV_COUNT] = "SELECT count(*) FROM tokens WHERE org_id = ?1 AND environment = ?2",
+    [Q_TOKEN_INSERT] =
+        "INSERT INTO tokens (id, org_id, team_id, name, description, environment, token_type, purpose, scopes, allow,"
+        " allowed_domains, prompt_modules, prompt_text, rate_limits, budget, metadata, enabled, is_root, legacy_gk,"
+        " expires_at, created_at, created_by, last_used_at, last_rotated_at, revoked_at, revoked_by, prefix, last4)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,"
+        " ?23, ?24, ?25, ?26, ?27, ?28)",
+    [Q_SECRET_INSERT] = "INSERT INTO token_secrets (hash, token_id, expires_at, created_at) VALUES (?1, ?2, NULL, ?3)",
+    [Q_TOKEN_GET] = "SELECT id, org_id, team_id, name, description, environment, token_type, purpose, scopes, allow,"
+                    " allowed_domains, prompt_modules, prompt_text, rate_limits, budget, metadata, enabled, is_root,"
+                    " legacy_gk, expires_at, created_at, created_by, last_used_at, last_rotated_at, revoked_at,"
+                    " revoked_by, prefix, last4 FROM tokens WHERE id = ?1 AND (?2 IS NULL OR org_id = ?2)",
+    [Q_TOKEN_UPDATE] =
+        "UPDATE tokens SET team_id = ?2, name = ?3, description = ?4, scopes = ?5, allow = ?6, allowed_domains = ?7,"
+        " prompt_modules = ?8, prompt_text = ?9, rate_limits = ?10, budget = ?11, metadata = ?12, enabled = ?13,"
+        " expires_at = ?14, last_rotated_at = ?15, revoked_at = ?16, revoked_by = ?17, prefix = ?18, last4 = ?19"
+        " WHERE id = ?1",
+    [Q_SECRET_DROP_GRACED] = "DELETE FROM token_secrets WHERE token_id = ?1 AND expires_at IS NOT NULL",
+    [Q_SECRET_DROP_ALL] = "DELETE FROM token_secrets WHERE token_id = ?1",
+    [Q_SECRET_SET_GRACE] = "UPDATE token_secrets SET expires_at = ?2 WHERE token_id = ?1 AND expires_at IS NULL",
+    [Q_SECRET_LIST] = "SELECT hash, expires_at FROM token_secrets WHERE token_id = ?1"
+                      " AND (expires_at IS NULL OR expires_at > ?2) ORDER BY expires_at IS NOT NULL, created_at DESC",
+    [Q_TOKEN_TOUCH] = "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
+    [Q_ROOT_EXISTS] = "SELECT 1 FROM tokens WHERE is_root = 1 AND revoked_at IS NULL LIMIT 1",
+    [Q_AUDIT_INSERT] = "INSERT INTO audit_events (org_id, actor, action, object_type, object_id, changes, remote_addr,"
+                       " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [Q_CHANGE_ADD] = "INSERT INTO changes (object_type, object_id, created_at) VALUES (?1, ?2, ?3)",
+    [Q_CHANGE_LIST] = "SELECT seq, object_type, object_id FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    [Q_CHANGE_LAST] = "SELECT coalesce(max(seq), 0) FROM changes",
+    [Q_DATA_VERSION] = "PRAGMA data_version",
+};
+
+struct kg_store {
+    sqlite3 *db;
+    sqlite3_stmt *stmts[Q__COUNT];
+    int schema_version;
+};
+
+/* ==== Helpers ==== */
+
+/* A prepared statement, ready to bind (reset and unbound). */
+static sqlite3_stmt *stmt(kg_store_t *st, int q)
+{
+    if (st->stmts[q] == NULL &&
+        sqlite3_prepare_v3(st->db, sql_text[q], -1, SQLITE_PREPARE_PERSISTENT, &st->stmts[q], NULL) != SQLITE_OK) {
+        fprintf(stderr, "keygate: cannot prepare statement %d: %s\n", q, sqlite3_errmsg(st->db));
+        return NULL;
+    }
+    return st->stmts[q];
+}
+
+/* Resets a statement after use; bindings are cleared so no borrowed buffer outlives the call. */
+static void done(sqlite3_stmt *s)
+{
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+    if (v != NULL)
+        sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+/* 0 means "unset" for every optional time column. */
+static void bind_time(sqlite3_stmt *s, int i, int64_t v)
+{
+    if (v != 0)
+        sqlite3_bind_int64(s, i, v);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+static char *col_text(sqlite3_stmt *s, int i)
+{
+    const unsigned char *v = sqlite3_column_text(s, i);
+    return v != NULL ? kg_xstrdup((const char *)v) : NULL;
+}
+
+/* Runs a statement expected to return no rows. */
+static kg_err_t exec_done(kg_store_t *st, sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+    done(s);
+    if (rc == SQLITE_DONE)
+        return KG_OK;
+    if (rc == SQLITE_CONSTRAINT)
+        return KG_ECONFLICT;
+    fprintf(stderr, "keygate: store write failed: %s\n", sqlite3_errmsg(st->db));
+    return KG_ESTORE;
+}
+
+/* ==== Lifecycle ==== */
+
+kg_store_t *kg_store_open(const char *path, char *err, size_t err_cap)
+{
+    kg_store_t *st = kg_xcalloc(1, sizeof(*st));
+    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        snprintf(err, err_cap, "cannot open %s: %s", path, st->db ? sqlite3_errmsg(st->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(st->db, 10000);
+    if (sqlite3_exec(st->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, err_cap, "cannot configure %s: %s", path, sqlite3_errmsg(st->db));
+        goto fail;
+    }
+    st->schema_version = kg__store_migrate(st->db, err, err_cap);
+    if (st->schema_version < 0)
+        goto fail;
+    return st;
+fail:
+    kg_store_close(st);
+    return NULL;
+}
+
+void kg_store_close(kg_store_t *st)
+{
+    if (st == NULL)
+        return;
+    for (int i = 0; i < Q__COUNT; i++)
+        sqlite3_finalize(st->stmts[i]);
+    sqlite3_close(st->db);
+    free(st);
+}
+
+int kg_store_schema_version(kg_store_t *st)
+{
+    return st->schema_version;
+}
+
+kg_err_t kg_store_begin(kg_store_t *st)
+{
+    return sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? KG_OK : KG_ESTORE;
+}
+
+kg_err_t kg_store_commit(kg_store_t *st)
+{
+    if (sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+        return KG_OK;
+    fprintf(stderr, "keygate: commit failed: %s\n", sqlite3_errmsg(st->db));
+    kg_store_rollback(st);
+    return KG_ESTORE;
+}
+
+void kg_store_rollback(kg_store_t *st)
+{
+    if (!sqlite3_get_autocommit(st->db))
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* ==== Orgs ==== */
+
+void kg_org_dispose(kg_org_t *o)
+{
+    free(o->id), free(o->name), free(o->created_by);
+    memset(o, 0, sizeof(*o));
+}
+
+kg_err_t kg_store_org_insert(kg_store_t *st, const kg_org_t *o)
+{
+    sqlite3_stmt *s = stmt(st, Q_ORG_INSERT);
+    if (s == NULL)
+        return KG_ESTORE;
+    bind_text(s, 1, o->id), bind_text(s, 2, o->name), sqlite3_bind_int64(s, 3, o->created_at);
+    bind_text(s, 4, o->created_by);
+    return exec_done(st, s);
+}
+
+static void read_org(sqlite3_stmt *s, kg_org_t *out)
+{
+    out->id = col_text(s, 0), out->name = col_text(s, 1), out->created_at = sqlite3_column_int64(s, 2);
+    out->created_by = col_text(s, 3);
+}
+
+static kg_err_t org_get_one(kg_store_t *st, int q, const char *key, kg_org_t *out)
+{
+    sqlite3_stmt *s = stmt(st, q);
+    if (s == NULL)
+        return KG_ESTORE;
+    bind_text(s, 1, key);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        read_org(s, out);
+    done(s);
+    return rc == SQLITE_ROW ? KG_OK : rc == SQLITE_DONE ? KG_ENOT_FOUND : KG_ESTORE;
+}
+
+kg_err_t kg_store_org_get(kg_store_t *st, const char *id, kg_org_t *out)
+{
+    return org_get_one(st, Q_ORG_GET, id, out);
+}
+
+kg_err_t kg_store_org_get_by_name(kg_store_t *st, const char *name, kg_org_t *out)
+{
+    return org_get_one(st, Q_ORG_GET_BY_NAME, name, out);
+}
+
+kg_err_t kg_store_org_list(kg_store_t *st, const char *after, size_t limit, kg_org_t **out, size_t *n_out)
+{
+    sqlite3_stmt *s = NULL;
+    const char *sql = "SELECT id, name, created_at, created_by FROM orgs"
+                      " WHERE ?1 IS NULL OR rowid > (SELECT rowid FROM orgs WHERE id = ?1) ORDER BY rowid LIMIT ?2";
+    size_t n = 0;
+    int rc;
+
+    *out = NULL, *n_out = 0;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return KG_ESTORE;
+    bind_text(s, 1, after);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)limit);
+    kg_org_t *list = kg_xcalloc(limit, sizeof(*list));
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < limit)
+        read_org(s, &list[n++]);
+    sqlite3_finalize(s);
+    *out = list, *n_out = n;
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? KG_OK : KG_ESTORE;
+}
+
+/* ==== Environments ==== */
+
+void kg_environment_dispose(kg_environment_t *e)
+{
+    free(e->org_id), free(e->name), free(e->source);
+    memset(e, 0, sizeof(*e));
+}
+
+kg_err_t kg_store_environment_upsert(kg_store_t *st, const kg_environment_t *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_ENV_UPSERT);
+    if (s == NULL)
+        return KG_ESTORE;
+    bind_text(s, 1, e->org_id), bind_text(s, 2, e->name), sqlite3_bind_int(s, 3, e->live);
+    bind_text(s, 4, e->source), sqlite3_bind_int64(s, 5, e->created_at);
+    return exec_done(st, s);
+}
+
+static void read_env(sqlite3_stmt *s, kg_environment_t *e)
+{
+    e->org_id = col_text(s, 0), e->name = col_text(s, 1), e->live = sqlite3_column_int(s, 2) != 0;
+    e->source = col_text(s, 3), e->created_at = sqlite3_column_int64(s, 4);
+}
+
+kg_err_t kg_store_environment_get(kg_store_t *st, const char *org_id, const char *name, kg_environment_t *out)
+{
+    sqlite3_stmt *s = stmt(st, Q_ENV_GET);
+    if (s == NULL)
+        return KG_ESTORE;
+    bind_text(s, 1, org_id), bind_text(s, 2, name);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        read_env(s, out);
+    done(s);
+    return rc == SQLITE_ROW ? KG_OK : rc == SQLITE_DONE ? KG_ENOT_FOUND : KG_ESTORE;
+}
+
+kg_err_t kg_store_environment_list(kg_store_t *st, const char *org_id, kg_environment_t **out, size_t *n_out)
+{
+    sqlite3_stmt *s = stmt(st, Q_ENV_LIST);
+    size_t n = 0, cap = 8;
+    int rc;
+    if (s == NULL)
+        return KG_ESTORE;
+    kg_environment_t *list = kg_xcalloc(cap, sizeof(*list));
+    bind_text(s, 1, org_id);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap *= 2;
+            kg_environment_t *grown = realloc(list, cap * sizeof(*list));
+            if (grown == NULL)
+                break;
+            list = grown;
+        }
+        memset(&list[n], 0, sizeof(list[n]));
+        read_env(s, &list[n++]);
+    }
+    done(s);
+    *out = list, *n_out = n;
+    return rc == SQLITE_DONE ? KG_OK : KG_ESTORE;
+}
+
+kg_err_t kg_store_environment_delete(kg_store_t *st, const char *org_id, const char *name)
+{
+    sqlite3_stmt *s = stmt(st, Q_ENV_DELETE);
+    if (s == NULL)
+        return KG_ESTORE;
+    bind_text(s, 1, org_id), bind_text(s, 2, name);
+    kg_err_t rv = exec_done(st, s);
+    if (rv == KG_OK && sqlite3_changes(st->db) == 0)
+        rv = KG_ENOT_FOUND;
+    return rv;
+}
+
+kg_err_t kg_store_environment_token_count(kg_store_t *st, const char *org_id, const char *name, int64_t *count)
+{
+    sqlite3_stmt *s = stmt(st, Q_ENV_COUNT);
+    if (s == NULL)
+        return KG_ESTORE;
+    bind_text(s, 1, org_id), bind_text(s, 2, name);
+    int rc = sqlite3_step(s);
+    *count = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    done(s);
+    return rc == SQLITE_ROW ? KG_OK : KG_ESTORE;
+}
+
+/* ==== Tokens ==== */
+
+#define TOKEN_COLUMNS                                                                                                    \
+    "id, org_id, team_id, name, description, environment, token_type, purpose, scopes, allow, allowed_domains,"         \
+    " prompt_modules, prompt_text, rate_limits, budget, metadata, enabled, is_root, legacy_gk, expires_at, created_at," \
+    " created_by, last_used_at, last_rotated_at, revoked_at, revoked_by, prefix, last4"
+
+static void read_token(sqlite3_stmt *s, kg_token_t *t)
+{
+    const unsigned char *type = sqlite3_column_text(s, 6);
+    memset(t, 0, sizeof(*t));
+    snprintf(t->id, sizeof(t->id), "%s", (const char *)sqlite3_column_text(s, 0));
+    t->org_id = col_text(s, 1), t->team_id = col_text(s, 2), t->name = col_text(s, 3);
+    t->description = col_text(s, 4), t->environment = col_text(s, 5);
+    if (type == NULL || !kg_token_type_parse((const char *)type, &t->type))
+        t->type = KG_TOKEN_ACCESS;
+    t->purpose = col_text(s, 7), t->scopes = col_text(s, 8), t->allow = col_text(s, 9);
+    t->allowed_domains = col_text(s, 10), t->prompt_modules = col_text(s, 11), t->prompt_text = col_text(s, 12);
+    t->rate_limits = col_text(s, 13), t->budget = col_text(s, 14), t->metadata = col_text(s, 15);
+    t->enabled = sqlite3_column_int(s, 16) != 0, t->is_root = sqlite3_column_int(s, 17) != 0;
+    t->legacy_gk = sqlite3_column_int(s, 18) != 0;
+    t->expires_at = sqlite3_column_int64(s, 19), t->created_at = sqlite3_column_int64(s, 20);
+    t->created_by = col_text(s, 21), t->last_used_at = sqlite3_column_int64(s, 22);
+    t->last_rotated_at = sqlite3_column_int64(s, 23), t->revoked_at = sqlite3_column_int64(s, 24);
+    t->revoked_by = col_text(s, 25);
+    snprintf(t->prefix, sizeof(t->prefix), "%s", (const char *)sqlite3_column_text(s, 26));
+    snprintf(t->last4, sizeof(t->last4), "%s", (const char *)sqlite3_column_text(s, 27));
+}
+
+kg_err_t kg_store_token_insert(kg_store_t *st, const kg_token_t *t, const uint8_t hash[KG_KEY_HASH_BYTES])
+{
+    sqlite3_stmt *s = stmt(st, Q_TOKEN_INSERT);
+    kg_err_t rv;
+    if (s == NULL)
+        return KG_ESTORE;
+    bind_text(s, 1, t->id), bind_text(s, 2, t->org_id), bind_text(s, 3, t->team_id), bind_text(s, 4, t->name);
+    bind_text(s, 5, t->description), bind_text(s, 6, t->environment);
+    bind_text(s, 7, kg_token_type_name(t->type)), bind_text(s, 8, t->purpose), bind_text(s, 9, t->scopes);
+    bind_text(s, 10, t->allow), bind_text(s, 11, t->allowed_domains), bind_text(s, 12, t->prompt_modules);
+    bind_text(s, 13, t->prompt_text), bind_text(s, 14, t->rate_limits), bind_text(s, 15, t->budget);
+    bind_text(s, 16, t->metadata), sqlite3_bind_int(s, 17, t->enabled), sqlite3_bind_int(s, 18, t->is_root);
+    sqlite3_bind_int(s, 19, t->legacy_gk), bind_time(s, 20, t->expires_at);
+    sqlite3_bind_int64(s, 21, t->created_at), bind_text(s, 22, t->created_by), bind_time(s, 23, t->last_used_at);
+    bind_time(s, 24, t->last_rotated_at), bind_time(s, 25, t->revoked_at), bind_text(s, 26, t->revoked_by);
+    bind_text(s, 27, t->prefix), bind_text(s, 28, t->last4);
+    if ((rv = exec_done(st, s)) != KG_OK)
+        return rv;
+    if ((s = stmt(st, Q_SECRET_INSERT)) == NULL)
+        return KG_ESTORE;
+    sqlite3_bind_blob(s, 1, hash, KG_KEY_HASH_BYTES, SQLITE_STATIC);
+    bind_text(s, 2, t->id), sqlite3_bind_int64(s, 3, t->created_at);
+    return exec_done(st, s);
+}
+
+kg_err_t kg_store_token_get(kg_store_t *st, const char *id, const char *org_id, kg_token_t *out)
+{
+    sqlite3_stmt *s = stmt(st, Q_TOKEN_GET);
+    if (s == NULL)
+        return KG_ESTORE;
+    bind_text(s, 1, id), bind_text(s, 2, org_id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        read_token(s, out);
+    done(s);
+    return rc == SQLITE_ROW ? KG_OK : rc == SQLITE_DONE ? KG_ENOT_FOUND : KG_ESTORE;
+}
+
+kg_err_t kg_store_token_update(kg_store_t *st, const kg_token_t *t)
+{
+    sqlite3_stmt *s = stmt(st, Q_TOKEN_UPDATE);
+    if (s == NULL)
+        return KG_ESTORE;
+    bind_text(s, 1, t->id), bind_text(s, 2, t->team_id), bind_text(s, 3, t->name), bind_text(s, 4, t->description);
+    bind_text(s, 5, t->scopes), bind_text(s, 6, t->allow), bind_text(s, 7, t->allowed_domains);
+    bind_text(s, 8, t->prompt_modules), bind_text(s, 9, t->prompt_text), bind_text(s, 10, t->rate_limits);
+    bind_text(s, 11, t->budget), bind_text(s, 12, t->metadata), sqlite3_bind_int(s, 13, t->enabled);
+    bind_time(s, 14, t->expires_at), bind_time(s, 15, t->last_rotated_at), bind_time(s, 16, t->revoked_at);
+    bind_text(s, 17, t->revoked_by), bind_text(s, 18, t->prefix), bind_text(s, 19, t->last4);
+    kg_err_t rv = exec_done(st, s);
+    if (rv == KG_OK && sqlite3_changes(st->db) == 0)
+        rv = KG_ENOT_FOUND;
+    return rv;
+}
+
+void kg_token_list_free(kg_token_t *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        kg_token_dispose(&list[i]);
+    free(list);
+}
+
+kg_err_t kg_store_token_list(kg_store_t *st, const kg_token_filter_t *f, kg_token_t **out, size_t *n_out,
+                             bool *has_more)
+{
+    /* Status is derived (SPEC §3), so it is filtered with the same precedence as kg_token_status. */
+    static const char *const status_sql[] = {
+        " AND revoked_at IS NULL AND enabled = 1 AND (expires_at IS NULL OR expires_at > ?7)",
+        " AND revoked_at IS NULL AND enabled = 0",
+        " AND revoked_at IS NULL AND enabled = 1 AND expires_at IS NOT NULL AND expires_at <= ?7",
+        " AND revoked_at IS NOT NULL",
+    };
+    char sql[1024];
+    sqlite3_stmt *s = NULL;
+    size_t n = 0, cap = 16;
+    int rc;
+
+    snprintf(sql, sizeof(sql),
+             "SELECT " TOKEN_COLUMNS " FROM tokens WHERE (?1 IS NULL OR org_id = ?1) AND (?2 IS NULL OR token_type = ?2)"
+             " AND (?3 IS NULL OR environment = ?3) AND (?4 IS NULL OR team_id = ?4)"
+             " AND (?5 IS NULL OR rowid < (SELECT rowid FROM tokens WHERE id = ?5))%s ORDER BY rowid DESC LIMIT ?6",
+             f->status >= 0 && f->status <= KG_STATUS_REVOKED ? status_sql[f->status] : "");
+    *out = NULL, *n_out = 0, *has_more = false;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return KG_ESTORE;
+    bind_text(s, 1, f->org_id);
+    bind_text(s, 2, f->type >= 0 ? kg_token_type_name((kg_token_type_t)f->type) : NULL);
+    bind_text(s, 3, f->environment), bind_text(s, 4, f->team_id), bind_text(s, 5, f->after);
+    sqlite3_bind_int64(s, 6, f->limit > 0 ? (sqlite3_int64)f->limit + 1 : -1);
+    sqlite3_bind_int64(s, 7, f->now);
+    kg_token_t *list = kg_xcalloc(cap, sizeof(*list));
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (f->limit > 0 && n == f->limit) {
+            *has_more = true;
+            continue;
+        }
+        if (n == cap) {
+            kg_token_t *grown = realloc(list, 2 * cap * sizeof(*list));
+            if (grown == NULL) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            list = grown, cap *= 2;
+        }
+        read_token(s, &list[n++]);
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE) {
+        kg_token_list_free(list, n);
+        return KG_ESTORE;
+    }
+    *out = list, *n_out = n;
+    return KG_OK;
+}
+
+kg_err_t kg_store_token_rotate(kg_store_t *st, const char *id, const uint8_t new_hash[KG_KEY_HASH_BYTES], int64_t now,
+                               int64_t grace_until)
+{
+    sqlite3_stmt *s;
+    kg_err_t rv;
+
+    /* A second rotation ends the first grace at once. */
+    if ((s = stmt(st, Q_SECRET_DROP_GRACED)) == NULL)
+        return KG_ESTORE;
+    bind_text(s, 1, id);
+    if ((rv = exec_done(st, s)) != KG_OK)
+        return rv;
+    if (grace_until > now) {
+        if ((s = stmt(st, Q_SECRET_SET_GRACE)) == NULL)
+            return KG_ESTORE;
+        bind_text(s, 1, id), sqlite3_bind_int64(s, 2, grace_until);
+    } else {
+        if ((s = stmt(st, Q_SECRET_DROP_ALL)) == NULL)
+            return KG_ESTORE;
+        bind_text(s, 1, id);
+    }
+    if ((rv = exec_done(st, s)) != KG_OK)
+        return rv;
+    if ((s = stmt(st, Q_SECRET_INSERT)) == NULL)
+        return KG_ESTORE;
+    sqlite3_bind_blob(s, 1, new_hash, KG_KEY_HASH_BYTES, SQLITE_STATIC);
+    bind_text(s, 2, id), sqlite3_bind_int64(s, 3, now);
+    return exec_done(st, s);
+}
+
+kg_err_t kg_store_token_secrets(kg_store_t *st, const char *id, int64_t now, kg_token_secret_t out[2], size_t *n_out)
+{
+    sqlite3_stmt *s = stmt(st, Q_SECRET_LIST);
+    size_t n = 0;
+    int rc;
+    if (s == NULL)
+        return KG_ESTORE;
+    bind_text(s, 1, id), sqlite3_bind_int64(s, 2, now);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == 2 || sqlite3_column_bytes(s, 0) != KG_KEY_HASH_BYTES)
+            continue;
+        memcpy(out[n].hash, sqlite3_column_blob(s, 0), KG_KEY_HASH_BYTES);
+        out[n].expires_at = sqlite3_column_int64(s, 1);
+        n++;
+    }
+    done(s);
+    *n_out = n;
+    return rc == SQLITE_DONE ? KG_OK : KG_ESTORE;
+}
+
+kg_err_t kg_store_token_touch_batch(kg_store_t *st, const char *const *ids, const int64_t *at, size_t n)
+{
+    kg_err_t rv = KG_OK;
+    sqlite3_stmt *s = stmt(st, Q_TOKEN_TOUCH);
+    if (s == NULL || n == 0)
+        return s == NULL ? KG_ESTORE : KG_OK;
+    /* Last use is advisory: NORMAL durability is plenty and keeps the batch cheap. */
+    sqlite3_exec(st->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+    if ((rv = kg_store_begin(st)) == KG_OK) {
+        for (size_t i = 0; i < n && rv == KG_OK; i++) {
+            bind_text(s, 1, ids[i]), sqlite3_bind_int64(s, 2, at[i]);
+            rv = exec_done(st, s);
+        }
+        if (rv == KG_OK)
+            rv = kg_store_commit(st);
+        else
+            kg_store_rollback(st);
+    }
+    sqlite3_exec(st->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+    return rv;
+}
+
+kg_err_t kg_store_root_exists(kg_store_t *st, bool *exists)
+{
+    sqlite3_stmt *s = stmt(st, Q_ROOT_EXISTS);
+    if (s == NULL)
+        return KG_ESTORE;
+    int rc = sqlite3_step(s);
+    *exists = rc == SQLITE_ROW;
+    done(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? KG_OK : KG_ESTORE;
+}
+
+/* ==== Audit ==== */
+
+void kg_audit_event_dispose(kg_audit_event_t *e)
+{
+    free(e->org_id), free(e->actor), free(e->action), free(e->object_type), free(e->object_id), free(e->changes);
+    free(e->remote_addr);
+    memset(e, 0, sizeof(*e));
+}
+
+kg_err_t kg_store_audit_insert(kg_store_t *st, const kg_audit_event_t *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_AUDIT_INSERT);
+    if (s == NULL)
+        return KG_ESTORE;
+    bind_text(s, 1, e->org_id), bind_text(s, 2, e->actor), bind_text(s, 3, e->action);
+    bind_text(s, 4, e->object_type), bind_text(s, 5, e->object_id), bind_text(s, 6, e->changes);
+    bind_text(s, 7, e->remote_addr), sqlite3_bind_int64(s, 8, e->created_at);
+    return exec_done(st, s);
+}
+
+kg_err_t kg_store_audit_list(kg_store_t *st, const kg_audit_filter_t *f, kg_audit_event_t **out, size_t *n_out,
+                             bool *has_more)
+{
+    const char *sql = "SELECT id, org_id, actor, action, object_type, object_id, changes, remote_addr, created_at"
+                      " FROM audit_events WHERE (?1 IS NULL OR org_id = ?1) AND (?2 IS NULL OR object_id = ?2)"
+                      " AND (?3 = 0 OR created_at >= ?3) AND (?4 = 0 OR created_at <= ?4) AND (?5 = 0 OR id < ?5)"
+                      " ORDER BY id DESC LIMIT ?6";
+    sqlite3_stmt *s = NULL;
+    size_t n = 0;
+    int rc;
+
+    *out = NULL, *n_out = 0, *has_more = false;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return KG_ESTORE;
+    bind_text(s, 1, f->org_id), bind_text(s, 2, f->object_id);
+    sqlite3_bind_int64(s, 3, f->from), sqlite3_bind_int64(s, 4, f->to), sqlite3_bind_int64(s, 5, f->after);
+    sqlite3_bind_int64(s, 6, (sqlite3_int64)f->limit + 1);
+    kg_audit_event_t *list = kg_xcalloc(f->limit + 1, sizeof(*list));
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == f->limit) {
+            *has_more = true;
+            continue;
+        }
+        kg_audit_event_t *e = &list[n++];
+        e->id = sqlite3_column_int64(s, 0), e->org_id = col_text(s, 1), e->actor = col_text(s, 2);
+        e->action = col_text(s, 3), e->object_type = col_text(s, 4), e->object_id = col_text(s, 5);
+        e->changes = col_text(s, 6), e->remote_addr = col_text(s, 7), e->created_at = sqlite3_column_int64(s, 8);
+    }
+    sqlite3_finalize(s);
+    *out = list, *n_out = n;
+    return rc == SQLITE_DONE ? KG_OK : KG_ESTORE;
+}
+
+/* ==== Change feed ==== */
+
+kg_err_t kg_store_change_add(kg_store_t *st, const char *object_type, const char *object_id, int64_t now)
+{
+    sqlite3_stmt *s = stmt(st, Q_CHANGE_ADD);
+    if (s == NULL)
+        return KG_ESTORE;
+    bind_text(s, 1, object_type), bind_text(s, 2, object_id), sqlite3_bind_int64(s, 3, now);
+    return exec_done(st, s);
+}
+
+kg_err_t kg_store_change_list(kg_store_t *st, int64_t since, kg_change_t *out, size_t cap, size_t *n_out)
+{
+    sqlite3_stmt *s = stmt(st, Q_CHANGE_LIST);
+    size_t n = 0;
+    int rc;
+    if (s == NULL)
+        return KG_ESTORE;
+    sqlite3_bind_int64(s, 1, since), sqlite3_bind_int64(s, 2, (sqlite3_int64)cap);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < cap) {
+        out[n].seq = sqlite3_column_int64(s, 0);
+        snprintf(out[n].object_type, sizeof(out[n].object_type), "%s", (const char *)sqlite3_column_text(s, 1));
+        snprintf(out[n].object_id, sizeof(out[n].object_id), "%s", (const char *)sqlite3_column_text(s, 2));
+        n++;
+    }
+    done(s);
+    *n_out = n;
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? KG_OK : KG_ESTORE;
+}
+
+kg_err_t kg_store_change_last(kg_store_t *st, int64_t *seq)
+{
+    sqlite3_stmt *s = stmt(st, Q_CHANGE_LAST);
+    if (s == NULL)
+        return KG_ESTORE;
+    int rc = sqlite3_step(s);
+    *seq = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    done(s);
+    return rc == SQLITE_ROW ? KG_OK : KG_ESTORE;
+}
+
+kg_err_t kg_store_data_version(kg_store_t *st, int64_t *out)
+{
+    sqlite3_stmt *s = stmt(st, Q_DATA_VERSION);
+    if (s == NULL)
+        return KG_ESTORE;
+    int rc = sqlite3_step(s);
+    *out = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    done(s);
+    return rc == SQLITE_ROW ? KG_OK : KG_ESTORE;
+}
