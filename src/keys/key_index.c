@@ -277,12 +277,14 @@ size_t kg_key_index_size(kg_key_index_t *idx)
 size_t kg_key_index_take_last_used(kg_key_index_t *idx, kg_last_used_t *out, size_t cap)
 {
     struct cds_lfht_iter iter;
-    key_state_t *st;
+    struct cds_lfht_node *node;
     size_t n = 0;
 
     rcu_read_lock();
-    cds_lfht_for_each_entry(idx->by_id, &iter, st, node)
+    /* cds_lfht_for_each_entry would apply container_of to the final NULL (UB): iterate nodes. */
+    cds_lfht_for_each(idx->by_id, &iter, node)
     {
+        key_state_t *st = caa_container_of(node, key_state_t, node);
         if (n == cap)
             break;
         int64_t at = atomic_load_explicit(&st->last_used_at, memory_order_relaxed);

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * Runs every unit test (or those whose names contain argv[1]) and prints
+ * "N passed, N failed" as its last line; exits non-zero on any failure.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test.h"
+
+int kg_test_failures;
+
+#define TESTS(X)                                                                                                         \
+    X(test_err_render_shape)                                                                                             \
+    X(test_err_render_escapes_and_truncates)                                                                             \
+    X(test_err_table_statuses)                                                                                           \
+    X(test_key_format_vectors)                                                                                           \
+    X(test_key_format_malformed)                                                                                         \
+    X(test_key_format_generate)                                                                                          \
+    X(test_key_id)                                                                                                       \
+    X(test_key_hash_vectors)                                                                                             \
+    X(test_credential_forms)                                                                                             \
+    X(test_credential_refusals)                                                                                          \
+    X(test_config_sample)                                                                                                \
+    X(test_config_errors)                                                                                                \
+    X(test_config_environment_overrides)                                                                                 \
+    X(test_index_statuses)                                                                                               \
+    X(test_index_rotation_grace)                                                                                         \
+    X(test_index_concurrent_update_and_lookup)                                                                           \
+    X(test_index_last_used)                                                                                              \
+    X(test_store_migrations_and_wal)                                                                                     \
+    X(test_store_feed_rotation_grace)                                                                                    \
+    X(test_store_feed_sees_other_connection)                                                                             \
+    X(test_store_last_used_flush)                                                                                        \
+    X(test_admin_validation)
+
+#define DECLARE(name) void name(void);
+TESTS(DECLARE)
+#undef DECLARE
+
+typedef struct test_entry {
+    const char *name;
+    void (*fn)(void);
+} test_entry_t;
+
+static const test_entry_t all_tests[] = {
+#define ENTRY(name) {#name, name},
+    TESTS(ENTRY)
+#undef ENTRY
+};
+
+const char *kg_test_source_path(const char *relative, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s/%s", KG_SOURCE_ROOT, relative);
+    return buf;
+}
+
+const char *kg_test_tmpdir(char *buf, size_t cap)
+{
+    snprintf(buf, cap, "/tmp/kg-unit-XXXXXX");
+    if (mkdtemp(buf) == NULL) {
+        perror("mkdtemp");
+        exit(2);
+    }
+    return buf;
+}
+
+int main(int argc, char **argv)
+{
+    int passed = 0, failed = 0;
+    for (size_t i = 0; i < sizeof(all_tests) / sizeof(all_tests[0]); i++) {
+        if (argc > 1 && strstr(all_tests[i].name, argv[1]) == NULL)
+            continue;
+        kg_test_failures = 0;
+        all_tests[i].fn();
+        if (kg_test_failures == 0) {
+            passed++;
+            printf("ok   %s\n", all_tests[i].name);
+        } else {
+            failed++;
+            printf("FAIL %s (%d checks)\n", all_tests[i].name, kg_test_failures);
+        }
+        fflush(stdout);
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}
