@@ -38,12 +38,11 @@ void kg__admin_audit(kg__admin_call_t *c)
     for (size_t i = 0; i < n; i++) {
         kg_audit_event_t *e = &list[i];
         json_t *changes = json_loads(e->changes, 0, NULL);
-        json_array_append_new(
-            data, json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s?, s:I}", "id", (json_int_t)e->id, "object",
-                            "audit_event", "org_id", e->org_id, "actor", e->actor, "action", e->action, "object_type",
-                            e->object_type, "object_id", e->object_id, "changes",
-                            changes != NULL ? changes : json_object(), "remote_addr", e->remote_addr, "created_at",
-                            (json_int_t)e->created_at));
+        json_array_append_new(data, json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s?, s:I}", "id",
+                                              (json_int_t)e->id, "object", "audit_event", "org_id", e->org_id, "actor",
+                                              e->actor, "action", e->action, "object_type", e->object_type, "object_id",
+                                              e->object_id, "changes", changes != NULL ? changes : json_object(),
+                                              "remote_addr", e->remote_addr, "created_at", (json_int_t)e->created_at));
         kg_audit_event_dispose(e);
     }
     free(list);

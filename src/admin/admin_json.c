@@ -51,8 +51,8 @@ void kg__admin_fail(kg__admin_call_t *c, kg_err_t code, const char *param, const
 json_t *kg__admin_list(json_t *data, bool has_more)
 {
     json_t *first = json_array_size(data) > 0 ? json_object_get(json_array_get(data, 0), "id") : NULL;
-    json_t *last = json_array_size(data) > 0 ? json_object_get(json_array_get(data, json_array_size(data) - 1), "id")
-                                             : NULL;
+    json_t *last =
+        json_array_size(data) > 0 ? json_object_get(json_array_get(data, json_array_size(data) - 1), "id") : NULL;
     return json_pack("{s:s, s:o, s:O?, s:O?, s:b}", "object", "list", "data", data, "first_id", first, "last_id", last,
                      "has_more", has_more);
 }

@@ -58,8 +58,7 @@ static void org_create(kg__admin_call_t *c)
 
     if (body == NULL)
         return;
-    json_object_foreach(body, k, v)
-    {
+    json_object_foreach (body, k, v) {
         if (strcmp(k, "name") != 0) {
             kg__admin_fail(c, KG_EUNKNOWN_PARAMETER, k, "Unknown parameter '%s'.", k);
             json_decref(body);
@@ -202,8 +201,7 @@ static bool env_body(kg__admin_call_t *c, json_t *body, bool name_allowed, const
     const char *k;
     json_t *v;
     *name = NULL, *live = -1;
-    json_object_foreach(body, k, v)
-    {
+    json_object_foreach (body, k, v) {
         if (strcmp(k, "name") == 0 && name_allowed) {
             if (!valid_name(json_string_value(v))) {
                 kg__admin_fail(c, KG_EINVALID_VALUE, "name", "'name' must be 1 to %d characters of [a-z0-9_-].",
@@ -314,7 +312,8 @@ static void env_delete(kg__admin_call_t *c)
         if (rv != KG_OK) {
             kg__admin_fail(c, rv, NULL, NULL);
         } else if (kg__admin_commit(c)) {
-            kg__admin_reply_json(c, 200, json_pack("{s:s, s:s, s:b}", "id", name, "object", "environment", "deleted", 1));
+            kg__admin_reply_json(c, 200,
+                                 json_pack("{s:s, s:s, s:b}", "id", name, "object", "environment", "deleted", 1));
             kg_environment_dispose(&e);
             return;
         } else {
@@ -370,8 +369,8 @@ kg_err_t kg_admin_bootstrap(kg_admin_t *a, int64_t now, char root_secret[KG_KEY_
         return rv;
     rv = kg_store_org_get(a->store, KG_DEFAULT_ORG_ID, &org);
     if (rv == KG_ENOT_FOUND) {
-        kg_org_t def = {.id = KG_DEFAULT_ORG_ID, .name = KG_DEFAULT_ORG_NAME, .created_at = now,
-                        .created_by = KG_ACTOR_CLI_LOCAL};
+        kg_org_t def = {
+            .id = KG_DEFAULT_ORG_ID, .name = KG_DEFAULT_ORG_NAME, .created_at = now, .created_by = KG_ACTOR_CLI_LOCAL};
         rv = kg_store_org_insert(a->store, &def);
         if (rv == KG_OK)
             rv = kg__admin_record(&c, KG_DEFAULT_ORG_ID, "org.created", "org", KG_DEFAULT_ORG_ID, NULL);

@@ -19,7 +19,7 @@
 
 /* ==== Scopes, purposes and presets (SPEC §4) ==== */
 
-static const char *const inference_scopes[] = {"inference:chat", "inference:embed", "inference:transcribe",
+static const char *const inference_scopes[] = {"inference:chat",   "inference:embed", "inference:transcribe",
                                                "inference:speech", "inference:image", NULL};
 static const char *const upload_scopes[] = {"datasets:write", NULL};
 static const char *const conversation_scopes[] = {"conversations:write", NULL};
@@ -99,9 +99,9 @@ static const field_t fields[] = {
 };
 
 /* Output-only members: naming them in a PATCH is an attempt to change something immutable. */
-static const char *const read_only[] = {"id",         "object",     "org_id",          "status",     "created_at",
-                                        "created_by", "prefix",     "last4",           "last_used_at", "last_rotated_at",
-                                        "revoked_at", "revoked_by", "usage",           "key",        NULL};
+static const char *const read_only[] = {"id",         "object",     "org_id", "status",       "created_at",
+                                        "created_by", "prefix",     "last4",  "last_used_at", "last_rotated_at",
+                                        "revoked_at", "revoked_by", "usage",  "key",          NULL};
 
 static const field_t *field_find(const char *name)
 {
@@ -130,8 +130,7 @@ static kg_err_t check_string_list(const json_t *v, const char *param, size_t max
     if (!json_is_array(v) || json_array_size(v) > max_items)
         return kg_error_set(err, KG_EINVALID_VALUE, param, "'%s' must be a list of at most %zu strings.", param,
                             max_items);
-    json_array_foreach(v, i, item)
-    {
+    json_array_foreach (v, i, item) {
         if (!valid_text(item, 1, max_len) || (item_ok != NULL && !item_ok(json_string_value(item))))
             return kg_error_set(err, KG_EINVALID_VALUE, param, "'%s' has an invalid entry at index %zu.", param, i);
     }
@@ -167,8 +166,7 @@ static kg_err_t check_allow(const json_t *v, kg_error_t *err)
     if (!json_is_object(v))
         return kg_error_set(err, KG_EINVALID_VALUE, "allow",
                             "'allow' must be an object with agents, models, datasets or prompts.");
-    json_object_foreach((json_t *)v, k, val)
-    {
+    json_object_foreach ((json_t *)v, k, val) {
         bool known = false;
         for (const char *const *kind = kinds; *kind != NULL; kind++)
             known |= strcmp(*kind, k) == 0;
@@ -193,16 +191,15 @@ static kg_err_t check_rate_limits(const json_t *v, kg_error_t *err)
     char param[48];
     if (!json_is_object(v))
         return kg_error_set(err, KG_EINVALID_VALUE, "rate_limits", "'rate_limits' must be an object.");
-    json_object_foreach((json_t *)v, k, val)
-    {
+    json_object_foreach ((json_t *)v, k, val) {
         bool known = false;
         for (const char *const *n = names; *n != NULL; n++)
             known |= strcmp(*n, k) == 0;
         snprintf(param, sizeof(param), "rate_limits.%s", k);
         if (!known)
             return kg_error_set(err, KG_EUNKNOWN_PARAMETER, param, "Unknown member '%s' in 'rate_limits'.", k);
-        if (!json_is_null(val) && (!json_is_integer(val) || json_integer_value(val) < 1 ||
-                                   json_integer_value(val) > 1000000000000LL))
+        if (!json_is_null(val) &&
+            (!json_is_integer(val) || json_integer_value(val) < 1 || json_integer_value(val) > 1000000000000LL))
             return kg_error_set(err, KG_EINVALID_VALUE, param, "'%s' must be a positive integer or null.", param);
     }
     return KG_OK;
@@ -214,8 +211,7 @@ static kg_err_t check_budget(const json_t *v, kg_error_t *err)
     json_t *val;
     if (!json_is_object(v))
         return kg_error_set(err, KG_EINVALID_VALUE, "budget", "'budget' must be an object.");
-    json_object_foreach((json_t *)v, k, val)
-    {
+    json_object_foreach ((json_t *)v, k, val) {
         if (strcmp(k, "limit_credits") == 0) {
             if (!json_is_number(val) || json_number_value(val) < 0 || json_number_value(val) > 1e12)
                 return kg_error_set(err, KG_EINVALID_VALUE, "budget.limit_credits",
@@ -243,8 +239,7 @@ static kg_err_t check_scopes(const json_t *v, const purpose_t *purpose, kg_error
     kg_err_t rv = check_string_list(v, "scopes", 16, 64, NULL, err);
     if (rv != KG_OK)
         return rv;
-    json_array_foreach(v, i, item)
-    {
+    json_array_foreach (v, i, item) {
         const char *s = json_string_value(item);
         bool known = false;
         for (j = 0; j < sizeof(purposes) / sizeof(purposes[0]); j++)
@@ -287,7 +282,9 @@ static kg_err_t apply_field(kg__admin_call_t *c, kg_token_t *t, const char *name
         return KG_OK;
     }
     if (strcmp(name, "description") == 0 || strcmp(name, "prompt_text") == 0 || strcmp(name, "team_id") == 0) {
-        size_t max = strcmp(name, "team_id") == 0 ? KG_NAME_MAX : strcmp(name, "description") == 0 ? 1024 : MAX_POLICY_TEXT;
+        size_t max = strcmp(name, "team_id") == 0       ? KG_NAME_MAX
+                     : strcmp(name, "description") == 0 ? 1024
+                                                        : MAX_POLICY_TEXT;
         if (!is_null && !valid_text(v, 1, max))
             return kg_error_set(err, KG_EINVALID_VALUE, name, "'%s' must be a string of 1 to %zu characters, or null.",
                                 name, max);
@@ -327,11 +324,9 @@ static kg_err_t apply_field(kg__admin_call_t *c, kg_token_t *t, const char *name
         size_t i;
         json_t *item;
         rv = check_string_list(v, name, 64, 128, NULL, err);
-        json_array_foreach(v, i, item)
-        {
+        json_array_foreach (v, i, item) {
             if (rv == KG_OK && !prompt_module_known(c->a->cfg, json_string_value(item)))
-                rv = kg_error_set(err, KG_EINVALID_VALUE, name, "Unknown prompt module '%s'.",
-                                  json_string_value(item));
+                rv = kg_error_set(err, KG_EINVALID_VALUE, name, "Unknown prompt module '%s'.", json_string_value(item));
         }
     } else if (strcmp(name, "rate_limits") == 0) {
         rv = check_rate_limits(v, err);
@@ -414,9 +409,25 @@ json_t *kg__token_to_json(const kg_token_t *t, int64_t now)
     if (t->is_root)
         json_object_set_new(o, "root", json_true());
     /* Usage is accounted by the limits issue; until then nothing has been used through a key. */
-    json_object_set_new(o, "usage", json_pack("{s:i, s:i, s:i, s:f}", "requests", 0, "input_tokens", 0,
-                                              "output_tokens", 0, "cost", 0.0));
+    json_object_set_new(
+        o, "usage",
+        json_pack("{s:i, s:i, s:i, s:f}", "requests", 0, "input_tokens", 0, "output_tokens", 0, "cost", 0.0));
     return o;
+}
+
+/* What a creation's audit event records: the fields that were set (never the secret). */
+static json_t *audit_snapshot(json_t *token)
+{
+    json_t *out = json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach (token, k, v) {
+        if (json_is_null(v) || strcmp(k, "object") == 0 || strcmp(k, "usage") == 0 || strcmp(k, "status") == 0 ||
+            strcmp(k, "created_at") == 0 || strcmp(k, "created_by") == 0 || strcmp(k, "id") == 0)
+            continue;
+        json_object_set(out, k, v);
+    }
+    return out;
 }
 
 /* ==== Secrets ==== */
@@ -508,8 +519,7 @@ kg_err_t kg__token_create(kg__admin_call_t *c, const char *org_id, json_t *body,
         if (legacy_gk && t.type != KG_TOKEN_GATEWAY)
             return kg_error_set(err, KG_EINVALID_VALUE, "token_type", "/v1/gateway-keys makes gateway keys only.");
     }
-    json_object_foreach(body, k, v)
-    {
+    json_object_foreach (body, k, v) {
         const field_t *f = field_find(k);
         if (f == NULL)
             return kg_error_set(err, KG_EUNKNOWN_PARAMETER, k, "Unknown parameter '%s'.", k);
@@ -534,7 +544,8 @@ kg_err_t kg__token_create(kg__admin_call_t *c, const char *org_id, json_t *body,
     if ((v = json_object_get(body, "purpose")) != NULL) {
         const purpose_t *p = json_is_string(v) ? purpose_find(json_string_value(v)) : NULL;
         if (p == NULL)
-            return kg_error_set(err, KG_EINVALID_VALUE, "purpose", "'purpose' must be inference, upload or conversation.");
+            return kg_error_set(err, KG_EINVALID_VALUE, "purpose",
+                                "'purpose' must be inference, upload or conversation.");
         if (preset != NULL && p != purpose)
             return kg_error_set(err, KG_EINVALID_VALUE, "purpose", "The preset '%s' is for the purpose '%s'.",
                                 preset->name, preset->purpose);
@@ -575,8 +586,7 @@ kg_err_t kg__token_create(kg__admin_call_t *c, const char *org_id, json_t *body,
         t.allow = kg_xstrdup("{\"agents\":\"*\",\"models\":\"*\",\"datasets\":\"*\",\"prompts\":\"*\"}");
         json_decref(scopes);
     }
-    json_object_foreach(body, k, v)
-    {
+    json_object_foreach (body, k, v) {
         if (strcmp(k, "token_type") == 0 || strcmp(k, "preset") == 0 || strcmp(k, "purpose") == 0 ||
             strcmp(k, "environment") == 0)
             continue;
@@ -597,7 +607,10 @@ kg_err_t kg__token_create(kg__admin_call_t *c, const char *org_id, json_t *body,
         goto out;
     }
     json_t *obj = kg__token_to_json(&t, c->req->now);
-    if ((rv = kg__admin_record(c, org_id, "token.created", "token", t.id, obj)) != KG_OK) {
+    json_t *audit = audit_snapshot(obj);
+    rv = kg__admin_record(c, org_id, "token.created", "token", t.id, audit);
+    json_decref(audit);
+    if (rv != KG_OK) {
         json_decref(obj);
         kg_error_set(err, rv, NULL, NULL);
         goto out;
@@ -695,8 +708,8 @@ static void route_list(kg__admin_call_t *c)
 static bool load_token(kg__admin_call_t *c, kg_token_t *t)
 {
     const char *id = c->seg[0];
-    kg_err_t rv = kg_key_id_is_valid(id, strlen(id)) ? kg_store_token_get(c->a->store, id, actor_org(c), t)
-                                                     : KG_ENOT_FOUND;
+    kg_err_t rv =
+        kg_key_id_is_valid(id, strlen(id)) ? kg_store_token_get(c->a->store, id, actor_org(c), t) : KG_ENOT_FOUND;
     if (rv == KG_OK && c->legacy_gk && t->type != KG_TOKEN_GATEWAY) {
         kg_token_dispose(t);
         rv = KG_ENOT_FOUND;
@@ -766,8 +779,7 @@ static void route_update(kg__admin_call_t *c)
     if (body == NULL)
         return;
     /* Shape checks first: they need no store access. */
-    json_object_foreach(body, k, v)
-    {
+    json_object_foreach (body, k, v) {
         const field_t *f = field_find(k);
         bool ro = false;
         for (const char *const *r = read_only; *r != NULL; r++)
@@ -790,8 +802,7 @@ static void route_update(kg__admin_call_t *c)
     json_t *before = kg__token_to_json(&t, c->req->now);
     const purpose_t *purpose = t.purpose != NULL ? purpose_find(t.purpose) : &purposes[0];
     json_t *changes = json_object();
-    json_object_foreach(body, k, v)
-    {
+    json_object_foreach (body, k, v) {
         const field_t *f = field_find(k);
         if (!(f->applies & type_mask(t.type))) {
             kg_error_set(&err, KG_EINVALID_VALUE, k, "'%s' does not apply to %s keys.", k, kg_token_type_name(t.type));
@@ -808,8 +819,7 @@ static void route_update(kg__admin_call_t *c)
         return;
     }
     json_t *after = kg__token_to_json(&t, c->req->now);
-    json_object_foreach(body, k, v)
-    {
+    json_object_foreach (body, k, v) {
         json_t *old = json_object_get(before, k), *new = json_object_get(after, k);
         if (!json_equal(old, new))
             json_object_set_new(changes, k, json_pack("{s:O, s:O}", "from", old, "to", new));
@@ -862,7 +872,8 @@ static void route_revoke(kg__admin_call_t *c)
     t.revoked_at = c->req->now;
     free(t.revoked_by);
     t.revoked_by = kg_xstrdup(c->req->actor->id);
-    save_and_reply(c, &t, "token.revoked", json_pack("{s:{s:n, s:I}}", "revoked_at", "from", "to", (json_int_t)t.revoked_at),
+    save_and_reply(c, &t, "token.revoked",
+                   json_pack("{s:{s:n, s:I}}", "revoked_at", "from", "to", (json_int_t)t.revoked_at),
                    json_pack("{s:b}", "deleted", 1));
     kg_token_dispose(&t);
 }
@@ -878,15 +889,14 @@ static void route_rotate(kg__admin_call_t *c)
     json_t *body = kg__admin_body(c, true);
     if (body == NULL)
         return;
-    json_object_foreach(body, k, v)
-    {
+    json_object_foreach (body, k, v) {
         if (strcmp(k, "grace_seconds") != 0) {
             kg__admin_fail(c, KG_EUNKNOWN_PARAMETER, k, "Unknown parameter '%s'.", k);
             json_decref(body);
             return;
         }
-        if (!json_is_null(v) && (!json_is_integer(v) || json_integer_value(v) < 0 ||
-                                 json_integer_value(v) > MAX_GRACE_SECONDS)) {
+        if (!json_is_null(v) &&
+            (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > MAX_GRACE_SECONDS)) {
             kg__admin_fail(c, KG_EINVALID_VALUE, k, "'grace_seconds' must be an integer from 0 to %d.",
                            MAX_GRACE_SECONDS);
             json_decref(body);
@@ -948,8 +958,8 @@ void kg__admin_tokens(kg__admin_call_t *c)
     }
     if (c->n_seg == 2) {
         const char *verb = c->seg[1];
-        bool known = strcmp(verb, "rotate") == 0 || (!c->legacy_gk && (strcmp(verb, "disable") == 0 ||
-                                                                       strcmp(verb, "enable") == 0));
+        bool known = strcmp(verb, "rotate") == 0 ||
+                     (!c->legacy_gk && (strcmp(verb, "disable") == 0 || strcmp(verb, "enable") == 0));
         if (!known) /* ephemeral tokens arrive with their own issue: 404 until then (SPEC §4) */
             goto not_found;
         if (!post) {

@@ -102,7 +102,7 @@ typedef struct kg_cli_table {
 
 void kg_cli_table_init(kg_cli_table_t *t, size_t cols);
 void kg_cli_table_add(kg_cli_table_t *t, const char *const *row); /* copies */
-void kg_cli_table_print(kg_cli_table_t *t);                        /* and disposes */
+void kg_cli_table_print(kg_cli_table_t *t);                       /* and disposes */
 
 /* ==== Verbs ==== */
 

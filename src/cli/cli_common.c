@@ -14,7 +14,7 @@
 #include "keys/key_hash.h"
 
 static const kg_cli_opt_spec_t global_specs[] = {
-    {"config", true, false}, {"db", true, false}, {"url", true, false},
+    {"config", true, false}, {"db", true, false},    {"url", true, false},
     {"org", true, false},    {"json", false, false}, {NULL, false, false},
 };
 
@@ -153,8 +153,14 @@ bool kg_cli_open(kg_cli_t *cli, kg_cli_opts_t *opts)
     cli->opts = opts;
     cli->json = kg_cli_opt(opts, "json") != NULL;
     cli->url = kg_cli_opt(opts, "url");
-    if (cli->url == NULL && getenv("KEYGATE_URL") != NULL && getenv("KEYGATE_URL")[0] != '\0')
+    /* An explicit --db or --config names a local store and wins over KEYGATE_URL from the environment. */
+    bool local_flags = kg_cli_opt(opts, "db") != NULL || kg_cli_opt(opts, "config") != NULL;
+    if (cli->url == NULL && !local_flags && getenv("KEYGATE_URL") != NULL && getenv("KEYGATE_URL")[0] != '\0')
         cli->url = getenv("KEYGATE_URL");
+    if (cli->url != NULL && local_flags) {
+        fprintf(stderr, "keygate: give either --url or --db/--config, not both\n");
+        return false;
+    }
     if (cli->url != NULL) {
         if (kg_cli_opt(opts, "org") != NULL) {
             fprintf(stderr, "keygate: --org applies to the local store; a gateway's admin key decides the org\n");
@@ -188,7 +194,8 @@ bool kg_cli_open(kg_cli_t *cli, kg_cli_opts_t *opts)
     kg_err_t rv = kg_store_org_get_by_name(cli->store, org_name, &org);
     if (rv != KG_OK) {
         if (strcmp(org_name, KG_DEFAULT_ORG_NAME) == 0)
-            fprintf(stderr, "keygate: %s is not initialised yet: run 'keygate init' (or 'keygate serve') first\n", path);
+            fprintf(stderr, "keygate: %s is not initialised yet: run 'keygate init' (or 'keygate serve') first\n",
+                    path);
         else
             fprintf(stderr, "keygate: no organization named '%s'\n", org_name);
         return false;

@@ -97,8 +97,7 @@ static void print_orgs(const json_t *reply)
     char created[32];
     kg_cli_table_init(&table, 3);
     kg_cli_table_add(&table, (const char *[]){"ID", "NAME", "CREATED"});
-    json_array_foreach(json_object_get(reply, "data"), i, o)
-    {
+    json_array_foreach (json_object_get(reply, "data"), i, o) {
         const char *row[] = {json_string_value(json_object_get(o, "id")), json_string_value(json_object_get(o, "name")),
                              kg_cli_time(json_object_get(o, "created_at"), "-", created, sizeof(created))};
         kg_cli_table_add(&table, row);
@@ -153,8 +152,7 @@ static void print_envs(const json_t *reply)
     json_t *e;
     kg_cli_table_init(&table, 3);
     kg_cli_table_add(&table, (const char *[]){"NAME", "LIVE", "SOURCE"});
-    json_array_foreach(json_object_get(reply, "data"), i, e)
-    {
+    json_array_foreach (json_object_get(reply, "data"), i, e) {
         const char *row[] = {json_string_value(json_object_get(e, "name")),
                              json_is_true(json_object_get(e, "live")) ? "yes" : "no",
                              json_string_value(json_object_get(e, "source"))};
@@ -165,7 +163,8 @@ static void print_envs(const json_t *reply)
 
 int kg_cmd_environment(int argc, char **argv)
 {
-    static const kg_cli_opt_spec_t create_specs[] = {{"name", true, false}, {"live", false, false}, {NULL, false, false}};
+    static const kg_cli_opt_spec_t create_specs[] = {
+        {"name", true, false}, {"live", false, false}, {NULL, false, false}};
     static const kg_cli_opt_spec_t name_specs[] = {{"name", true, false}, {NULL, false, false}};
     kg_cli_opts_t o;
     kg_cli_t cli;
@@ -189,10 +188,9 @@ int kg_cmd_environment(int argc, char **argv)
         return KG_EXIT_USAGE;
     }
     if (create) {
-        rc = call_and_print(&cli, "POST", "/v1/admin/environments", NULL,
-                            json_pack("{s:s, s:b}", "name", kg_cli_opt(&o, "name"), "live",
-                                      kg_cli_opt(&o, "live") != NULL),
-                            NULL);
+        rc = call_and_print(
+            &cli, "POST", "/v1/admin/environments", NULL,
+            json_pack("{s:s, s:b}", "name", kg_cli_opt(&o, "name"), "live", kg_cli_opt(&o, "live") != NULL), NULL);
     } else if (list) {
         rc = call_and_print(&cli, "GET", "/v1/admin/environments", NULL, NULL, print_envs);
     } else {
@@ -213,14 +211,14 @@ static void print_audit(const json_t *reply)
     char when[32];
     kg_cli_table_init(&table, 6);
     kg_cli_table_add(&table, (const char *[]){"TIME", "ACTOR", "ACTION", "OBJECT", "FROM", "CHANGES"});
-    json_array_foreach(json_object_get(reply, "data"), i, e)
-    {
+    json_array_foreach (json_object_get(reply, "data"), i, e) {
         char *changes = json_dumps(json_object_get(e, "changes"), JSON_COMPACT | JSON_PRESERVE_ORDER);
         const char *addr = json_string_value(json_object_get(e, "remote_addr"));
         const char *row[] = {kg_cli_time(json_object_get(e, "created_at"), "-", when, sizeof(when)),
                              json_string_value(json_object_get(e, "actor")),
                              json_string_value(json_object_get(e, "action")),
-                             json_string_value(json_object_get(e, "object_id")), addr != NULL ? addr : "-",
+                             json_string_value(json_object_get(e, "object_id")),
+                             addr != NULL ? addr : "-",
                              changes != NULL ? changes : "{}"};
         kg_cli_table_add(&table, row);
         free(changes);

@@ -12,9 +12,9 @@
 
 typedef struct noun {
     const char *name;
-    const char *type;     /* token_type */
-    const char *base;     /* route */
-    bool legacy;          /* /v1/gateway-keys */
+    const char *type; /* token_type */
+    const char *base; /* route */
+    bool legacy;      /* /v1/gateway-keys */
 } noun_t;
 
 static const noun_t nouns[] = {
@@ -35,20 +35,20 @@ static const char *const preset_rows[][3] = {
 };
 
 static const kg_cli_opt_spec_t create_specs[] = {
-    {"name", true, false},   {"description", true, false}, {"preset", true, false}, {"purpose", true, false},
-    {"scope", true, true},   {"model", true, true},        {"agent", true, true},   {"env", true, false},
-    {"expires", true, false}, {"rpm", true, false},        {"tpm", true, false},    {"domain", true, true},
-    {"team", true, false},   {"metadata", true, false},    {NULL, false, false},
+    {"name", true, false},    {"description", true, false}, {"preset", true, false}, {"purpose", true, false},
+    {"scope", true, true},    {"model", true, true},        {"agent", true, true},   {"env", true, false},
+    {"expires", true, false}, {"rpm", true, false},         {"tpm", true, false},    {"domain", true, true},
+    {"team", true, false},    {"metadata", true, false},    {NULL, false, false},
 };
 static const kg_cli_opt_spec_t update_specs[] = {
-    {"id", true, false},     {"name", true, false},  {"description", true, false}, {"scope", true, true},
-    {"model", true, true},   {"agent", true, true},  {"expires", true, false},     {"rpm", true, false},
-    {"tpm", true, false},    {"domain", true, true}, {"team", true, false},        {"metadata", true, false},
+    {"id", true, false},   {"name", true, false},  {"description", true, false}, {"scope", true, true},
+    {"model", true, true}, {"agent", true, true},  {"expires", true, false},     {"rpm", true, false},
+    {"tpm", true, false},  {"domain", true, true}, {"team", true, false},        {"metadata", true, false},
     {NULL, false, false},
 };
 static const kg_cli_opt_spec_t list_specs[] = {
-    {"status", true, false}, {"env", true, false}, {"team", true, false}, {"limit", true, false},
-    {"after", true, false},  {NULL, false, false},
+    {"status", true, false}, {"env", true, false},   {"team", true, false},
+    {"limit", true, false},  {"after", true, false}, {NULL, false, false},
 };
 static const kg_cli_opt_spec_t id_specs[] = {{"id", true, false}, {NULL, false, false}};
 static const kg_cli_opt_spec_t rotate_specs[] = {{"id", true, false}, {"grace", true, false}, {NULL, false, false}};
@@ -178,8 +178,7 @@ static void print_detail(const json_t *t)
     const char *k;
     json_t *v;
     char buf[32];
-    json_object_foreach((json_t *)t, k, v)
-    {
+    json_object_foreach ((json_t *)t, k, v) {
         if (strcmp(k, "key") == 0)
             continue;
         if (json_is_string(v)) {
@@ -202,8 +201,7 @@ static int print_list(const json_t *reply)
     char created[32], used[32];
     kg_cli_table_init(&table, 7);
     kg_cli_table_add(&table, (const char *[]){"ID", "NAME", "TYPE", "PREFIX", "STATUS", "CREATED", "LAST USED"});
-    json_array_foreach(json_object_get(reply, "data"), i, t)
-    {
+    json_array_foreach (json_object_get(reply, "data"), i, t) {
         const char *row[7] = {
             json_string_value(json_object_get(t, "id")),
             json_string_value(json_object_get(t, "name")),
@@ -344,8 +342,8 @@ int kg_cmd_keys(const char *noun_name, int argc, char **argv)
         const char *limit = kg_cli_opt(&o, "limit"), *after = kg_cli_opt(&o, "after");
         size_t at = 0;
         query[0] = '\0';
-#define ADD_PARAM(k, v)                                                                                                 \
-    if ((v) != NULL)                                                                                                    \
+#define ADD_PARAM(k, v)                                                                                                \
+    if ((v) != NULL)                                                                                                   \
         at += (size_t)snprintf(query + at, at < sizeof(query) ? sizeof(query) - at : 0, "%s%s=%s", at ? "&" : "", k, v);
         if (!n->legacy)
             ADD_PARAM("type", n->type);

@@ -39,7 +39,7 @@ typedef struct kg_config_model {
     char *name;
     char *provider;
     char *upstream_model; /* the provider's name for it; defaults to name */
-    double input_price;  /* credits per 1M tokens */
+    double input_price;   /* credits per 1M tokens */
     double output_price;
     kg_config_strings_t prompt_modules;
 } kg_config_model_t;

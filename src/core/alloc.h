@@ -15,10 +15,10 @@ char *kg_xstrdup(const char *s);
 char *kg_xstrndup(const char *s, size_t n);
 
 /** Frees *pp and sets it to NULL. */
-#define KG_FREE(p)                                                                                                       \
-    do {                                                                                                                 \
-        free(p);                                                                                                         \
-        (p) = NULL;                                                                                                      \
+#define KG_FREE(p)                                                                                                     \
+    do {                                                                                                               \
+        free(p);                                                                                                       \
+        (p) = NULL;                                                                                                    \
     } while (0)
 
 #endif

@@ -11,13 +11,11 @@
 int kg_err_http_status(kg_err_t e)
 {
     switch (e) {
-#define X(name, val, http, type, code, msg)                                                                              \
-    case KG_E##name:                                                                                                     \
-        return http;
+#define X(name, val, http, type, code, msg)                                                                            \
+    case KG_E##name: return http;
         KG_ERR_MAP(X)
 #undef X
-    case KG_OK:
-        return 200;
+    case KG_OK: return 200;
     }
     return 500;
 }
@@ -25,13 +23,11 @@ int kg_err_http_status(kg_err_t e)
 const char *kg_err_oai_type(kg_err_t e)
 {
     switch (e) {
-#define X(name, val, http, type, code, msg)                                                                              \
-    case KG_E##name:                                                                                                     \
-        return type;
+#define X(name, val, http, type, code, msg)                                                                            \
+    case KG_E##name: return type;
         KG_ERR_MAP(X)
 #undef X
-    case KG_OK:
-        break;
+    case KG_OK: break;
     }
     return "api_error";
 }
@@ -39,13 +35,11 @@ const char *kg_err_oai_type(kg_err_t e)
 const char *kg_err_code(kg_err_t e)
 {
     switch (e) {
-#define X(name, val, http, type, code, msg)                                                                              \
-    case KG_E##name:                                                                                                     \
-        return code;
+#define X(name, val, http, type, code, msg)                                                                            \
+    case KG_E##name: return code;
         KG_ERR_MAP(X)
 #undef X
-    case KG_OK:
-        break;
+    case KG_OK: break;
     }
     return "internal_error";
 }
@@ -53,13 +47,11 @@ const char *kg_err_code(kg_err_t e)
 const char *kg_err_message(kg_err_t e)
 {
     switch (e) {
-#define X(name, val, http, type, code, msg)                                                                              \
-    case KG_E##name:                                                                                                     \
-        return msg;
+#define X(name, val, http, type, code, msg)                                                                            \
+    case KG_E##name: return msg;
         KG_ERR_MAP(X)
 #undef X
-    case KG_OK:
-        break;
+    case KG_OK: break;
     }
     return "Internal error.";
 }

@@ -128,8 +128,8 @@ int kg_serve_main(int argc, char **argv)
     store = NULL; /* the server's admin worker owns it now */
     const char *colon = strrchr(cfg.listen, ':');
     kg_log_info("keygate listening on http://%.*s:%d (%d workers, %zu key secrets, config %s, store %s)",
-                (int)(colon - cfg.listen), cfg.listen, kg_server_port(server), opts.workers,
-                kg_key_index_size(index), cfg.path != NULL ? cfg.path : "(defaults)", db_path);
+                (int)(colon - cfg.listen), cfg.listen, kg_server_port(server), opts.workers, kg_key_index_size(index),
+                cfg.path != NULL ? cfg.path : "(defaults)", db_path);
 
     while (sigwait(&stop_signals, &sig) != 0)
         ;

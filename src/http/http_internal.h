@@ -23,7 +23,7 @@ typedef struct kg_worker {
     h2o_multithread_queue_t *queue;
     h2o_multithread_receiver_t admin_replies; /* answers from the admin worker */
     h2o_multithread_receiver_t control;       /* shutdown requests */
-    size_t in_flight;                          /* asynchronous requests not yet answered */
+    size_t in_flight;                         /* asynchronous requests not yet answered */
     bool stopping;
     pthread_t tid;
     struct kg_server *server;

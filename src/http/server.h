@@ -20,9 +20,9 @@ typedef struct kg_server_options {
     const char *listen; /* "host:port" */
     int workers;        /* >= 1 */
     size_t max_body_bytes;
-    kg_key_index_t *index;      /* borrowed: read on every request */
-    kg_store_t *admin_store;    /* taken: the admin worker's own connection */
-    const kg_config_t *cfg;     /* borrowed */
+    kg_key_index_t *index;   /* borrowed: read on every request */
+    kg_store_t *admin_store; /* taken: the admin worker's own connection */
+    const kg_config_t *cfg;  /* borrowed */
 } kg_server_options_t;
 
 /** Binds the listeners and starts the worker threads. NULL with err filled on failure. */

@@ -18,8 +18,8 @@
 #define KG_KEY_ID_RANDOM_CHARS 24
 #define KG_KEY_ID_LEN (3 + KG_KEY_ID_RANDOM_CHARS) /* "pk_" + 24 */
 #define KG_KEY_BRAND_MAX 16
-#define KG_KEY_SECRET_MAX 64     /* 16 brand + '_' + 5 kind + '_' + 38 = 61, plus NUL */
-#define KG_KEY_PREFIX_CHARS 12   /* the display prefix stored beside the hash */
+#define KG_KEY_SECRET_MAX 64   /* 16 brand + '_' + 5 kind + '_' + 38 = 61, plus NUL */
+#define KG_KEY_PREFIX_CHARS 12 /* the display prefix stored beside the hash */
 #define KG_KEY_DEFAULT_BRAND "kg"
 
 typedef enum kg_key_kind {

@@ -104,13 +104,11 @@ void kg_key_index_free(kg_key_index_t *idx)
     /* Let pending call_rcu frees finish before the tables go. */
     rcu_barrier();
     rcu_read_lock();
-    cds_lfht_for_each(idx->by_hash, &iter, node)
-    {
+    cds_lfht_for_each (idx->by_hash, &iter, node) {
         if (cds_lfht_del(idx->by_hash, node) == 0)
             free(caa_container_of(node, key_rec_t, node));
     }
-    cds_lfht_for_each(idx->by_id, &iter, node)
-    {
+    cds_lfht_for_each (idx->by_id, &iter, node) {
         if (cds_lfht_del(idx->by_id, node) == 0)
             free(caa_container_of(node, key_state_t, node));
     }
@@ -197,8 +195,8 @@ void kg_key_index_put(kg_key_index_t *idx, const kg_token_t *t, const kg_token_s
         rec->view.is_root = t->is_root;
         rec->state = st;
         cds_lfht_node_init(&rec->node);
-        struct cds_lfht_node *old = cds_lfht_add_replace(idx->by_hash, hash_of_digest(rec->hash), match_hash,
-                                                         rec->hash, &rec->node);
+        struct cds_lfht_node *old =
+            cds_lfht_add_replace(idx->by_hash, hash_of_digest(rec->hash), match_hash, rec->hash, &rec->node);
         if (old != NULL)
             call_rcu(&caa_container_of(old, key_rec_t, node)->rcu, free_rec_rcu);
         memcpy(st->hashes[i], secrets[i].hash, KG_KEY_HASH_BYTES);
@@ -282,8 +280,7 @@ size_t kg_key_index_take_last_used(kg_key_index_t *idx, kg_last_used_t *out, siz
 
     rcu_read_lock();
     /* cds_lfht_for_each_entry would apply container_of to the final NULL (UB): iterate nodes. */
-    cds_lfht_for_each(idx->by_id, &iter, node)
-    {
+    cds_lfht_for_each (idx->by_id, &iter, node) {
         key_state_t *st = caa_container_of(node, key_state_t, node);
         if (n == cap)
             break;

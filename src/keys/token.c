@@ -53,10 +53,10 @@ kg_token_status_t kg_token_status(const kg_token_t *t, int64_t now)
 
 void kg_token_dispose(kg_token_t *t)
 {
-    char **owned[] = {&t->org_id,         &t->team_id,     &t->name,        &t->description,
-                      &t->environment,    &t->purpose,     &t->scopes,      &t->allow,
+    char **owned[] = {&t->org_id,          &t->team_id,        &t->name,        &t->description,
+                      &t->environment,     &t->purpose,        &t->scopes,      &t->allow,
                       &t->allowed_domains, &t->prompt_modules, &t->prompt_text, &t->rate_limits,
-                      &t->budget,         &t->metadata,    &t->created_by,  &t->revoked_by};
+                      &t->budget,          &t->metadata,       &t->created_by,  &t->revoked_by};
     for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++)
         free(*owned[i]);
     memset(t, 0, sizeof(*t));

@@ -44,8 +44,8 @@ typedef struct kg_token {
     char *budget;
     char *metadata;
     bool enabled;
-    bool is_root;    /* the root admin key: also manages orgs */
-    bool legacy_gk;  /* minted through /v1/gateway-keys */
+    bool is_root;       /* the root admin key: also manages orgs */
+    bool legacy_gk;     /* minted through /v1/gateway-keys */
     int64_t expires_at; /* 0: never */
     int64_t created_at;
     char *created_by;

@@ -46,7 +46,8 @@ kg_err_t kg_store_org_insert(kg_store_t *st, const kg_org_t *o) KG_MUST_CHECK; /
 kg_err_t kg_store_org_get(kg_store_t *st, const char *id, kg_org_t *out) KG_MUST_CHECK;
 kg_err_t kg_store_org_get_by_name(kg_store_t *st, const char *name, kg_org_t *out) KG_MUST_CHECK;
 /** Lists orgs in creation order, after id `after` (NULL: from the start); *n_out <= limit. */
-kg_err_t kg_store_org_list(kg_store_t *st, const char *after, size_t limit, kg_org_t **out, size_t *n_out) KG_MUST_CHECK;
+kg_err_t kg_store_org_list(kg_store_t *st, const char *after, size_t limit, kg_org_t **out,
+                           size_t *n_out) KG_MUST_CHECK;
 
 typedef struct kg_environment {
     char *org_id;
@@ -70,7 +71,8 @@ kg_err_t kg_store_environment_token_count(kg_store_t *st, const char *org_id, co
 /* ==== Tokens ==== */
 
 /** Inserts a token and its first secret hash. */
-kg_err_t kg_store_token_insert(kg_store_t *st, const kg_token_t *t, const uint8_t hash[KG_KEY_HASH_BYTES]) KG_MUST_CHECK;
+kg_err_t kg_store_token_insert(kg_store_t *st, const kg_token_t *t,
+                               const uint8_t hash[KG_KEY_HASH_BYTES]) KG_MUST_CHECK;
 
 /** Reads token `id`; with org_id non-NULL, a token of another org is KG_ENOT_FOUND. */
 kg_err_t kg_store_token_get(kg_store_t *st, const char *id, const char *org_id, kg_token_t *out) KG_MUST_CHECK;
@@ -99,8 +101,8 @@ void kg_token_list_free(kg_token_t *list, size_t n);
  * valid until then; any earlier secret in grace is dropped at once (a second rotation ends the
  * first grace). Without grace every old secret is dropped.
  */
-kg_err_t kg_store_token_rotate(kg_store_t *st, const char *id, const uint8_t new_hash[KG_KEY_HASH_BYTES],
-                               int64_t now, int64_t grace_until) KG_MUST_CHECK;
+kg_err_t kg_store_token_rotate(kg_store_t *st, const char *id, const uint8_t new_hash[KG_KEY_HASH_BYTES], int64_t now,
+                               int64_t grace_until) KG_MUST_CHECK;
 
 /** The token's live secrets, the current one first (at most 2). */
 kg_err_t kg_store_token_secrets(kg_store_t *st, const char *id, int64_t now, kg_token_secret_t out[2],

@@ -72,7 +72,8 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_SECRET_SET_GRACE] = "UPDATE token_secrets SET expires_at = ?2 WHERE token_id = ?1 AND expires_at IS NULL",
     [Q_SECRET_LIST] = "SELECT hash, expires_at FROM token_secrets WHERE token_id = ?1"
                       " AND (expires_at IS NULL OR expires_at > ?2) ORDER BY expires_at IS NOT NULL, created_at DESC",
-    [Q_TOKEN_TOUCH] = "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
+    [Q_TOKEN_TOUCH] =
+        "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
     [Q_ROOT_EXISTS] = "SELECT 1 FROM tokens WHERE is_root = 1 AND revoked_at IS NULL LIMIT 1",
     [Q_AUDIT_INSERT] = "INSERT INTO audit_events (org_id, actor, action, object_type, object_id, changes, remote_addr,"
                        " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -155,8 +156,8 @@ kg_store_t *kg_store_open(const char *path, char *err, size_t err_cap)
         goto fail;
     }
     sqlite3_busy_timeout(st->db, 10000);
-    if (sqlite3_exec(st->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-                     NULL, NULL, NULL) != SQLITE_OK) {
+    if (sqlite3_exec(st->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;", NULL,
+                     NULL, NULL) != SQLITE_OK) {
         snprintf(err, err_cap, "cannot configure %s: %s", path, sqlite3_errmsg(st->db));
         goto fail;
     }
@@ -360,9 +361,10 @@ kg_err_t kg_store_environment_token_count(kg_store_t *st, const char *org_id, co
 
 /* ==== Tokens ==== */
 
-#define TOKEN_COLUMNS                                                                                                    \
-    "id, org_id, team_id, name, description, environment, token_type, purpose, scopes, allow, allowed_domains,"         \
-    " prompt_modules, prompt_text, rate_limits, budget, metadata, enabled, is_root, legacy_gk, expires_at, created_at," \
+#define TOKEN_COLUMNS                                                                                                  \
+    "id, org_id, team_id, name, description, environment, token_type, purpose, scopes, allow, allowed_domains,"        \
+    " prompt_modules, prompt_text, rate_limits, budget, metadata, enabled, is_root, legacy_gk, expires_at, "           \
+    "created_at,"                                                                                                      \
     " created_by, last_used_at, last_rotated_at, revoked_at, revoked_by, prefix, last4"
 
 static void read_token(sqlite3_stmt *s, kg_token_t *t)
@@ -465,7 +467,8 @@ kg_err_t kg_store_token_list(kg_store_t *st, const kg_token_filter_t *f, kg_toke
     int rc;
 
     snprintf(sql, sizeof(sql),
-             "SELECT " TOKEN_COLUMNS " FROM tokens WHERE (?1 IS NULL OR org_id = ?1) AND (?2 IS NULL OR token_type = ?2)"
+             "SELECT " TOKEN_COLUMNS
+             " FROM tokens WHERE (?1 IS NULL OR org_id = ?1) AND (?2 IS NULL OR token_type = ?2)"
              " AND (?3 IS NULL OR environment = ?3) AND (?4 IS NULL OR team_id = ?4)"
              " AND (?5 IS NULL OR rowid < (SELECT rowid FROM tokens WHERE id = ?5))%s ORDER BY rowid DESC LIMIT ?6",
              f->status >= 0 && f->status <= KG_STATUS_REVOKED ? status_sql[f->status] : "");

@@ -11,28 +11,28 @@
 
 int kg_test_failures;
 
-#define TESTS(X)                                                                                                         \
-    X(test_err_render_shape)                                                                                             \
-    X(test_err_render_escapes_and_truncates)                                                                             \
-    X(test_err_table_statuses)                                                                                           \
-    X(test_key_format_vectors)                                                                                           \
-    X(test_key_format_malformed)                                                                                         \
-    X(test_key_format_generate)                                                                                          \
-    X(test_key_id)                                                                                                       \
-    X(test_key_hash_vectors)                                                                                             \
-    X(test_credential_forms)                                                                                             \
-    X(test_credential_refusals)                                                                                          \
-    X(test_config_sample)                                                                                                \
-    X(test_config_errors)                                                                                                \
-    X(test_config_environment_overrides)                                                                                 \
-    X(test_index_statuses)                                                                                               \
-    X(test_index_rotation_grace)                                                                                         \
-    X(test_index_concurrent_update_and_lookup)                                                                           \
-    X(test_index_last_used)                                                                                              \
-    X(test_store_migrations_and_wal)                                                                                     \
-    X(test_store_feed_rotation_grace)                                                                                    \
-    X(test_store_feed_sees_other_connection)                                                                             \
-    X(test_store_last_used_flush)                                                                                        \
+#define TESTS(X)                                                                                                       \
+    X(test_err_render_shape)                                                                                           \
+    X(test_err_render_escapes_and_truncates)                                                                           \
+    X(test_err_table_statuses)                                                                                         \
+    X(test_key_format_vectors)                                                                                         \
+    X(test_key_format_malformed)                                                                                       \
+    X(test_key_format_generate)                                                                                        \
+    X(test_key_id)                                                                                                     \
+    X(test_key_hash_vectors)                                                                                           \
+    X(test_credential_forms)                                                                                           \
+    X(test_credential_refusals)                                                                                        \
+    X(test_config_sample)                                                                                              \
+    X(test_config_errors)                                                                                              \
+    X(test_config_environment_overrides)                                                                               \
+    X(test_index_statuses)                                                                                             \
+    X(test_index_rotation_grace)                                                                                       \
+    X(test_index_concurrent_update_and_lookup)                                                                         \
+    X(test_index_last_used)                                                                                            \
+    X(test_store_migrations_and_wal)                                                                                   \
+    X(test_store_feed_rotation_grace)                                                                                  \
+    X(test_store_feed_sees_other_connection)                                                                           \
+    X(test_store_last_used_flush)                                                                                      \
     X(test_admin_validation)
 
 #define DECLARE(name) void name(void);

@@ -26,10 +26,12 @@ static json_t *call_as(const kg_actor_t *actor, const char *method, const char *
     kg_admin_handle(&admin, &req, &res);
     json_t *j = json_loads(res.body, 0, NULL);
     json_t *e = json_object_get(j, "error");
-    bool ok = res.status == status && (code == NULL || (json_is_string(json_object_get(e, "code")) &&
-                                                        strcmp(json_string_value(json_object_get(e, "code")), code) == 0));
+    bool ok =
+        res.status == status && (code == NULL || (json_is_string(json_object_get(e, "code")) &&
+                                                  strcmp(json_string_value(json_object_get(e, "code")), code) == 0));
     if (ok && param != NULL)
-        ok = json_is_string(json_object_get(e, "param")) && strcmp(json_string_value(json_object_get(e, "param")), param) == 0;
+        ok = json_is_string(json_object_get(e, "param")) &&
+             strcmp(json_string_value(json_object_get(e, "param")), param) == 0;
     if (!ok)
         fprintf(stderr, "    %s %s %s -> %d %s\n", method, path, body ? body : "", res.status, res.body);
     CHECK(ok);
@@ -55,10 +57,11 @@ void test_admin_validation(void)
     CHECK_STR(json_string_value(json_object_get(a, "environment")), "production");
     CHECK_STR(json_string_value(json_object_get(a, "purpose")), "inference");
     CHECK_INT(json_array_size(json_object_get(a, "scopes")), 5);
-    CHECK(strncmp(json_string_value(json_object_get(a, "key")), json_string_value(json_object_get(a, "prefix")), 12) == 0);
+    CHECK(strncmp(json_string_value(json_object_get(a, "key")), json_string_value(json_object_get(a, "prefix")), 12) ==
+          0);
     CHECK_INT(strlen(json_string_value(json_object_get(a, "prefix"))), 12);
-    json_t *s = call_as(&local, "POST", "/v1/tokens", "{\"name\":\"s\",\"environment\":\"staging\",\"preset\":\"ide-agent\"}",
-                        201, NULL, NULL);
+    json_t *s = call_as(&local, "POST", "/v1/tokens",
+                        "{\"name\":\"s\",\"environment\":\"staging\",\"preset\":\"ide-agent\"}", 201, NULL, NULL);
     CHECK(strncmp(json_string_value(json_object_get(s, "key")), "kg_test_", 8) == 0);
     CHECK_INT(json_array_size(json_object_get(s, "scopes")), 2);
     json_t *g = call_as(&local, "POST", "/v1/gateway-keys", "{\"name\":\"g\"}", 201, NULL, NULL);
@@ -68,17 +71,20 @@ void test_admin_validation(void)
     CHECK(strncmp(json_string_value(json_object_get(ad, "key")), "kg_admin_", 9) == 0);
 
     /* Refusals with their code and param. */
-    json_decref(call_as(&local, "POST", "/v1/tokens", "{\"name\":\"x\",\"colour\":1}", 400, "unknown_parameter", "colour"));
+    json_decref(
+        call_as(&local, "POST", "/v1/tokens", "{\"name\":\"x\",\"colour\":1}", 400, "unknown_parameter", "colour"));
     json_decref(call_as(&local, "POST", "/v1/tokens", "{\"name\":\"\"}", 400, "invalid_value", "name"));
     json_decref(call_as(&local, "POST", "/v1/tokens", "{}", 400, "invalid_value", "name"));
-    json_decref(call_as(&local, "POST", "/v1/tokens", "{\"name\":\"x\",\"purpose\":\"upload\",\"scopes\":[\"inference:chat\"]}",
-                        400, "invalid_value", "scopes"));
-    json_decref(call_as(&local, "POST", "/v1/tokens", "{\"name\":\"x\",\"rate_limits\":{\"rpm\":0}}", 400, "invalid_value",
-                        "rate_limits.rpm"));
+    json_decref(call_as(&local, "POST", "/v1/tokens",
+                        "{\"name\":\"x\",\"purpose\":\"upload\",\"scopes\":[\"inference:chat\"]}", 400, "invalid_value",
+                        "scopes"));
+    json_decref(call_as(&local, "POST", "/v1/tokens", "{\"name\":\"x\",\"rate_limits\":{\"rpm\":0}}", 400,
+                        "invalid_value", "rate_limits.rpm"));
     json_decref(call_as(&local, "POST", "/v1/tokens", "{\"name\":\"x\",\"rate_limits\":{\"rps\":1}}", 400,
                         "unknown_parameter", "rate_limits.rps"));
-    json_decref(call_as(&local, "POST", "/v1/tokens", "{\"name\":\"x\",\"budget\":{\"limit_credits\":5,\"period\":\"year\"}}",
-                        400, "invalid_value", "budget.period"));
+    json_decref(call_as(&local, "POST", "/v1/tokens",
+                        "{\"name\":\"x\",\"budget\":{\"limit_credits\":5,\"period\":\"year\"}}", 400, "invalid_value",
+                        "budget.period"));
     json_decref(call_as(&local, "POST", "/v1/tokens", "{\"name\":\"x\",\"expires_at\":999999}", 400, "invalid_value",
                         "expires_at"));
     json_decref(call_as(&local, "POST", "/v1/tokens", "{\"name\":\"x\",\"environment\":\"moon\"}", 400, "invalid_value",
@@ -100,8 +106,9 @@ void test_admin_validation(void)
     json_decref(call_as(&local, "PATCH", path, "{\"org_id\":\"org_x\"}", 400, "immutable_field", "org_id"));
     json_decref(call_as(&local, "PATCH", path, "{\"prefix\":\"kg_\"}", 400, "immutable_field", "prefix"));
     json_decref(call_as(&local, "PATCH", path, "{\"shoe\":1}", 400, "unknown_parameter", "shoe"));
-    json_t *edited = call_as(&local, "PATCH", path, "{\"name\":\"renamed\",\"expires_at\":2000000,\"metadata\":{\"team\":\"x\"}}",
-                             200, NULL, NULL);
+    json_t *edited =
+        call_as(&local, "PATCH", path, "{\"name\":\"renamed\",\"expires_at\":2000000,\"metadata\":{\"team\":\"x\"}}",
+                200, NULL, NULL);
     CHECK_STR(json_string_value(json_object_get(edited, "name")), "renamed");
     CHECK_INT(json_integer_value(json_object_get(edited, "expires_at")), 2000000);
     CHECK(json_object_get(edited, "key") == NULL);

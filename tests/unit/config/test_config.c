@@ -62,8 +62,10 @@ void test_config_errors(void)
     expect_error("environments: [{name: prod}, {name: prod}]\n", "declared twice");
     expect_error("environments: [{name: Prod}]\n", "environments: name");
     expect_error("providers: [{name: p, type: grpc}]\n", "type must be openai or mock");
-    expect_error("providers: [{name: p, base_url: 'http://x', credential: nope}]\n", "credential 'nope' is not declared");
-    expect_error("providers: [{name: p, type: mock}]\nmodels: [{name: m, provider: q}]\n", "provider 'q' is not declared");
+    expect_error("providers: [{name: p, base_url: 'http://x', credential: nope}]\n",
+                 "credential 'nope' is not declared");
+    expect_error("providers: [{name: p, type: mock}]\nmodels: [{name: m, provider: q}]\n",
+                 "provider 'q' is not declared");
     expect_error("credentials: {openai: OPENAI_API_KEY}\n", "expected env:NAME or file:/path");
     expect_error("listen: [unclosed\n", "t.yaml:");
     expect_error("models: [{name: m, provider: p, input: cheap}]\n", "models.input");

@@ -30,8 +30,7 @@ void test_key_format_vectors(void)
 {
     json_t *doc = load_vectors(), *v;
     size_t i;
-    json_array_foreach(json_object_get(doc, "vectors"), i, v)
-    {
+    json_array_foreach (json_object_get(doc, "vectors"), i, v) {
         const char *brand = json_string_value(json_object_get(v, "brand"));
         const char *random = json_string_value(json_object_get(v, "random"));
         const char *secret = json_string_value(json_object_get(v, "secret"));

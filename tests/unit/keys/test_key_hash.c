@@ -24,7 +24,7 @@ static void *hash_vectors(void *arg)
     size_t i;
     check_hex("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     check_hex("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-    json_array_foreach(json_object_get(doc, "vectors"), i, v)
+    json_array_foreach (json_object_get(doc, "vectors"), i, v)
         check_hex(json_string_value(json_object_get(v, "secret")), json_string_value(json_object_get(v, "sha256")));
     return NULL;
 }

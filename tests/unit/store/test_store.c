@@ -174,8 +174,8 @@ void test_store_feed_sees_other_connection(void)
     CHECK_INT(v0, v1); /* nothing changed: the poll costs nothing */
 
     /* The CLI's connection writes; the gateway's connection notices and applies it. */
-    json_t *created = call(&f, f.st, "POST", "/v1/tokens", "{\"name\":\"cli-made\",\"environment\":\"production\"}", now,
-                           201);
+    json_t *created =
+        call(&f, f.st, "POST", "/v1/tokens", "{\"name\":\"cli-made\",\"environment\":\"production\"}", now, 201);
     hash_of(created, h);
     CHECK_INT(kg_key_index_lookup(idx, h, now, &view), KG_EINVALID_API_KEY);
     CHECK_INT(kg_store_data_version(gateway, &v1), KG_OK);
