@@ -8,52 +8,47 @@
 #include <stdio.h>
 #include <string.h>
 
+typedef struct err_entry {
+    kg_err_t err;
+    int http_status;
+    const char *type;
+    const char *code;
+    const char *message;
+} err_entry_t;
+
+static const err_entry_t table[] = {
+#define X(name, val, http, type, code, msg) {KG_E##name, http, type, code, msg},
+    KG_ERR_MAP(X)
+#undef X
+};
+
+static const err_entry_t unknown = {KG_EINTERNAL, 500, "api_error", "internal_error", "Internal error."};
+
+/* Values run -1, -2, ... in table order, so the entry of `e` is at index -e - 1. */
+static const err_entry_t *entry_of(kg_err_t e)
+{
+    size_t i = (size_t)(-(long)e - 1);
+    return e < 0 && i < sizeof(table) / sizeof(table[0]) && table[i].err == e ? &table[i] : &unknown;
+}
+
 int kg_err_http_status(kg_err_t e)
 {
-    switch (e) {
-#define X(name, val, http, type, code, msg)                                                                            \
-    case KG_E##name: return http;
-        KG_ERR_MAP(X)
-#undef X
-    case KG_OK: return 200;
-    }
-    return 500;
+    return e == KG_OK ? 200 : entry_of(e)->http_status;
 }
 
 const char *kg_err_oai_type(kg_err_t e)
 {
-    switch (e) {
-#define X(name, val, http, type, code, msg)                                                                            \
-    case KG_E##name: return type;
-        KG_ERR_MAP(X)
-#undef X
-    case KG_OK: break;
-    }
-    return "api_error";
+    return entry_of(e)->type;
 }
 
 const char *kg_err_code(kg_err_t e)
 {
-    switch (e) {
-#define X(name, val, http, type, code, msg)                                                                            \
-    case KG_E##name: return code;
-        KG_ERR_MAP(X)
-#undef X
-    case KG_OK: break;
-    }
-    return "internal_error";
+    return entry_of(e)->code;
 }
 
 const char *kg_err_message(kg_err_t e)
 {
-    switch (e) {
-#define X(name, val, http, type, code, msg)                                                                            \
-    case KG_E##name: return msg;
-        KG_ERR_MAP(X)
-#undef X
-    case KG_OK: break;
-    }
-    return "Internal error.";
+    return entry_of(e)->message;
 }
 
 kg_err_t kg_error_set(kg_error_t *err, kg_err_t code, const char *param, const char *fmt, ...)
