@@ -65,4 +65,11 @@ void test_err_table_statuses(void)
     CHECK_STR(kg_err_oai_type(KG_EINSUFFICIENT_QUOTA), "insufficient_quota");
     CHECK_INT(kg_err_http_status(KG_EUPSTREAM_TIMEOUT), 504);
     CHECK_STR(kg_err_code(KG_ECONFLICTING_CREDENTIALS), "conflicting_credentials");
+    /* Every entry of the table is found by its own value (the lookup relies on their order). */
+#define X(name, val, http, type, code, msg)                                                                            \
+    CHECK_STR(kg_err_code(KG_E##name), code);                                                                          \
+    CHECK_INT(kg_err_http_status(KG_E##name), http);
+    KG_ERR_MAP(X)
+#undef X
+    CHECK_STR(kg_err_code((kg_err_t)-999), "internal_error");
 }
