@@ -16,8 +16,6 @@
 #include "keys/token.h"
 #include "store/store.h"
 
-#define KG_DEFAULT_ORG_ID "org_default"
-#define KG_DEFAULT_ORG_NAME "default"
 #define KG_ACTOR_CLI_LOCAL "cli:local"
 
 /** Who makes an admin call. */

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "catalog/catalog.h"
 #include "cli/cli.h"
 #include "core/log.h"
 #include "daemon/feed.h"
@@ -88,6 +89,7 @@ int kg_serve_main(int argc, char **argv)
     kg_key_index_t *index = NULL;
     kg_feed_t *feed = NULL;
     kg_server_t *server = NULL;
+    kg_catalog_t *catalog = NULL;
     kg_store_t *store = kg_store_open(db_path, err, sizeof(err));
     if (store == NULL) {
         kg_log_error("%s", err);
@@ -108,6 +110,14 @@ int kg_serve_main(int argc, char **argv)
         }
         kg_log_info("new store %s: the root admin key was written to %s (mode 0600)", db_path, key_path);
     }
+    if ((catalog = kg_catalog_build(&cfg, err, sizeof(err))) == NULL) {
+        kg_log_error("%s", err);
+        goto out;
+    }
+    for (size_t i = 0; i < catalog->n_providers; i++)
+        if (!catalog->providers[i].available)
+            kg_log_warn("provider %s is unavailable: its credential does not resolve; its models answer 503",
+                        catalog->providers[i].name);
     index = kg_key_index_new();
     if ((feed = kg_feed_start(db_path, index, err, sizeof(err))) == NULL) {
         kg_log_error("%s", err);
@@ -117,6 +127,9 @@ int kg_serve_main(int argc, char **argv)
         .listen = cfg.listen,
         .workers = cfg.workers > 0 ? cfg.workers : workers_auto(),
         .max_body_bytes = (size_t)cfg.max_body_bytes,
+        .max_header_bytes = (size_t)cfg.max_header_bytes,
+        .upstream_timeout_ms = (uint64_t)cfg.upstream_timeout_ms,
+        .catalog = catalog,
         .index = index,
         .admin_store = store,
         .cfg = &cfg,
@@ -141,6 +154,7 @@ out:
     kg_feed_stop(feed); /* flushes pending last-use times */
     kg_store_close(store);
     kg_key_index_free(index);
+    kg_catalog_free(catalog);
     kg_key_index_thread_offline();
     kg_config_dispose(&cfg);
     if (rc == KG_EXIT_OK)

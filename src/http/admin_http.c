@@ -17,7 +17,6 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
-#include "keys/credential.h"
 #include "keys/key_format.h"
 #include "keys/key_hash.h"
 
@@ -177,50 +176,13 @@ static void peer_address(h2o_req_t *req, char *buf, size_t cap)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, (socklen_t)cap);
 }
 
-/* Collects every value of a header into out[] (at most cap; the count may exceed cap). */
-static size_t header_values(h2o_req_t *req, const h2o_token_t *token, const char *name, size_t name_len,
-                            kg_slice_t *out, size_t cap)
-{
-    size_t n = 0;
-    ssize_t i = -1;
-    for (;;) {
-        i = token != NULL ? h2o_find_header(&req->headers, token, i)
-                          : h2o_find_header_by_str(&req->headers, name, name_len, i);
-        if (i == -1)
-            break;
-        if (n < cap)
-            out[n] = (kg_slice_t){req->headers.entries[i].value.base, req->headers.entries[i].value.len};
-        n++;
-    }
-    return n;
-}
-
 /* Authenticates an admin key. Returns KG_OK with actor filled, or the error to answer. */
 static kg_err_t authenticate_admin(kg_worker_t *worker, h2o_req_t *req, kg_actor_t *actor)
 {
-    kg_slice_t auth[2], api_key[2];
-    size_t n_auth = header_values(req, H2O_TOKEN_AUTHORIZATION, NULL, 0, auth, 2);
-    size_t n_key = header_values(req, NULL, H2O_STRLIT("x-api-key"), api_key, 2);
-    kg_credential_t cred;
-    kg_key_secret_ref_t ref;
     kg_key_view_t view;
-    uint8_t hash[KG_KEY_HASH_BYTES];
-    kg_err_t rv;
-
-    if ((rv = kg_credential_parse(auth, n_auth, api_key, n_key, &cred)) != KG_OK)
-        return rv;
-    if (cred.secret.len == 0) /* publishable mode is for browser widgets, never for admin */
-        return KG_EINVALID_API_KEY;
-    if ((rv = kg_key_secret_parse(cred.secret.base, cred.secret.len, &ref)) != KG_OK)
-        return rv;
-    if (!kg_key_hash(cred.secret.base, cred.secret.len, hash))
-        return KG_EINTERNAL;
-    rv = kg_key_index_lookup(worker->server->opts.index, hash, (int64_t)time(NULL), &view);
-    kg_secret_wipe(hash, sizeof(hash));
+    kg_err_t rv = kg__http_authenticate(worker, req, &view);
     if (rv != KG_OK)
         return rv;
-    if (cred.pk.len != 0 && (cred.pk.len != strlen(view.id) || memcmp(cred.pk.base, view.id, cred.pk.len) != 0))
-        return KG_EINVALID_API_KEY; /* a pair whose secret is another key's: same answer as a wrong secret */
     if (view.type != KG_TOKEN_ADMIN)
         return KG_EADMIN_REQUIRED;
     snprintf(actor->id, sizeof(actor->id), "%s", view.id);

@@ -14,6 +14,7 @@
 #include "http/server.h"
 
 typedef struct kg_admin_worker kg_admin_worker_t;
+typedef struct kg_upstream_loop kg_upstream_loop_t;
 
 typedef struct kg_worker {
     h2o_context_t ctx; /* first: handlers find their worker from req->conn->ctx */
@@ -24,6 +25,11 @@ typedef struct kg_worker {
     h2o_multithread_receiver_t admin_replies; /* answers from the admin worker */
     h2o_multithread_receiver_t control;       /* shutdown requests */
     size_t in_flight;                         /* asynchronous requests not yet answered */
+    kg_upstream_loop_t *upstream;             /* socket pools per provider */
+    h2o_timeout_t mock_tick;                  /* paces the demo provider's streams */
+    char request_id_prefix[16];
+    uint64_t request_counter;
+    char request_id[32]; /* of the request being handled */
     bool stopping;
     pthread_t tid;
     struct kg_server *server;
@@ -37,6 +43,7 @@ struct kg_server {
     int port;
     int drain_ms;
     kg_admin_worker_t *admin;
+    struct kg_upstreams *upstreams;
 };
 
 /** Sends a JSON reply of `len` bytes (copied into the request pool; wiped when the request ends). */
@@ -45,6 +52,19 @@ void kg__http_send_json(h2o_req_t *req, int status, const char *body, size_t len
 /** Sends SPEC §5's error JSON; 401s carry WWW-Authenticate. */
 void kg__http_send_error(h2o_req_t *req, const kg_error_t *err);
 void kg__http_fail(h2o_req_t *req, kg_err_t code, const char *message);
+
+/* auth.c */
+/**
+ * Authenticates the request's credential (SPEC §2 forms) against the key index: KG_OK with
+ * *view filled, or the error to answer (missing, invalid, conflicting, disabled, expired,
+ * revoked). Publishable `pk` credentials are refused here (they need origin rules, later).
+ * No allocation, no store access; the presented secret's hash is wiped.
+ */
+kg_err_t kg__http_authenticate(kg_worker_t *worker, h2o_req_t *req, kg_key_view_t *view) KG_MUST_CHECK;
+
+/* dataplane.c */
+bool kg__dataplane_matches(h2o_iovec_t path);
+void kg__dataplane_handle(kg_worker_t *worker, h2o_req_t *req, h2o_iovec_t path);
 
 /* admin_http.c */
 kg_admin_worker_t *kg__admin_worker_start(kg_store_t *store, const kg_config_t *cfg);

@@ -19,6 +19,9 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "keys/key_format.h"
+#include "proxy/mock.h"
+#include "proxy/upstream.h"
 
 /* ==== Replies ==== */
 
@@ -101,6 +104,15 @@ typedef struct root_handler {
     kg_server_t *server;
 } root_handler_t;
 
+/* The request line and headers, as counted against max_header_bytes. */
+static bool headers_too_large(h2o_req_t *req, size_t max)
+{
+    size_t total = req->input.method.len + req->input.path.len + 12;
+    for (size_t i = 0; i < req->headers.size; i++)
+        total += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
+    return total > max;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     kg_worker_t *worker = H2O_STRUCT_FROM_MEMBER(kg_worker_t, ctx, req->conn->ctx);
@@ -125,12 +137,64 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         kg__http_send_json(req, 200, H2O_STRLIT("{\"status\":\"ok\"}"));
         return 0;
     }
+    if (headers_too_large(req, worker->server->opts.max_header_bytes)) {
+        kg__http_fail(req, KG_EHEADERS_TOO_LARGE, "The request headers are larger than this gateway accepts.");
+        return 0;
+    }
     if (kg_admin_path_is_admin(path.base, path.len)) {
         kg__admin_http_handle(worker, req, path);
         return 0;
     }
+    if (kg__dataplane_matches(path)) {
+        kg__dataplane_handle(worker, req, path);
+        return 0;
+    }
     kg__http_fail(req, KG_ENOT_FOUND, "Unknown route.");
     return 0;
+}
+
+/* ==== libh2o's own early errors, in SPEC §5's shape ==== */
+
+/*
+ * libh2o answers a few errors itself before any handler runs (a body over
+ * max_request_entity_size, a broken chunked encoding, a bad content-length), as text/plain.
+ * It binds such requests to the host's fallback path, so a filter there rewrites them as JSON.
+ */
+typedef struct json_error_ostream {
+    h2o_ostream_t super;
+    h2o_iovec_t body;
+} json_error_ostream_t;
+
+static void json_error_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t n, h2o_send_state_t state)
+{
+    json_error_ostream_t *o = (json_error_ostream_t *)self;
+    (void)bufs, (void)n;
+    h2o_ostream_send_next(&o->super, req, &o->body, 1,
+                          state == H2O_SEND_STATE_IN_PROGRESS ? H2O_SEND_STATE_FINAL : state);
+}
+
+static void json_error_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    (void)self;
+    if (req->res.status >= 400) {
+        kg_error_t err = {.code = req->res.status == 413 ? KG_EPAYLOAD_TOO_LARGE : KG_EINVALID_VALUE};
+        if (req->res.status == 413)
+            snprintf(err.message, sizeof(err.message), "The request body is larger than this gateway accepts.");
+        else
+            snprintf(err.message, sizeof(err.message), "The request could not be read: %s.",
+                     req->res.reason != NULL ? req->res.reason : "malformed");
+        char buf[512];
+        size_t len = kg_err_render(&err, buf, sizeof(buf));
+        json_error_ostream_t *o = (json_error_ostream_t *)h2o_add_ostream(req, sizeof(*o), slot);
+        o->super.do_send = json_error_send;
+        o->body = h2o_strdup(&req->pool, buf, len);
+        req->res.content_length = len;
+        ssize_t i = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
+        if (i != -1)
+            req->res.headers.entries[i].value = h2o_iovec_init(H2O_STRLIT("application/json"));
+        slot = &o->super.next;
+    }
+    h2o_setup_next_ostream(req, slot);
 }
 
 /* ==== Workers ==== */
@@ -249,6 +313,8 @@ kg_server_t *kg_server_start(const kg_server_options_t *opts, char *err, size_t 
     root_handler_t *handler = (root_handler_t *)h2o_create_handler(pathconf, sizeof(*handler));
     handler->super.on_req = on_req;
     handler->server = s;
+    h2o_filter_t *rewrite = h2o_create_filter(&host->fallback_path, sizeof(*rewrite));
+    rewrite->on_setup_ostream = json_error_setup;
 
     /* Bind every listener first: a bad address fails start-up before any thread runs. The first
      * bind may pick the port (":0"); the others join it through SO_REUSEPORT. */
@@ -268,6 +334,15 @@ kg_server_t *kg_server_start(const kg_server_options_t *opts, char *err, size_t 
             snprintf(addr, sizeof(addr), "%.*s:%d", (int)(colon - opts->listen), opts->listen, s->port);
         }
     }
+    s->upstreams = kg_upstreams_new(opts->catalog, err, err_cap);
+    if (s->upstreams == NULL) {
+        for (size_t j = 0; j < s->n_workers; j++)
+            close(s->workers[j].listen_fd);
+        h2o_config_dispose(&s->config);
+        free(s->workers);
+        free(s);
+        return NULL;
+    }
     s->admin = kg__admin_worker_start(opts->admin_store, opts->cfg);
     for (size_t i = 0; i < s->n_workers; i++) {
         kg_worker_t *w = &s->workers[i];
@@ -278,6 +353,12 @@ kg_server_t *kg_server_start(const kg_server_options_t *opts, char *err, size_t 
         w->queue = h2o_multithread_create_queue(w->ctx.loop);
         h2o_multithread_register_receiver(w->queue, &w->admin_replies, kg__admin_http_on_replies);
         h2o_multithread_register_receiver(w->queue, &w->control, on_control);
+        w->upstream = kg_upstream_loop_new(s->upstreams, w->ctx.loop, w->queue, opts->upstream_timeout_ms);
+        h2o_timeout_init(w->ctx.loop, &w->mock_tick, KG_MOCK_TICK_MS);
+        if (!kg_random_base62(w->request_id_prefix, 12))
+            snprintf(w->request_id_prefix, sizeof(w->request_id_prefix), "w%u", (unsigned)(i % 1000));
+        else
+            w->request_id_prefix[12] = '\0';
         w->listener = h2o_evloop_socket_create(w->ctx.loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
         w->listener->data = w;
         h2o_socket_read_start(w->listener, on_accept);

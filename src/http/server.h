@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "admin/admin.h"
+#include "catalog/catalog.h"
 #include "keys/key_index.h"
 
 typedef struct kg_server kg_server_t;
@@ -20,9 +21,12 @@ typedef struct kg_server_options {
     const char *listen; /* "host:port" */
     int workers;        /* >= 1 */
     size_t max_body_bytes;
-    kg_key_index_t *index;   /* borrowed: read on every request */
-    kg_store_t *admin_store; /* taken: the admin worker's own connection */
-    const kg_config_t *cfg;  /* borrowed */
+    size_t max_header_bytes;
+    uint64_t upstream_timeout_ms;
+    const kg_catalog_t *catalog; /* borrowed: read-only after start */
+    kg_key_index_t *index;       /* borrowed: read on every request */
+    kg_store_t *admin_store;     /* taken: the admin worker's own connection */
+    const kg_config_t *cfg;      /* borrowed */
 } kg_server_options_t;
 
 /** Binds the listeners and starts the worker threads. NULL with err filled on failure. */

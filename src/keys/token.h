@@ -14,6 +14,8 @@
 #include "keys/key_format.h"
 #include "keys/key_hash.h"
 
+#define KG_DEFAULT_ORG_ID "org_default" /* the org that owns the config file's objects */
+#define KG_DEFAULT_ORG_NAME "default"
 #define KG_NAME_MAX 31 /* org, environment and team names/ids fit the index's fixed fields */
 
 typedef enum kg_token_type { KG_TOKEN_ACCESS, KG_TOKEN_GATEWAY, KG_TOKEN_ADMIN, KG_TOKEN__COUNT } kg_token_type_t;

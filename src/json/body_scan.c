@@ -1,0 +1,275 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * This file implements the request-body scanner of body_scan.h on yajl's callback parser.
+ */
+#include "json/body_scan.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <yajl/yajl_parse.h>
+
+typedef enum top_key {
+    K_OTHER,
+    K_MODEL,
+    K_STREAM,
+    K_STREAM_OPTIONS,
+    K_INPUT,
+    K_ENCODING_FORMAT,
+    K_DIMENSIONS
+} top_key_t;
+
+typedef struct seen_key {
+    const char *name;
+    size_t len;
+} seen_key_t;
+
+typedef struct scan {
+    const kg_body_alloc_t *alloc;
+    kg_body_info_t *out;
+    kg_error_t *err;
+    int depth;
+    bool started;
+    top_key_t key;       /* the top-level member whose value is being read */
+    bool in_usage_key;   /* stream_options.include_usage */
+    bool input_is_array; /* input's elements are counted at depth 2 */
+    bool input_all_numbers;
+    seen_key_t *seen;
+    size_t n_seen, cap_seen;
+} scan_t;
+
+/* ==== yajl's allocator, served from the caller's pool (free is a no-op) ==== */
+
+static void *pool_malloc(void *ctx, size_t sz)
+{
+    const kg_body_alloc_t *a = ctx;
+    size_t *p = a->alloc(a->ctx, sz + sizeof(size_t));
+    *p = sz;
+    return p + 1;
+}
+
+static void *pool_realloc(void *ctx, void *ptr, size_t sz)
+{
+    void *grown = pool_malloc(ctx, sz);
+    if (ptr != NULL) {
+        size_t old = ((size_t *)ptr)[-1];
+        memcpy(grown, ptr, old < sz ? old : sz);
+    }
+    return grown;
+}
+
+static void pool_free(void *ctx, void *ptr)
+{
+    (void)ctx, (void)ptr;
+}
+
+/* ==== Callbacks ==== */
+
+static int fail(scan_t *s, const char *msg)
+{
+    kg_error_set(s->err, KG_EINVALID_JSON, NULL, "%s", msg);
+    return 0;
+}
+
+/* Every value and container start passes here first. */
+static int on_value_start(scan_t *s, bool container)
+{
+    if (!s->started) {
+        s->started = true;
+        if (!container)
+            return fail(s, "The request body must be a JSON object.");
+    }
+    if (s->depth == 2 && s->key == K_INPUT && s->input_is_array) {
+        s->out->n_inputs++;
+    }
+    return 1;
+}
+
+static int on_null(void *ctx)
+{
+    scan_t *s = ctx;
+    if (!on_value_start(s, false))
+        return 0;
+    if (s->depth == 2 && s->key == K_INPUT)
+        s->input_all_numbers = false;
+    return 1;
+}
+
+static int on_boolean(void *ctx, int v)
+{
+    scan_t *s = ctx;
+    if (!on_value_start(s, false))
+        return 0;
+    if (s->depth == 1 && s->key == K_STREAM)
+        s->out->stream = v != 0;
+    if (s->depth == 2 && s->key == K_STREAM_OPTIONS && s->in_usage_key)
+        s->out->include_usage = v != 0;
+    if (s->depth == 2 && s->key == K_INPUT)
+        s->input_all_numbers = false;
+    return 1;
+}
+
+static int on_number(void *ctx, const char *v, size_t len)
+{
+    scan_t *s = ctx;
+    if (!on_value_start(s, false))
+        return 0;
+    if (s->depth == 1 && s->key == K_DIMENSIONS) {
+        long n = 0;
+        for (size_t i = 0; i < len && i < 9; i++) {
+            if (v[i] < '0' || v[i] > '9') {
+                n = 0;
+                break;
+            }
+            n = n * 10 + (v[i] - '0');
+        }
+        s->out->dimensions = n;
+    }
+    return 1;
+}
+
+static int on_string(void *ctx, const unsigned char *v, size_t len)
+{
+    scan_t *s = ctx;
+    if (!on_value_start(s, false))
+        return 0;
+    if (s->depth == 1) {
+        if (s->key == K_MODEL) {
+            s->out->model_is_string = true;
+            if (len > KG_BODY_MODEL_MAX)
+                len = KG_BODY_MODEL_MAX + 1; /* too long to be a name: kept distinct, found nowhere */
+            size_t copy = len <= KG_BODY_MODEL_MAX ? len : KG_BODY_MODEL_MAX;
+            memcpy(s->out->model, v, copy);
+            s->out->model[copy] = '\0';
+            s->out->model_len = len;
+        } else if (s->key == K_INPUT) {
+            s->out->n_inputs = 1;
+        } else if (s->key == K_ENCODING_FORMAT) {
+            s->out->encoding_base64 = len == 6 && memcmp(v, "base64", 6) == 0;
+        }
+    } else if (s->depth == 2 && s->key == K_INPUT) {
+        s->input_all_numbers = false;
+    }
+    return 1;
+}
+
+static int on_start_container(void *ctx)
+{
+    scan_t *s = ctx;
+    if (!on_value_start(s, true))
+        return 0;
+    if (s->depth == 2 && s->key == K_INPUT)
+        s->input_all_numbers = false;
+    if (++s->depth > KG_BODY_MAX_DEPTH)
+        return fail(s, "The request body nests deeper than 64 levels.");
+    return 1;
+}
+
+static int on_start_array(void *ctx)
+{
+    scan_t *s = ctx;
+    if (s->depth == 1 && s->key == K_INPUT) {
+        s->input_is_array = true;
+        s->input_all_numbers = true;
+        s->out->n_inputs = 0;
+    }
+    return on_start_container(ctx);
+}
+
+static int on_end_container(void *ctx)
+{
+    scan_t *s = ctx;
+    s->depth--;
+    if (s->depth == 1 && s->key == K_INPUT && s->input_is_array) {
+        if (s->input_all_numbers && s->out->n_inputs > 0)
+            s->out->n_inputs = 1; /* one input given as token ids */
+        s->input_is_array = false;
+    }
+    return 1;
+}
+
+static top_key_t classify(const unsigned char *k, size_t len)
+{
+    static const struct {
+        const char *name;
+        top_key_t key;
+    } known[] = {{"model", K_MODEL},
+                 {"stream", K_STREAM},
+                 {"stream_options", K_STREAM_OPTIONS},
+                 {"input", K_INPUT},
+                 {"encoding_format", K_ENCODING_FORMAT},
+                 {"dimensions", K_DIMENSIONS}};
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (strlen(known[i].name) == len && memcmp(known[i].name, k, len) == 0)
+            return known[i].key;
+    return K_OTHER;
+}
+
+static int on_map_key(void *ctx, const unsigned char *k, size_t len)
+{
+    scan_t *s = ctx;
+    if (s->depth == 2 && s->key == K_STREAM_OPTIONS)
+        s->in_usage_key = len == 13 && memcmp(k, "include_usage", 13) == 0;
+    if (s->depth != 1)
+        return 1;
+    /* A duplicated top-level member is refused: the upstream might read the other copy. */
+    for (size_t i = 0; i < s->n_seen; i++)
+        if (s->seen[i].len == len && memcmp(s->seen[i].name, k, len) == 0) {
+            kg_error_set(s->err, KG_EINVALID_JSON, NULL, "The request body repeats the member \"%.*s\".",
+                         len > 64 ? 64 : (int)len, (const char *)k);
+            return 0;
+        }
+    if (s->n_seen == s->cap_seen) {
+        size_t cap = s->cap_seen != 0 ? s->cap_seen * 2 : 16;
+        seen_key_t *grown = s->alloc->alloc(s->alloc->ctx, cap * sizeof(*grown));
+        if (s->n_seen > 0)
+            memcpy(grown, s->seen, s->n_seen * sizeof(*grown));
+        s->seen = grown, s->cap_seen = cap;
+    }
+    char *copy = s->alloc->alloc(s->alloc->ctx, len + 1);
+    memcpy(copy, k, len);
+    s->seen[s->n_seen++] = (seen_key_t){copy, len};
+    s->key = classify(k, len);
+    if (s->key == K_MODEL)
+        s->out->has_model = true;
+    return 1;
+}
+
+static const yajl_callbacks callbacks = {
+    .yajl_null = on_null,
+    .yajl_boolean = on_boolean,
+    .yajl_number = on_number, /* raw numbers: no conversion, so no overflow error either */
+    .yajl_string = on_string,
+    .yajl_start_map = on_start_container,
+    .yajl_map_key = on_map_key,
+    .yajl_end_map = on_end_container,
+    .yajl_start_array = on_start_array,
+    .yajl_end_array = on_end_container,
+};
+
+kg_err_t kg_body_scan(const char *body, size_t len, const kg_body_alloc_t *alloc, kg_body_info_t *out, kg_error_t *err)
+{
+    yajl_alloc_funcs funcs = {pool_malloc, pool_realloc, pool_free, (void *)alloc};
+    scan_t s = {.alloc = alloc, .out = out, .err = err};
+    memset(out, 0, sizeof(*out));
+    err->code = KG_OK;
+
+    yajl_handle h = yajl_alloc(&callbacks, &funcs, &s);
+    yajl_status st = yajl_parse(h, (const unsigned char *)body, len);
+    if (st == yajl_status_ok)
+        st = yajl_complete_parse(h);
+    if (st != yajl_status_ok && err->code == KG_OK) {
+        /* yajl's own message, without the verbose excerpt of the body */
+        unsigned char *msg = yajl_get_error(h, 0, (const unsigned char *)body, len);
+        char text[160];
+        snprintf(text, sizeof(text), "%s", (const char *)msg);
+        for (char *p = text + strlen(text); p > text && (p[-1] == '\n' || p[-1] == ' ' || p[-1] == '.'); p--)
+            p[-1] = '\0';
+        yajl_free_error(h, msg);
+        kg_error_set(err, KG_EINVALID_JSON, NULL, "The request body is not valid JSON: %s.", text);
+    }
+    if (st == yajl_status_ok && !s.started)
+        kg_error_set(err, KG_EINVALID_JSON, NULL, "The request body must be a JSON object.");
+    yajl_free(h);
+    return err->code;
+}

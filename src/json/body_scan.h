@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * This file owns the reading of an inference request body on the request path: one pass of
+ * yajl's streaming parser that finds what the gateway decides on (model, stream, the shape of
+ * input) without building a tree, and refuses what could make the gateway and the upstream
+ * disagree (SPEC §4): a duplicated top-level member, invalid UTF-8, nesting deeper than 64.
+ * Memory comes from the caller's allocator (the request pool); nothing is freed piecemeal.
+ */
+#ifndef KG_JSON_BODY_SCAN_H
+#define KG_JSON_BODY_SCAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/err.h"
+
+#define KG_BODY_MAX_DEPTH 64
+#define KG_BODY_MODEL_MAX 256
+
+typedef struct kg_body_info {
+    bool has_model;
+    bool model_is_string;
+    char model[KG_BODY_MODEL_MAX + 1]; /* NUL-terminated copy */
+    size_t model_len;
+    bool stream;          /* "stream": true */
+    bool include_usage;   /* "stream_options": {"include_usage": true} */
+    size_t n_inputs;      /* embeddings: 1 for a string or token array, else the list's length */
+    bool encoding_base64; /* "encoding_format": "base64" */
+    long dimensions;      /* "dimensions", 0 if absent */
+} kg_body_info_t;
+
+/** An allocator for the parser: `alloc` never fails (it aborts or uses a pool that grows). */
+typedef struct kg_body_alloc {
+    void *(*alloc)(void *ctx, size_t size);
+    void *ctx;
+} kg_body_alloc_t;
+
+/**
+ * Scans body[0..len). Returns KG_OK with *out filled, or fills err (400 invalid_json with a
+ * message naming the problem). A missing or non-string model is reported through out, not as
+ * an error: routes decide what they need.
+ */
+kg_err_t kg_body_scan(const char *body, size_t len, const kg_body_alloc_t *alloc, kg_body_info_t *out,
+                      kg_error_t *err) KG_MUST_CHECK;
+
+#endif

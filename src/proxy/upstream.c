@@ -1,0 +1,411 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * This file implements the upstream client of upstream.h. Its shape follows h2o 2.2.5's own
+ * reverse proxy (lib/core/proxy.c): a generator fed through an h2o_doublebuffer so a slow
+ * client applies back-pressure to the upstream. Everything per request lives in the
+ * request's memory pool.
+ */
+#include "proxy/upstream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "core/alloc.h"
+#include "core/err.h"
+#include "core/log.h"
+
+struct kg_upstreams {
+    const kg_catalog_t *cat;
+    SSL_CTX **ssl; /* per provider; NULL for plain http and mock providers */
+};
+
+typedef struct provider_loop {
+    h2o_socketpool_t pool;
+    h2o_http1client_ctx_t client_ctx;
+    bool ready;
+} provider_loop_t;
+
+struct kg_upstream_loop {
+    kg_upstreams_t *ups;
+    h2o_loop_t *loop;
+    h2o_timeout_t io_timeout;
+    h2o_multithread_receiver_t getaddr_receiver;
+    h2o_multithread_queue_t *queue;
+    provider_loop_t *providers;
+};
+
+/* ==== Set-up ==== */
+
+kg_upstreams_t *kg_upstreams_new(const kg_catalog_t *cat, char *err, size_t err_cap)
+{
+    kg_upstreams_t *ups = kg_xcalloc(1, sizeof(*ups));
+    ups->cat = cat;
+    ups->ssl = kg_xcalloc(cat->n_providers, sizeof(*ups->ssl));
+    for (size_t i = 0; i < cat->n_providers; i++) {
+        const kg_provider_t *p = &cat->providers[i];
+        if (p->type != KG_PROVIDER_OPENAI || !p->tls)
+            continue;
+        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+        if (ctx == NULL)
+            goto fail;
+        SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+        /* Verify the peer: h2o then checks the certificate's name against the host. */
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        int ok = p->ca_file != NULL ? SSL_CTX_load_verify_locations(ctx, p->ca_file, NULL)
+                                    : SSL_CTX_set_default_verify_paths(ctx);
+        ups->ssl[i] = ctx;
+        if (ok != 1) {
+            snprintf(err, err_cap, "providers.%s: cannot load CA certificates%s%s", p->name,
+                     p->ca_file != NULL ? " from " : "", p->ca_file != NULL ? p->ca_file : "");
+            goto fail;
+        }
+    }
+    return ups;
+fail:
+    if (err[0] == '\0')
+        snprintf(err, err_cap, "cannot create a TLS context");
+    kg_upstreams_free(ups);
+    return NULL;
+}
+
+void kg_upstreams_free(kg_upstreams_t *ups)
+{
+    if (ups == NULL)
+        return;
+    for (size_t i = 0; i < ups->cat->n_providers; i++)
+        SSL_CTX_free(ups->ssl[i]);
+    free(ups->ssl);
+    free(ups);
+}
+
+kg_upstream_loop_t *kg_upstream_loop_new(kg_upstreams_t *ups, h2o_loop_t *loop, h2o_multithread_queue_t *queue,
+                                         uint64_t timeout_ms)
+{
+    kg_upstream_loop_t *ul = kg_xcalloc(1, sizeof(*ul));
+    ul->ups = ups;
+    ul->loop = loop;
+    ul->queue = queue;
+    h2o_timeout_init(loop, &ul->io_timeout, timeout_ms);
+    h2o_multithread_register_receiver(queue, &ul->getaddr_receiver, h2o_hostinfo_getaddr_receiver);
+    ul->providers = kg_xcalloc(ups->cat->n_providers, sizeof(*ul->providers));
+    for (size_t i = 0; i < ups->cat->n_providers; i++) {
+        const kg_provider_t *p = &ups->cat->providers[i];
+        provider_loop_t *pl = &ul->providers[i];
+        if (p->type != KG_PROVIDER_OPENAI)
+            continue;
+        h2o_socketpool_init_by_hostport(&pl->pool, h2o_iovec_init(p->host, strlen(p->host)), p->port, p->tls, 256);
+        h2o_socketpool_set_timeout(&pl->pool, loop, 2000); /* idle upstream connections live 2 s */
+        pl->client_ctx.loop = loop;
+        pl->client_ctx.getaddr_receiver = &ul->getaddr_receiver;
+        pl->client_ctx.io_timeout = &ul->io_timeout;
+        pl->client_ctx.ssl_ctx = ups->ssl[i];
+        pl->ready = true;
+    }
+    return ul;
+}
+
+void kg_upstream_loop_free(kg_upstream_loop_t *ul)
+{
+    if (ul == NULL)
+        return;
+    for (size_t i = 0; i < ul->ups->cat->n_providers; i++)
+        if (ul->providers[i].ready)
+            h2o_socketpool_dispose(&ul->providers[i].pool);
+    h2o_multithread_unregister_receiver(ul->queue, &ul->getaddr_receiver);
+    h2o_timeout_dispose(ul->loop, &ul->io_timeout);
+    free(ul->providers);
+    free(ul);
+}
+
+/* ==== One forwarded request ==== */
+
+typedef struct forward {
+    h2o_generator_t super;
+    h2o_req_t *req;
+    h2o_http1client_t *client;
+    h2o_iovec_t bufs[2];        /* request head, body */
+    h2o_buffer_t *last_content; /* what remained when the upstream finished */
+    h2o_doublebuffer_t sending;
+    bool is_sse;
+    bool body_error;     /* the upstream failed after the head */
+    bool error_appended; /* the SSE error event has been queued */
+} forward_t;
+
+static void send_json_error(h2o_req_t *req, kg_err_t code, const char *message)
+{
+    static h2o_generator_t generator = {NULL, NULL};
+    kg_error_t err = {.code = code};
+    char buf[512];
+    snprintf(err.message, sizeof(err.message), "%s", message);
+    size_t len = kg_err_render(&err, buf, sizeof(buf));
+    h2o_iovec_t body = h2o_strdup(&req->pool, buf, len);
+    req->res.status = kg_err_http_status(code);
+    req->res.reason = code == KG_EUPSTREAM_TIMEOUT ? "Gateway Timeout" : "Bad Gateway";
+    req->res.content_length = len;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_start_response(req, &generator);
+    h2o_send(req, &body, 1, H2O_SEND_STATE_FINAL);
+}
+
+/* Errors before the head: timeouts are 504, everything else (refused, TLS, DNS, reset) 502. */
+static void fail_before_head(forward_t *f, const char *errstr)
+{
+    bool timeout = strcmp(errstr, "I/O timeout") == 0 || strcmp(errstr, "connection timeout") == 0;
+    char msg[200];
+    snprintf(msg, sizeof(msg), "%s: %s.",
+             timeout ? "The upstream provider did not answer in time" : "The upstream provider failed", errstr);
+    h2o_req_log_error(f->req, "keygate/upstream", "%s", errstr);
+    send_json_error(f->req, timeout ? KG_EUPSTREAM_TIMEOUT : KG_EUPSTREAM_ERROR, msg);
+}
+
+static void do_send(forward_t *f)
+{
+    h2o_iovec_t vec;
+    h2o_send_state_t state;
+
+    vec = h2o_doublebuffer_prepare(&f->sending, f->client != NULL ? &f->client->sock->input : &f->last_content,
+                                   f->req->preferred_chunk_size);
+    if (f->client == NULL && vec.len == f->sending.buf->size && f->last_content->size == 0) {
+        state = H2O_SEND_STATE_FINAL;
+        if (f->body_error && !f->is_sse)
+            state = H2O_SEND_STATE_ERROR; /* a cut JSON body: the client must see a broken response */
+    } else {
+        if (vec.len == 0)
+            return;
+        state = H2O_SEND_STATE_IN_PROGRESS;
+    }
+    h2o_send(f->req, &vec, vec.len != 0 ? 1 : 0, state);
+}
+
+static void do_proceed(h2o_generator_t *generator, h2o_req_t *req)
+{
+    forward_t *f = (forward_t *)generator;
+    (void)req;
+    h2o_doublebuffer_consume(&f->sending);
+    do_send(f);
+}
+
+static void do_stop(h2o_generator_t *generator, h2o_req_t *req)
+{
+    forward_t *f = (forward_t *)generator;
+    (void)req;
+    if (f->client != NULL) {
+        h2o_http1client_cancel(f->client);
+        f->client = NULL;
+    }
+}
+
+/* A stream the upstream cut: close any half event and end with an error event the SDKs raise. */
+static void append_sse_error(forward_t *f)
+{
+    static const char event[] = "\n\ndata: {\"error\":{\"message\":\"The upstream provider closed the stream early.\","
+                                "\"type\":\"api_error\",\"param\":null,\"code\":\"upstream_error\"}}\n\n";
+    h2o_iovec_t dst = h2o_buffer_reserve(&f->last_content, sizeof(event) - 1);
+    memcpy(dst.base, event, sizeof(event) - 1);
+    f->last_content->size += sizeof(event) - 1;
+    f->error_appended = true;
+}
+
+static int on_body(h2o_http1client_t *client, const char *errstr)
+{
+    forward_t *f = client->data;
+    if (errstr != NULL) {
+        /* Detach what was received so far; the client object is gone after we return. */
+        f->last_content = client->sock->input;
+        h2o_buffer_init(&client->sock->input, &h2o_socket_buffer_prototype);
+        f->client = NULL;
+        if (errstr != h2o_http1client_error_is_eos) {
+            h2o_req_log_error(f->req, "keygate/upstream", "%s", errstr);
+            f->body_error = true;
+            if (f->is_sse)
+                append_sse_error(f);
+        }
+    }
+    if (f->sending.bytes_inflight == 0)
+        do_send(f);
+    return 0;
+}
+
+static bool name_is(const h2o_iovec_t *name, const char *lit, size_t len)
+{
+    return name->len == len && h2o_lcstris(name->base, name->len, lit, len);
+}
+
+static bool name_has_prefix(const h2o_iovec_t *name, const char *lit, size_t len)
+{
+    return name->len >= len && h2o_lcstris(name->base, len, lit, len);
+}
+
+static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *errstr, int minor_version, int status,
+                                       h2o_iovec_t msg, h2o_header_t *headers, size_t num_headers, int rlen)
+{
+    forward_t *f = client->data;
+    h2o_req_t *req = f->req;
+    (void)minor_version, (void)rlen;
+
+    if (errstr != NULL && errstr != h2o_http1client_error_is_eos) {
+        f->client = NULL;
+        fail_before_head(f, errstr);
+        return NULL;
+    }
+    req->res.status = status;
+    req->res.reason = h2o_strdup(&req->pool, msg.base, msg.len).base;
+    for (size_t i = 0; i != num_headers; ++i) {
+        h2o_iovec_t *name = headers[i].name;
+        if (h2o_iovec_is_token(name)) {
+            const h2o_token_t *token = H2O_STRUCT_FROM_MEMBER(h2o_token_t, buf, name);
+            if (token->proxy_should_drop_for_res || token == H2O_TOKEN_SERVER || token == H2O_TOKEN_SET_COOKIE ||
+                token == H2O_TOKEN_CONTENT_ENCODING)
+                continue;
+            if (token == H2O_TOKEN_CONTENT_LENGTH) {
+                if (req->res.content_length != SIZE_MAX ||
+                    (req->res.content_length = h2o_strtosize(headers[i].value.base, headers[i].value.len)) ==
+                        SIZE_MAX) {
+                    f->client = NULL;
+                    fail_before_head(f, "invalid response from upstream (malformed content-length)");
+                    return NULL;
+                }
+                continue;
+            }
+            if (token == H2O_TOKEN_CONTENT_TYPE)
+                f->is_sse = h2o_lcstris(headers[i].value.base, headers[i].value.len < 17 ? headers[i].value.len : 17,
+                                        H2O_STRLIT("text/event-stream"));
+            h2o_iovec_t value = h2o_strdup(&req->pool, headers[i].value.base, headers[i].value.len);
+            h2o_add_header(&req->pool, &req->res.headers, token, headers[i].orig_name, value.base, value.len);
+            continue;
+        }
+        /* The upstream's identity and limits are its business, not the caller's (ours replace them). */
+        if (name_is(name, H2O_STRLIT("openai-organization")) || name_is(name, H2O_STRLIT("openai-project")) ||
+            name_has_prefix(name, H2O_STRLIT("x-ratelimit-")))
+            continue;
+        h2o_iovec_t value = h2o_strdup(&req->pool, headers[i].value.base, headers[i].value.len);
+        if (name_is(name, H2O_STRLIT("x-request-id"))) {
+            h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-upstream-request-id"), 0, NULL,
+                                  value.base, value.len);
+            continue;
+        }
+        h2o_iovec_t n = h2o_strdup(&req->pool, name->base, name->len);
+        h2o_add_header_by_str(&req->pool, &req->res.headers, n.base, n.len, 0, headers[i].orig_name, value.base,
+                              value.len);
+    }
+    h2o_start_response(req, &f->super);
+    if (errstr == h2o_http1client_error_is_eos) {
+        f->client = NULL;
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+        return NULL;
+    }
+    return on_body;
+}
+
+static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *errstr, h2o_iovec_t **reqbufs,
+                                          size_t *reqbufcnt, int *method_is_head)
+{
+    forward_t *f = client->data;
+    if (errstr != NULL) {
+        f->client = NULL;
+        fail_before_head(f, errstr);
+        return NULL;
+    }
+    *reqbufs = f->bufs;
+    *reqbufcnt = f->bufs[1].len != 0 ? 2 : 1;
+    *method_is_head = 0;
+    return on_head;
+}
+
+static void on_dispose(void *p)
+{
+    forward_t *f = p;
+    if (f->client != NULL) {
+        h2o_http1client_cancel(f->client);
+        f->client = NULL;
+    }
+    h2o_buffer_dispose(&f->last_content);
+    h2o_doublebuffer_dispose(&f->sending);
+}
+
+/* Is this caller header one the upstream may see? (content, negotiation and SDK telemetry only) */
+static bool forwardable(const h2o_header_t *h)
+{
+    const h2o_iovec_t *n = h->name;
+    if (h2o_iovec_is_token(n)) {
+        const h2o_token_t *t = H2O_STRUCT_FROM_MEMBER(h2o_token_t, buf, n);
+        return t == H2O_TOKEN_CONTENT_TYPE || t == H2O_TOKEN_ACCEPT || t == H2O_TOKEN_USER_AGENT ||
+               t == H2O_TOKEN_ACCEPT_LANGUAGE;
+    }
+    return name_has_prefix(n, H2O_STRLIT("x-stainless-")) || name_is(n, H2O_STRLIT("idempotency-key")) ||
+           name_is(n, H2O_STRLIT("openai-beta"));
+}
+
+/* Builds "POST <prefix><suffix> HTTP/1.1" and the headers, in the request pool. */
+static h2o_iovec_t build_head(h2o_req_t *req, const kg_forward_t *fwd)
+{
+    const kg_provider_t *p = fwd->provider;
+    size_t cap = 256 + strlen(p->path_prefix) + fwd->path_suffix.len + strlen(p->authority) +
+                 (p->credential != NULL ? strlen(p->credential) : 0) + 256;
+    for (size_t i = 0; i < req->headers.size; i++)
+        cap += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
+    char *buf = h2o_mem_alloc_pool(&req->pool, cap);
+    size_t at = 0;
+#define APPEND(s, l)                                                                                                   \
+    do {                                                                                                               \
+        memcpy(buf + at, (s), (l));                                                                                    \
+        at += (l);                                                                                                     \
+    } while (0)
+#define APPEND_STR(s) APPEND((s), strlen(s))
+#define APPEND_LIT(s) APPEND((s), sizeof(s) - 1)
+    APPEND_LIT("POST ");
+    APPEND_STR(p->path_prefix);
+    APPEND(fwd->path_suffix.base, fwd->path_suffix.len);
+    APPEND_LIT(" HTTP/1.1\r\nhost: ");
+    APPEND_STR(p->authority);
+    at += (size_t)snprintf(buf + at, cap - at, "\r\ncontent-length: %zu\r\n", fwd->body.len);
+    if (p->credential != NULL) {
+        APPEND_LIT("authorization: Bearer ");
+        APPEND_STR(p->credential);
+        APPEND_LIT("\r\n");
+    }
+    if (p->forward_identity) {
+        const char *names[] = {"x-keygate-org: ", "x-keygate-team: ", "x-keygate-key: ", "x-keygate-environment: "};
+        const char *values[] = {fwd->org_id, fwd->team_id, fwd->key_id, fwd->environment};
+        for (size_t i = 0; i < 4; i++) {
+            if (values[i] == NULL || values[i][0] == '\0')
+                continue;
+            APPEND_STR(names[i]);
+            APPEND_STR(values[i]);
+            APPEND_LIT("\r\n");
+        }
+    }
+    for (size_t i = 0; i < req->headers.size; i++) {
+        const h2o_header_t *h = &req->headers.entries[i];
+        if (!forwardable(h))
+            continue;
+        APPEND(h->orig_name != NULL ? h->orig_name : h->name->base, h->name->len);
+        APPEND_LIT(": ");
+        APPEND(h->value.base, h->value.len);
+        APPEND_LIT("\r\n");
+    }
+    APPEND_LIT("\r\n");
+#undef APPEND
+#undef APPEND_STR
+#undef APPEND_LIT
+    return h2o_iovec_init(buf, at);
+}
+
+void kg_upstream_forward(kg_upstream_loop_t *ul, h2o_req_t *req, const kg_forward_t *fwd)
+{
+    provider_loop_t *pl = &ul->providers[fwd->provider->index];
+    forward_t *f = h2o_mem_alloc_shared(&req->pool, sizeof(*f), on_dispose);
+    memset(f, 0, sizeof(*f));
+    f->super.proceed = do_proceed;
+    f->super.stop = do_stop;
+    f->req = req;
+    f->bufs[0] = build_head(req, fwd);
+    f->bufs[1] = fwd->body;
+    h2o_buffer_init(&f->last_content, &h2o_socket_buffer_prototype);
+    h2o_doublebuffer_init(&f->sending, &h2o_socket_buffer_prototype);
+    h2o_http1client_connect_with_pool(&f->client, f, &pl->client_ctx, &pl->pool, on_connect);
+}
