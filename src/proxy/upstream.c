@@ -131,8 +131,9 @@ typedef struct forward {
     h2o_buffer_t *last_content; /* what remained when the upstream finished */
     h2o_doublebuffer_t sending;
     bool is_sse;
-    bool body_error;     /* the upstream failed after the head */
-    bool error_appended; /* the SSE error event has been queued */
+    bool body_error; /* the upstream failed after the head */
+    char tail[16];   /* the last bytes relayed: does the stream end with [DONE]? */
+    size_t tail_len;
 } forward_t;
 
 static void send_json_error(h2o_req_t *req, kg_err_t code, const char *message)
@@ -162,23 +163,53 @@ static void fail_before_head(forward_t *f, const char *errstr)
     send_json_error(f->req, timeout ? KG_EUPSTREAM_TIMEOUT : KG_EUPSTREAM_ERROR, msg);
 }
 
+/* Keeps the last bytes relayed (every byte passes here once, in order). */
+static void remember_tail(forward_t *f, h2o_iovec_t vec)
+{
+    if (vec.len >= sizeof(f->tail)) {
+        memcpy(f->tail, vec.base + vec.len - sizeof(f->tail), sizeof(f->tail));
+        f->tail_len = sizeof(f->tail);
+        return;
+    }
+    size_t keep = sizeof(f->tail) - vec.len < f->tail_len ? sizeof(f->tail) - vec.len : f->tail_len;
+    memmove(f->tail, f->tail + f->tail_len - keep, keep);
+    memcpy(f->tail + keep, vec.base, vec.len);
+    f->tail_len = keep + vec.len;
+}
+
+/*
+ * A stream that ends without `data: [DONE]` was cut: by an I/O error, or by a close between two
+ * chunks (which libh2o 2.2.5 reports as a normal end). Close any half event and end with an
+ * error event, which the OpenAI SDKs raise as an APIError.
+ */
+static const char sse_cut_event[] = "\n\ndata: {\"error\":{\"message\":\"The upstream provider closed the stream "
+                                    "early.\",\"type\":\"api_error\",\"param\":null,\"code\":\"upstream_error\"}}\n\n";
+
 static void do_send(forward_t *f)
 {
-    h2o_iovec_t vec;
+    h2o_iovec_t bufs[2];
+    size_t n = 0;
     h2o_send_state_t state;
 
-    vec = h2o_doublebuffer_prepare(&f->sending, f->client != NULL ? &f->client->sock->input : &f->last_content,
-                                   f->req->preferred_chunk_size);
-    if (f->client == NULL && vec.len == f->sending.buf->size && f->last_content->size == 0) {
+    bufs[0] = h2o_doublebuffer_prepare(&f->sending, f->client != NULL ? &f->client->sock->input : &f->last_content,
+                                       f->req->preferred_chunk_size);
+    if (bufs[0].len != 0)
+        n = 1;
+    remember_tail(f, bufs[0]);
+    if (f->client == NULL && bufs[0].len == f->sending.buf->size && f->last_content->size == 0) {
         state = H2O_SEND_STATE_FINAL;
-        if (f->body_error && !f->is_sse)
+        if (f->is_sse && memmem(f->tail, f->tail_len, "[DONE]", 6) == NULL) {
+            h2o_req_log_error(f->req, "keygate/upstream", "stream ended without [DONE]");
+            bufs[n++] = h2o_iovec_init(sse_cut_event, sizeof(sse_cut_event) - 1);
+        } else if (f->body_error) {
             state = H2O_SEND_STATE_ERROR; /* a cut JSON body: the client must see a broken response */
+        }
     } else {
-        if (vec.len == 0)
+        if (n == 0)
             return;
         state = H2O_SEND_STATE_IN_PROGRESS;
     }
-    h2o_send(f->req, &vec, vec.len != 0 ? 1 : 0, state);
+    h2o_send(f->req, bufs, n, state);
 }
 
 static void do_proceed(h2o_generator_t *generator, h2o_req_t *req)
@@ -199,17 +230,6 @@ static void do_stop(h2o_generator_t *generator, h2o_req_t *req)
     }
 }
 
-/* A stream the upstream cut: close any half event and end with an error event the SDKs raise. */
-static void append_sse_error(forward_t *f)
-{
-    static const char event[] = "\n\ndata: {\"error\":{\"message\":\"The upstream provider closed the stream early.\","
-                                "\"type\":\"api_error\",\"param\":null,\"code\":\"upstream_error\"}}\n\n";
-    h2o_iovec_t dst = h2o_buffer_reserve(&f->last_content, sizeof(event) - 1);
-    memcpy(dst.base, event, sizeof(event) - 1);
-    f->last_content->size += sizeof(event) - 1;
-    f->error_appended = true;
-}
-
 static int on_body(h2o_http1client_t *client, const char *errstr)
 {
     forward_t *f = client->data;
@@ -221,8 +241,6 @@ static int on_body(h2o_http1client_t *client, const char *errstr)
         if (errstr != h2o_http1client_error_is_eos) {
             h2o_req_log_error(f->req, "keygate/upstream", "%s", errstr);
             f->body_error = true;
-            if (f->is_sse)
-                append_sse_error(f);
         }
     }
     if (f->sending.bytes_inflight == 0)
