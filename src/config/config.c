@@ -57,6 +57,7 @@ void kg_config_init(kg_config_t *cfg)
     cfg->max_body_bytes = 10485760;
     cfg->max_header_bytes = 16384;
     cfg->upstream_timeout_ms = 600000;
+    cfg->request_timeout_ms = 10000;
     cfg->environments = kg_xcalloc(1, sizeof(*cfg->environments));
     cfg->environments[0].name = kg_xstrdup("production");
     cfg->environments[0].live = true;
@@ -379,6 +380,8 @@ static bool limits_pair(walk_t *w, void *obj, const char *key, const yaml_node_t
         return read_int(w, v, "limits.max_header_bytes", 1024, &cfg->max_header_bytes);
     if (strcmp(key, "upstream_timeout_ms") == 0)
         return read_int(w, v, "limits.upstream_timeout_ms", 1, &cfg->upstream_timeout_ms);
+    if (strcmp(key, "request_timeout_ms") == 0)
+        return read_int(w, v, "limits.request_timeout_ms", 100, &cfg->request_timeout_ms);
     return fail(w, v, "limits: unknown field '%s'", key);
 }
 

@@ -129,6 +129,7 @@ int kg_serve_main(int argc, char **argv)
         .max_body_bytes = (size_t)cfg.max_body_bytes,
         .max_header_bytes = (size_t)cfg.max_header_bytes,
         .upstream_timeout_ms = (uint64_t)cfg.upstream_timeout_ms,
+        .request_timeout_ms = (uint64_t)cfg.request_timeout_ms,
         .catalog = catalog,
         .index = index,
         .admin_store = store,

@@ -27,6 +27,7 @@ typedef struct kg_worker {
     size_t in_flight;                         /* asynchronous requests not yet answered */
     kg_upstream_loop_t *upstream;             /* socket pools per provider */
     h2o_timeout_t mock_tick;                  /* paces the demo provider's streams */
+    h2o_timeout_t request_timeout;            /* slow clients get 408 after this */
     char request_id_prefix[16];
     uint64_t request_counter;
     char request_id[32]; /* of the request being handled */
@@ -61,6 +62,12 @@ void kg__http_fail(h2o_req_t *req, kg_err_t code, const char *message);
  * No allocation, no store access; the presented secret's hash is wiped.
  */
 kg_err_t kg__http_authenticate(kg_worker_t *worker, h2o_req_t *req, kg_key_view_t *view) KG_MUST_CHECK;
+
+/* slow_client.c */
+/** Starts watching a new connection for a request that is too slow to arrive (408). */
+void kg__watch_accept(kg_worker_t *worker, h2o_socket_t *sock);
+/** Marks a request of the connection as being handled until it ends. */
+void kg__watch_request(kg_worker_t *worker, h2o_req_t *req);
 
 /* dataplane.c */
 bool kg__dataplane_matches(h2o_iovec_t path);

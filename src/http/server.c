@@ -119,6 +119,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     h2o_iovec_t path = req->path_normalized;
     (void)self;
 
+    kg__watch_request(worker, req);
     /* Every route is also served under /api/v1/ (SPEC §4). */
     if (path.len >= 7 && memcmp(path.base, "/api/v1", 7) == 0 && (path.len == 7 || path.base[7] == '/'))
         path.base += 4, path.len -= 4;
@@ -208,6 +209,7 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     if ((sock = h2o_evloop_socket_accept(listener)) == NULL)
         return;
     h2o_accept(&w->accept, sock);
+    kg__watch_accept(w, sock);
 }
 
 typedef struct control_msg {
@@ -308,6 +310,8 @@ kg_server_t *kg_server_start(const kg_server_options_t *opts, char *err, size_t 
     h2o_config_init(&s->config);
     s->config.max_request_entity_size = opts->max_body_bytes;
     s->config.server_name = h2o_iovec_init(H2O_STRLIT("keygate"));
+    /* libh2o closes a connection silently at this timeout; ours (408) fires first. */
+    s->config.http1.req_timeout = opts->request_timeout_ms + 5000;
     h2o_hostconf_t *host = h2o_config_register_host(&s->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
     root_handler_t *handler = (root_handler_t *)h2o_create_handler(pathconf, sizeof(*handler));
@@ -355,6 +359,7 @@ kg_server_t *kg_server_start(const kg_server_options_t *opts, char *err, size_t 
         h2o_multithread_register_receiver(w->queue, &w->control, on_control);
         w->upstream = kg_upstream_loop_new(s->upstreams, w->ctx.loop, w->queue, opts->upstream_timeout_ms);
         h2o_timeout_init(w->ctx.loop, &w->mock_tick, KG_MOCK_TICK_MS);
+        h2o_timeout_init(w->ctx.loop, &w->request_timeout, opts->request_timeout_ms);
         if (!kg_random_base62(w->request_id_prefix, 12))
             snprintf(w->request_id_prefix, sizeof(w->request_id_prefix), "w%u", (unsigned)(i % 1000));
         else

@@ -23,6 +23,7 @@ typedef struct kg_server_options {
     size_t max_body_bytes;
     size_t max_header_bytes;
     uint64_t upstream_timeout_ms;
+    uint64_t request_timeout_ms;
     const kg_catalog_t *catalog; /* borrowed: read-only after start */
     kg_key_index_t *index;       /* borrowed: read on every request */
     kg_store_t *admin_store;     /* taken: the admin worker's own connection */
