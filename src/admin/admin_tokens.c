@@ -749,6 +749,18 @@ static void save_and_reply(kg__admin_call_t *c, kg_token_t *t, const char *actio
     json_decref(extra);
 }
 
+/*
+ * The root admin key can be changed only by itself or the local operator: another admin key
+ * of its org must not rotate it (and so learn its secret), disable or revoke it.
+ */
+static bool may_change(kg__admin_call_t *c, const kg_token_t *t)
+{
+    if (!t->is_root || c->req->actor->is_root)
+        return true;
+    kg__admin_fail(c, KG_EADMIN_REQUIRED, NULL, "Only the root admin key can change the root admin key.");
+    return false;
+}
+
 /* Begins the transaction and loads the token inside it, so the read and the write agree. */
 static bool begin_with_token(kg__admin_call_t *c, kg_token_t *t)
 {
@@ -763,6 +775,11 @@ static bool begin_with_token(kg__admin_call_t *c, kg_token_t *t)
     if (t->revoked_at != 0) {
         kg_store_rollback(c->a->store);
         kg__admin_fail(c, KG_EINVALID_VALUE, NULL, "Token '%s' is revoked; revoked keys cannot be changed.", t->id);
+        kg_token_dispose(t);
+        return false;
+    }
+    if (!may_change(c, t)) {
+        kg_store_rollback(c->a->store);
         kg_token_dispose(t);
         return false;
     }
@@ -859,6 +876,11 @@ static void route_revoke(kg__admin_call_t *c)
     }
     if (!load_token(c, &t)) {
         kg_store_rollback(c->a->store);
+        return;
+    }
+    if (!may_change(c, &t)) {
+        kg_store_rollback(c->a->store);
+        kg_token_dispose(&t);
         return;
     }
     if (t.revoked_at != 0) { /* already revoked: nothing changes, nothing is audited */

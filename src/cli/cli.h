@@ -67,10 +67,14 @@ typedef struct kg_cli {
     bool cfg_loaded;
     kg_store_t *store;
     kg_actor_t actor;
+    bool refused; /* kg_cli_open failed for a reason other than usage (exit 1, not 2) */
 } kg_cli_t;
 
-/** Prepares the context from the options and environment; false (after printing why) on failure. */
+/** Prepares the context from the options and environment; false (after printing why) on failure.
+ *  Then call kg_cli_open_failed(). */
 bool kg_cli_open(kg_cli_t *cli, kg_cli_opts_t *opts);
+/** Closes a context whose kg_cli_open failed and returns the exit status: 1 refused, 2 usage. */
+int kg_cli_open_failed(kg_cli_t *cli);
 void kg_cli_close(kg_cli_t *cli);
 
 /**

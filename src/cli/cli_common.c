@@ -185,8 +185,13 @@ bool kg_cli_open(kg_cli_t *cli, kg_cli_opts_t *opts)
         fprintf(stderr, "keygate: only SQLite stores are supported so far (db: %s)\n", cli->cfg.db);
         return false;
     }
-    if ((cli->store = kg_store_open(path, err, sizeof(err))) == NULL) {
-        fprintf(stderr, "keygate: %s\n", err);
+    kg_err_t code;
+    if ((cli->store = kg_store_open_existing(path, &code, err, sizeof(err))) == NULL) {
+        if (code == KG_ENOT_FOUND)
+            fprintf(stderr, "keygate: %s does not exist yet: run 'keygate init' (or 'keygate serve') first\n", path);
+        else
+            fprintf(stderr, "keygate: %s\n", err);
+        cli->refused = true;
         return false;
     }
     const char *org_name = kg_cli_opt(opts, "org") != NULL ? kg_cli_opt(opts, "org") : KG_DEFAULT_ORG_NAME;
@@ -205,6 +210,13 @@ bool kg_cli_open(kg_cli_t *cli, kg_cli_opts_t *opts)
     cli->actor.is_root = true; /* whoever can write the store file is its operator */
     kg_org_dispose(&org);
     return true;
+}
+
+int kg_cli_open_failed(kg_cli_t *cli)
+{
+    int rc = cli->refused ? KG_EXIT_REFUSED : KG_EXIT_USAGE;
+    kg_cli_close(cli);
+    return rc;
 }
 
 void kg_cli_close(kg_cli_t *cli)

@@ -127,8 +127,7 @@ int kg_cmd_org(int argc, char **argv)
         return KG_EXIT_USAGE;
     }
     if (!kg_cli_open(&cli, &o)) {
-        kg_cli_close(&cli);
-        return KG_EXIT_USAGE;
+        return kg_cli_open_failed(&cli);
     }
     if (create) {
         rc = call_and_print(&cli, "POST", "/v1/admin/orgs", NULL, json_pack("{s:s}", "name", kg_cli_opt(&o, "name")),
@@ -184,8 +183,7 @@ int kg_cmd_environment(int argc, char **argv)
         return KG_EXIT_USAGE;
     }
     if (!kg_cli_open(&cli, &o)) {
-        kg_cli_close(&cli);
-        return KG_EXIT_USAGE;
+        return kg_cli_open_failed(&cli);
     }
     if (create) {
         rc = call_and_print(
@@ -249,8 +247,7 @@ int kg_cmd_audit(int argc, char **argv)
     if (since > 0 && at < sizeof(query))
         snprintf(query + at, sizeof(query) - at, "&from=%lld", (long long)((int64_t)time(NULL) - since));
     if (!kg_cli_open(&cli, &o)) {
-        kg_cli_close(&cli);
-        return KG_EXIT_USAGE;
+        return kg_cli_open_failed(&cli);
     }
     int rc = call_and_print(&cli, "GET", "/v1/audit-events", query, NULL, print_audit);
     kg_cli_close(&cli);

@@ -332,8 +332,7 @@ int kg_cmd_keys(const char *noun_name, int argc, char **argv)
     }
     if (!kg_cli_open(&cli, &o)) {
         json_decref(body);
-        kg_cli_close(&cli);
-        return KG_EXIT_USAGE;
+        return kg_cli_open_failed(&cli);
     }
     if (specs == create_specs) {
         rc = run(&cli, "POST", n->base, NULL, body, R_SECRET_CREATED, NULL);

@@ -18,7 +18,7 @@
 #include "catalog/catalog.h"
 #include "cli/cli.h"
 #include "core/log.h"
-#include "daemon/feed.h"
+#include "sync/feed.h"
 #include "http/server.h"
 #include "keys/key_hash.h"
 

@@ -31,10 +31,14 @@ static size_t header_values(h2o_req_t *req, const h2o_token_t *token, const char
     return n;
 }
 
-/* Keys are never accepted in the query string: their presence there is refused outright. */
+/*
+ * Keys are never accepted in the query string (URLs end up in logs and browser history): a
+ * request whose query carries a well-formed secret under any name, or any value under a
+ * conventional key parameter name, is refused without looking at its headers.
+ */
 static bool query_has_key(h2o_req_t *req)
 {
-    static const char *const names[] = {"api_key", "api-key", "key", "apikey", "access_token", NULL};
+    static const char *const names[] = {"api_key", "api-key", "apikey", "access_token", NULL};
     if (req->query_at == SIZE_MAX)
         return false;
     const char *q = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
@@ -43,9 +47,12 @@ static bool query_has_key(h2o_req_t *req)
         const char *stop = amp != NULL ? amp : end;
         const char *eq = memchr(q, '=', (size_t)(stop - q));
         size_t name_len = (size_t)((eq != NULL ? eq : stop) - q);
+        kg_key_secret_ref_t ref;
         for (const char *const *n = names; *n != NULL; n++)
             if (strlen(*n) == name_len && strncasecmp(*n, q, name_len) == 0)
                 return true;
+        if (eq != NULL && kg_key_secret_parse(eq + 1, (size_t)(stop - eq - 1), &ref) == KG_OK)
+            return true;
         q = stop + 1;
     }
     return false;

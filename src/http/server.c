@@ -347,7 +347,7 @@ kg_server_t *kg_server_start(const kg_server_options_t *opts, char *err, size_t 
         free(s);
         return NULL;
     }
-    s->admin = kg__admin_worker_start(opts->admin_store, opts->cfg);
+    s->admin = kg__admin_worker_start(opts->admin_store, opts->cfg, opts->index);
     for (size_t i = 0; i < s->n_workers; i++) {
         kg_worker_t *w = &s->workers[i];
         w->server = s;

@@ -23,6 +23,8 @@ typedef struct kg_store kg_store_t;
  * and runs pending schema migrations. On failure returns NULL and writes why into err.
  */
 kg_store_t *kg_store_open(const char *path, char *err, size_t err_cap);
+/** Like kg_store_open, but a missing file is an error (KG_ENOT_FOUND in *code) and is not created. */
+kg_store_t *kg_store_open_existing(const char *path, kg_err_t *code, char *err, size_t err_cap);
 void kg_store_close(kg_store_t *st);
 
 /** Schema version after migrations. */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/alloc.h"
 #include "store/store_sqlite.h"
@@ -147,11 +148,10 @@ static kg_err_t exec_done(kg_store_t *st, sqlite3_stmt *s)
 
 /* ==== Lifecycle ==== */
 
-kg_store_t *kg_store_open(const char *path, char *err, size_t err_cap)
+static kg_store_t *open_with_flags(const char *path, int flags, char *err, size_t err_cap)
 {
     kg_store_t *st = kg_xcalloc(1, sizeof(*st));
-    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
-        SQLITE_OK) {
+    if (sqlite3_open_v2(path, &st->db, flags | SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
         snprintf(err, err_cap, "cannot open %s: %s", path, st->db ? sqlite3_errmsg(st->db) : "out of memory");
         goto fail;
     }
@@ -168,6 +168,23 @@ kg_store_t *kg_store_open(const char *path, char *err, size_t err_cap)
 fail:
     kg_store_close(st);
     return NULL;
+}
+
+kg_store_t *kg_store_open(const char *path, char *err, size_t err_cap)
+{
+    return open_with_flags(path, SQLITE_OPEN_CREATE, err, err_cap);
+}
+
+kg_store_t *kg_store_open_existing(const char *path, kg_err_t *code, char *err, size_t err_cap)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        *code = KG_ENOT_FOUND;
+        snprintf(err, err_cap, "%s does not exist", path);
+        return NULL;
+    }
+    *code = KG_ESTORE;
+    return open_with_flags(path, 0, err, err_cap);
 }
 
 void kg_store_close(kg_store_t *st)

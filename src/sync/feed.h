@@ -6,8 +6,8 @@
  * this gateway's admin API or the CLI writing the file — is live within one poll interval.
  * It also writes the index's in-memory last-use times to the store in batches.
  */
-#ifndef KG_DAEMON_FEED_H
-#define KG_DAEMON_FEED_H
+#ifndef KG_SYNC_FEED_H
+#define KG_SYNC_FEED_H
 
 #include <stdint.h>
 
@@ -22,7 +22,11 @@ typedef struct kg_feed kg_feed_t;
 /** Loads every token of the store into idx; *last_seq receives the feed position loaded. */
 kg_err_t kg_feed_load_all(kg_store_t *st, kg_key_index_t *idx, int64_t now, int64_t *last_seq) KG_MUST_CHECK;
 
-/** Applies the changes after *seq to idx and advances *seq. */
+/**
+ * Applies the changes after *seq to idx and advances *seq. Safe to call from several threads
+ * with their own connections and cursors (the feed, and the admin worker right after each
+ * change it commits, so an API change is live before its reply leaves).
+ */
 kg_err_t kg_feed_apply(kg_store_t *st, kg_key_index_t *idx, int64_t now, int64_t *seq) KG_MUST_CHECK;
 
 /** Writes pending last-use times from idx to the store in one transaction. */

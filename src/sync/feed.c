@@ -2,7 +2,7 @@
  *
  * This file implements the change feed (see feed.h).
  */
-#include "daemon/feed.h"
+#include "sync/feed.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -26,8 +26,15 @@ struct kg_feed {
     pthread_t tid;
 };
 
+/*
+ * Both the feed thread and the admin worker apply changes. Reading a token and putting it
+ * into the index happen under one lock, so the later of two appliers also read the later
+ * state: the index never goes back to an older version of a key.
+ */
+static pthread_mutex_t sync_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* Re-reads one token and its live secrets and puts them into the index. */
-static kg_err_t sync_token(kg_store_t *st, kg_key_index_t *idx, const char *id, int64_t now)
+static kg_err_t sync_token_locked(kg_store_t *st, kg_key_index_t *idx, const char *id, int64_t now)
 {
     kg_token_t t = {0};
     kg_token_secret_t secrets[2];
@@ -43,6 +50,14 @@ static kg_err_t sync_token(kg_store_t *st, kg_key_index_t *idx, const char *id, 
     if (rv == KG_OK)
         kg_key_index_put(idx, &t, secrets, n);
     kg_token_dispose(&t);
+    return rv;
+}
+
+static kg_err_t sync_token(kg_store_t *st, kg_key_index_t *idx, const char *id, int64_t now)
+{
+    pthread_mutex_lock(&sync_lock);
+    kg_err_t rv = sync_token_locked(st, idx, id, now);
+    pthread_mutex_unlock(&sync_lock);
     return rv;
 }
 
