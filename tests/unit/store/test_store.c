@@ -11,7 +11,7 @@
 
 #include "../test.h"
 #include "admin/admin.h"
-#include "daemon/feed.h"
+#include "sync/feed.h"
 
 typedef struct fixture {
     char dir[64];
