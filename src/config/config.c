@@ -323,11 +323,27 @@ static bool model_pair(walk_t *w, void *obj, const char *key, const yaml_node_t 
     return fail(w, v, "models: unknown field '%s'", key);
 }
 
+/* Model and agent names travel in JSON and URLs unescaped: the characters model ids use. */
+static bool valid_model_name(const char *s)
+{
+    size_t len = s != NULL ? strlen(s) : 0;
+    if (len == 0 || len > 128)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("._:/@+-", c)))
+            return false;
+    }
+    return true;
+}
+
 static bool model_check(walk_t *w, const yaml_node_t *n, void *obj)
 {
     kg_config_model_t *m = obj;
     if (m->name == NULL || m->provider == NULL)
         return fail(w, n, "models: every model needs a name and a provider");
+    if (!valid_model_name(m->name) || (m->upstream_model != NULL && !valid_model_name(m->upstream_model)))
+        return fail(w, n, "models.%s: names are 1-128 characters of [A-Za-z0-9._:/@+-]", m->name);
     return true;
 }
 
@@ -368,6 +384,8 @@ static bool agent_check(walk_t *w, const yaml_node_t *n, void *obj)
     kg_config_agent_t *a = obj;
     if (a->name == NULL || a->model == NULL)
         return fail(w, n, "agents: every agent needs a name and a model");
+    if (!valid_model_name(a->name))
+        return fail(w, n, "agents.%s: names are 1-128 characters of [A-Za-z0-9._:/@+-]", a->name);
     return true;
 }
 

@@ -69,6 +69,7 @@ void test_config_errors(void)
     expect_error("credentials: {openai: OPENAI_API_KEY}\n", "expected env:NAME or file:/path");
     expect_error("listen: [unclosed\n", "t.yaml:");
     expect_error("models: [{name: m, provider: p, input: cheap}]\n", "models.input");
+    expect_error("providers: [{name: p, type: mock}]\nmodels: [{name: 'a\"b', provider: p}]\n", "names are 1-128");
 
     kg_config_t cfg;
     char err[256];
