@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 
 #include "core/alloc.h"
+#include "keys/key_policy.h"
 #include "keys/token.h"
 
 /* Resolves "env:NAME" or "file:/path" into a heap copy, or NULL. */
@@ -85,10 +86,43 @@ bad:
     return false;
 }
 
+/* Joins the named modules' escaped texts with an escaped blank line; NULL when there are none. */
+static char *join_modules(const kg_catalog_t *cat, const kg_config_strings_t *names)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < names->n; i++) {
+        const kg_prompt_module_t *m = kg_catalog_prompt_module(cat, KG_DEFAULT_ORG_ID, names->items[i]);
+        if (m != NULL)
+            len += strlen(m->text_json) + 4;
+    }
+    if (len == 0)
+        return NULL;
+    char *out = kg_xcalloc(1, len + 1);
+    size_t at = 0;
+    for (size_t i = 0; i < names->n; i++) {
+        const kg_prompt_module_t *m = kg_catalog_prompt_module(cat, KG_DEFAULT_ORG_ID, names->items[i]);
+        if (m == NULL)
+            continue;
+        if (at > 0)
+            memcpy(out + at, "\\n\\n", 4), at += 4; /* an escaped blank line between modules */
+        memcpy(out + at, m->text_json, strlen(m->text_json)), at += strlen(m->text_json);
+    }
+    out[at] = '\0';
+    return out;
+}
+
 kg_catalog_t *kg_catalog_build(const kg_config_t *cfg, char *err, size_t err_cap)
 {
     kg_catalog_t *cat = kg_xcalloc(1, sizeof(*cat));
     cat->created_at = (int64_t)time(NULL);
+    cat->prompt_modules = kg_xcalloc(cfg->n_prompt_modules, sizeof(*cat->prompt_modules));
+    for (size_t i = 0; i < cfg->n_prompt_modules; i++) {
+        kg_prompt_module_t *m = &cat->prompt_modules[cat->n_prompt_modules++];
+        m->name = kg_xstrdup(cfg->prompt_modules[i].name);
+        m->text_json = kg_json_escape_dup(cfg->prompt_modules[i].text);
+        if (m->text_json == NULL)
+            m->text_json = kg_xstrdup("");
+    }
     cat->providers = kg_xcalloc(cfg->n_providers, sizeof(*cat->providers));
     for (size_t i = 0; i < cfg->n_providers; i++) {
         const kg_config_provider_t *src = &cfg->providers[i];
@@ -127,6 +161,7 @@ kg_catalog_t *kg_catalog_build(const kg_config_t *cfg, char *err, size_t err_cap
         for (size_t j = 0; j < cat->n_providers; j++)
             if (strcmp(cat->providers[j].name, src->provider) == 0)
                 m->provider = &cat->providers[j];
+        m->prompt_json = join_modules(cat, &src->prompt_modules);
     }
     cat->agents = kg_xcalloc(cfg->n_agents, sizeof(*cat->agents));
     for (size_t i = 0; i < cfg->n_agents; i++) {
@@ -137,6 +172,7 @@ kg_catalog_t *kg_catalog_build(const kg_config_t *cfg, char *err, size_t err_cap
         a->environments.items = kg_xcalloc(src->environments.n, sizeof(char *));
         for (size_t k = 0; k < src->environments.n; k++)
             a->environments.items[a->environments.n++] = kg_xstrdup(src->environments.items[k]);
+        a->prompt_json = join_modules(cat, &src->prompt_modules);
     }
     return cat;
 }
@@ -152,9 +188,12 @@ void kg_catalog_free(kg_catalog_t *cat)
         free(p->name), free(p->host), free(p->authority), free(p->path_prefix), free(p->ca_file), free(p->credential);
     }
     for (size_t i = 0; i < cat->n_models; i++)
-        free(cat->models[i].name), free(cat->models[i].upstream_model);
+        free(cat->models[i].name), free(cat->models[i].upstream_model), free(cat->models[i].prompt_json);
+    for (size_t i = 0; i < cat->n_prompt_modules; i++)
+        free(cat->prompt_modules[i].name), free(cat->prompt_modules[i].text_json);
+    free(cat->prompt_modules);
     for (size_t i = 0; i < cat->n_agents; i++) {
-        free(cat->agents[i].name);
+        free(cat->agents[i].name), free(cat->agents[i].prompt_json);
         for (size_t k = 0; k < cat->agents[i].environments.n; k++)
             free(cat->agents[i].environments.items[k]);
         free(cat->agents[i].environments.items);
@@ -190,4 +229,22 @@ const kg_agent_t *kg_catalog_agent(const kg_catalog_t *cat, const char *org_id, 
         if (name_is(cat->agents[i].name, name, len))
             return &cat->agents[i];
     return NULL;
+}
+
+const kg_prompt_module_t *kg_catalog_prompt_module(const kg_catalog_t *cat, const char *org_id, const char *name)
+{
+    if (!kg_catalog_org_visible(org_id))
+        return NULL;
+    for (size_t i = 0; i < cat->n_prompt_modules; i++)
+        if (strcmp(cat->prompt_modules[i].name, name) == 0)
+            return &cat->prompt_modules[i];
+    return NULL;
+}
+
+bool kg_agent_published_to(const kg_agent_t *agent, const char *env)
+{
+    for (size_t i = 0; i < agent->environments.n; i++)
+        if (strcmp(agent->environments.items[i], env) == 0)
+            return true;
+    return false;
 }

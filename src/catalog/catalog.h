@@ -33,17 +33,24 @@ typedef struct kg_provider {
     bool available;
 } kg_provider_t;
 
+typedef struct kg_prompt_module {
+    char *name;
+    char *text_json; /* the text, JSON-escaped without quotes */
+} kg_prompt_module_t;
+
 typedef struct kg_model {
     char *name;
     char *upstream_model;
     const kg_provider_t *provider;
     double input_price, output_price; /* credits per 1M tokens */
+    char *prompt_json;                /* its modules' texts joined, JSON-escaped; NULL if none */
 } kg_model_t;
 
 typedef struct kg_agent {
     char *name;
     const kg_model_t *model;
-    kg_config_strings_t environments;
+    kg_config_strings_t environments; /* where it is published */
+    char *prompt_json;                /* its modules' texts joined, JSON-escaped; NULL if none */
 } kg_agent_t;
 
 typedef struct kg_catalog {
@@ -53,6 +60,8 @@ typedef struct kg_catalog {
     size_t n_models;
     kg_agent_t *agents;
     size_t n_agents;
+    kg_prompt_module_t *prompt_modules;
+    size_t n_prompt_modules;
     int64_t created_at; /* reported as the models' `created` */
 } kg_catalog_t;
 
@@ -64,6 +73,11 @@ void kg_catalog_free(kg_catalog_t *cat);
 const kg_model_t *kg_catalog_model(const kg_catalog_t *cat, const char *org_id, const char *name, size_t len);
 /** The agent named name[0..len) visible to org_id, or NULL. */
 const kg_agent_t *kg_catalog_agent(const kg_catalog_t *cat, const char *org_id, const char *name, size_t len);
+/** The prompt module named `name` visible to org_id, or NULL. */
+const kg_prompt_module_t *kg_catalog_prompt_module(const kg_catalog_t *cat, const char *org_id, const char *name);
+/** Whether `agent` is published to environment `env`. */
+bool kg_agent_published_to(const kg_agent_t *agent, const char *env);
+
 /** Whether org_id sees the config's catalog at all (config objects belong to org `default`). */
 bool kg_catalog_org_visible(const char *org_id);
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "json/body_scan.h"
+#include "policy/policy.h"
 #include "proxy/mock.h"
 #include "proxy/upstream.h"
 
@@ -97,6 +98,8 @@ static void list_models(kg_worker_t *w, h2o_req_t *req, const kg_key_view_t *vie
     if (kg_catalog_org_visible(view->org_id)) {
         for (size_t i = 0; i < cat->n_models && !agents_only; i++) {
             const kg_model_t *m = &cat->models[i];
+            if (!kg_policy_lists_model(view, view->policy, m))
+                continue;
             at += (size_t)snprintf(buf + at, cap - at, "%s", first ? "" : ",");
             at += model_json(buf + at, cap - at, m->name, m->provider->name, cat->created_at, m->provider->available,
                              "model");
@@ -104,6 +107,8 @@ static void list_models(kg_worker_t *w, h2o_req_t *req, const kg_key_view_t *vie
         }
         for (size_t i = 0; i < cat->n_agents; i++) {
             const kg_agent_t *a = &cat->agents[i];
+            if (!kg_policy_lists_agent(view, view->policy, a))
+                continue;
             at += (size_t)snprintf(buf + at, cap - at, "%s", first ? "" : ",");
             at += model_json(buf + at, cap - at, a->name, "keygate", cat->created_at,
                              a->model != NULL && a->model->provider->available, "agent");
@@ -117,24 +122,23 @@ static void list_models(kg_worker_t *w, h2o_req_t *req, const kg_key_view_t *vie
 static void get_model(kg_worker_t *w, h2o_req_t *req, const kg_key_view_t *view, h2o_iovec_t id)
 {
     const kg_catalog_t *cat = w->server->opts.catalog;
-    const kg_model_t *m = kg_catalog_model(cat, view->org_id, id.base, id.len);
-    const kg_agent_t *a = m == NULL ? kg_catalog_agent(cat, view->org_id, id.base, id.len) : NULL;
+    kg_decision_t d;
     char buf[1024];
     size_t len;
-    if (m != NULL)
-        len =
-            model_json(buf, sizeof(buf), m->name, m->provider->name, cat->created_at, m->provider->available, "model");
-    else if (a != NULL)
-        len = model_json(buf, sizeof(buf), a->name, "keygate", cat->created_at,
-                         a->model != NULL && a->model->provider->available, "agent");
-    else {
-        kg_error_t err = {.code = KG_EMODEL_NOT_FOUND};
-        snprintf(err.message, sizeof(err.message), "The model '%.*s' does not exist.", id.len > 128 ? 128 : (int)id.len,
-                 id.base);
+    kg_policy_decide(cat, view, view->policy, KG_ROUTE_MODELS, id.base, id.len, &d);
+    if (d.code != KG_OK && d.code != KG_EPROVIDER_UNAVAILABLE) {
+        kg_error_t err = {.code = d.code};
+        snprintf(err.message, sizeof(err.message), "%s", d.message);
         snprintf(err.param, sizeof(err.param), "model");
         kg__http_send_error(req, &err);
         return;
     }
+    if (d.agent != NULL)
+        len = model_json(buf, sizeof(buf), d.agent->name, "keygate", cat->created_at, d.model->provider->available,
+                         "agent");
+    else
+        len = model_json(buf, sizeof(buf), d.model->name, d.model->provider->name, cat->created_at,
+                         d.model->provider->available, "model");
     kg__http_send_json(req, 200, buf, len);
 }
 
@@ -143,6 +147,56 @@ static void get_model(kg_worker_t *w, h2o_req_t *req, const kg_key_view_t *view,
 static void *pool_alloc(void *ctx, size_t size)
 {
     return h2o_mem_alloc_pool((h2o_mem_pool_t *)ctx, size);
+}
+
+/*
+ * The permitted rewrites of SPEC §4, and nothing else: an agent's alias (or a catalog name with
+ * another upstream name) becomes the upstream model, and the policy system message goes first
+ * in `messages`. Every other byte of the body
+ * (order, spacing, unknown members, numbers) is copied as it came, from the offsets the
+ * scanner recorded.
+ */
+static h2o_iovec_t rewrite_body(kg_worker_t *w, h2o_req_t *req, const kg_key_view_t *view, const kg_decision_t *d,
+                                const kg_body_info_t *info, h2o_iovec_t body, bool renamed)
+{
+    const kg_catalog_t *cat = w->server->opts.catalog;
+    typedef struct edit {
+        size_t from, to; /* body[from, to) is replaced */
+        h2o_iovec_t with;
+    } edit_t;
+    edit_t edits[2];
+    size_t n = 0, extra = 0;
+
+    if (renamed) {
+        const char *up = d->model->upstream_model;
+        size_t len = strlen(up);
+        char *tok = h2o_mem_alloc_pool(&req->pool, len + 2);
+        tok[0] = '"', memcpy(tok + 1, up, len), tok[len + 1] = '"'; /* catalog names need no escaping */
+        edits[n++] = (edit_t){info->model_start, info->model_end, h2o_iovec_init(tok, len + 2)};
+    }
+    if (d->prompt && info->has_messages) {
+        size_t len = kg_policy_system_message_len(cat, view, view->policy, d);
+        char *msg = h2o_mem_alloc_pool(&req->pool, len + 1);
+        len = kg_policy_system_message(cat, view, view->policy, d, msg, len + 1);
+        if (!info->messages_empty)
+            msg[len++] = ',';
+        edits[n++] = (edit_t){info->messages_open, info->messages_open, h2o_iovec_init(msg, len)};
+    }
+    if (n == 2 && edits[1].from < edits[0].from) { /* apply in body order */
+        edit_t t = edits[0];
+        edits[0] = edits[1], edits[1] = t;
+    }
+    for (size_t i = 0; i < n; i++)
+        extra += edits[i].with.len;
+    char *out = h2o_mem_alloc_pool(&req->pool, body.len + extra);
+    size_t at = 0, from = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(out + at, body.base + from, edits[i].from - from), at += edits[i].from - from;
+        memcpy(out + at, edits[i].with.base, edits[i].with.len), at += edits[i].with.len;
+        from = edits[i].to;
+    }
+    memcpy(out + at, body.base + from, body.len - from), at += body.len - from;
+    return h2o_iovec_init(out, at);
 }
 
 static void inference(kg_worker_t *w, h2o_req_t *req, const kg_key_view_t *view, route_t route)
@@ -166,27 +220,27 @@ static void inference(kg_worker_t *w, h2o_req_t *req, const kg_key_view_t *view,
         kg__http_send_error(req, &err);
         return;
     }
-    const kg_model_t *model = kg_catalog_model(cat, view->org_id, info.model, info.model_len);
-    if (model == NULL) {
-        /* Agents (aliases with prompt policy) are served by the key-policy milestone. */
-        kg_error_set(&err, KG_EMODEL_NOT_FOUND, "model", "The model '%.128s' does not exist.", info.model);
+    kg_route_kind_t kind = route == R_CHAT          ? KG_ROUTE_CHAT
+                           : route == R_COMPLETIONS ? KG_ROUTE_COMPLETIONS
+                                                    : KG_ROUTE_EMBEDDINGS;
+    kg_decision_t d;
+    if (kg_policy_decide(cat, view, view->policy, kind, info.model, info.model_len, &d) != KG_OK) {
+        bool about_model = d.code != KG_EINSUFFICIENT_SCOPE && d.code != KG_EPOLICY_UNSUPPORTED_ROUTE;
+        kg_error_set(&err, d.code, about_model ? "model" : NULL, "%s", d.message);
         kg__http_send_error(req, &err);
         return;
     }
+    const kg_model_t *model = d.model;
     const kg_provider_t *p = model->provider;
-    if (!p->available) {
-        kg_error_set(&err, KG_EPROVIDER_UNAVAILABLE, "model",
-                     "The provider '%s' of model '%s' is unavailable: its credential is not configured.", p->name,
-                     model->name);
-        kg__http_send_error(req, &err);
-        return;
-    }
+    bool renamed = d.agent != NULL || strcmp(d.model->name, d.model->upstream_model) != 0;
+    if (renamed || d.prompt)
+        body = rewrite_body(w, req, view, &d, &info, body, renamed);
     track(w, req);
     if (p->type == KG_PROVIDER_MOCK) {
         kg_mock_route_t mr = route == R_CHAT          ? KG_MOCK_CHAT
                              : route == R_COMPLETIONS ? KG_MOCK_COMPLETIONS
                                                       : KG_MOCK_EMBEDDINGS;
-        kg_mock_respond(req, &w->mock_tick, mr, &info, body.len, model->name, w->request_id);
+        kg_mock_respond(req, &w->mock_tick, mr, &info, body.len, model->upstream_model, w->request_id);
         return;
     }
     static const h2o_iovec_t suffixes[] = {
@@ -215,11 +269,12 @@ static void next_request_id(kg_worker_t *w, h2o_req_t *req)
                           h2o_strdup(&req->pool, w->request_id, strlen(w->request_id)).base, strlen(w->request_id));
 }
 
+static void handle_authenticated(kg_worker_t *w, h2o_req_t *req, route_t route, h2o_iovec_t model_id);
+
 void kg__dataplane_handle(kg_worker_t *w, h2o_req_t *req, h2o_iovec_t path)
 {
     h2o_iovec_t model_id = {NULL, 0};
     route_t route = match_route(path, &model_id);
-    kg_key_view_t view;
 
     next_request_id(w, req);
     bool is_get = method_is(req, H2O_STRLIT("GET")) || method_is(req, H2O_STRLIT("HEAD"));
@@ -228,6 +283,15 @@ void kg__dataplane_handle(kg_worker_t *w, h2o_req_t *req, h2o_iovec_t path)
         kg__http_fail(req, KG_EMETHOD_NOT_ALLOWED, wants_get ? "Use GET on this route." : "Use POST on this route.");
         return;
     }
+    /* The key's policy is read under the index's read lock, for this synchronous part only. */
+    kg_key_index_read_lock();
+    handle_authenticated(w, req, route, model_id);
+    kg_key_index_read_unlock();
+}
+
+static void handle_authenticated(kg_worker_t *w, h2o_req_t *req, route_t route, h2o_iovec_t model_id)
+{
+    kg_key_view_t view;
     kg_err_t rv = kg__http_authenticate(w, req, &view);
     if (rv != KG_OK) {
         kg__http_fail(req, rv, NULL);

@@ -16,7 +16,8 @@ typedef enum top_key {
     K_STREAM_OPTIONS,
     K_INPUT,
     K_ENCODING_FORMAT,
-    K_DIMENSIONS
+    K_DIMENSIONS,
+    K_MESSAGES
 } top_key_t;
 
 typedef struct seen_key {
@@ -25,6 +26,10 @@ typedef struct seen_key {
 } seen_key_t;
 
 typedef struct scan {
+    yajl_handle h;
+    const char *body;
+    size_t len;
+    size_t key_end; /* offset just after the current top-level key */
     const kg_body_alloc_t *alloc;
     kg_body_info_t *out;
     kg_error_t *err;
@@ -135,6 +140,11 @@ static int on_string(void *ctx, const unsigned char *v, size_t len)
         return 0;
     if (s->depth == 1) {
         if (s->key == K_MODEL) {
+            /* The token ends where yajl stopped; it starts at the first '"' after the key's ':'. */
+            size_t end = yajl_get_bytes_consumed(s->h), start = s->key_end;
+            while (start < end && s->body[start] != '"')
+                start++;
+            s->out->model_start = start, s->out->model_end = end;
             s->out->model_is_string = true;
             if (len > KG_BODY_MODEL_MAX)
                 len = KG_BODY_MODEL_MAX + 1; /* too long to be a name: kept distinct, found nowhere */
@@ -168,6 +178,14 @@ static int on_start_container(void *ctx)
 static int on_start_array(void *ctx)
 {
     scan_t *s = ctx;
+    if (s->depth == 1 && s->key == K_MESSAGES) {
+        size_t open = yajl_get_bytes_consumed(s->h), i = open;
+        while (i < s->len && (s->body[i] == ' ' || s->body[i] == '\t' || s->body[i] == '\n' || s->body[i] == '\r'))
+            i++;
+        s->out->has_messages = true;
+        s->out->messages_open = open;
+        s->out->messages_empty = i < s->len && s->body[i] == ']';
+    }
     if (s->depth == 1 && s->key == K_INPUT) {
         s->input_is_array = true;
         s->input_all_numbers = true;
@@ -198,7 +216,8 @@ static top_key_t classify(const unsigned char *k, size_t len)
                  {"stream_options", K_STREAM_OPTIONS},
                  {"input", K_INPUT},
                  {"encoding_format", K_ENCODING_FORMAT},
-                 {"dimensions", K_DIMENSIONS}};
+                 {"dimensions", K_DIMENSIONS},
+                 {"messages", K_MESSAGES}};
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
         if (strlen(known[i].name) == len && memcmp(known[i].name, k, len) == 0)
             return known[i].key;
@@ -230,6 +249,7 @@ static int on_map_key(void *ctx, const unsigned char *k, size_t len)
     memcpy(copy, k, len);
     s->seen[s->n_seen++] = (seen_key_t){copy, len};
     s->key = classify(k, len);
+    s->key_end = yajl_get_bytes_consumed(s->h);
     if (s->key == K_MODEL)
         s->out->has_model = true;
     return 1;
@@ -250,11 +270,12 @@ static const yajl_callbacks callbacks = {
 kg_err_t kg_body_scan(const char *body, size_t len, const kg_body_alloc_t *alloc, kg_body_info_t *out, kg_error_t *err)
 {
     yajl_alloc_funcs funcs = {pool_malloc, pool_realloc, pool_free, (void *)alloc};
-    scan_t s = {.alloc = alloc, .out = out, .err = err};
+    scan_t s = {.body = body, .len = len, .alloc = alloc, .out = out, .err = err};
     memset(out, 0, sizeof(*out));
     err->code = KG_OK;
 
     yajl_handle h = yajl_alloc(&callbacks, &funcs, &s);
+    s.h = h;
     yajl_status st = yajl_parse(h, (const unsigned char *)body, len);
     if (st == yajl_status_ok)
         st = yajl_complete_parse(h);

@@ -38,7 +38,8 @@ typedef struct key_rec {
     bool enabled;
     bool revoked;
     kg_key_view_t view;
-    key_state_t *state; /* owned by by_id; outlives every record that points to it */
+    kg_key_policy_t *policy; /* owned; view.policy points here */
+    key_state_t *state;      /* owned by by_id; outlives every record that points to it */
     struct rcu_head rcu;
 } key_rec_t;
 
@@ -76,9 +77,15 @@ static int match_id(struct cds_lfht_node *node, const void *key)
     return strcmp(st->id, key) == 0;
 }
 
+static void rec_free(key_rec_t *rec)
+{
+    kg_key_policy_free(rec->policy);
+    free(rec);
+}
+
 static void free_rec_rcu(struct rcu_head *head)
 {
-    free(caa_container_of(head, key_rec_t, rcu));
+    rec_free(caa_container_of(head, key_rec_t, rcu));
 }
 
 kg_key_index_t *kg_key_index_new(void)
@@ -106,7 +113,7 @@ void kg_key_index_free(kg_key_index_t *idx)
     rcu_read_lock();
     cds_lfht_for_each (idx->by_hash, &iter, node) {
         if (cds_lfht_del(idx->by_hash, node) == 0)
-            free(caa_container_of(node, key_rec_t, node));
+            rec_free(caa_container_of(node, key_rec_t, node));
     }
     cds_lfht_for_each (idx->by_id, &iter, node) {
         if (cds_lfht_del(idx->by_id, node) == 0)
@@ -117,6 +124,16 @@ void kg_key_index_free(kg_key_index_t *idx)
     cds_lfht_destroy(idx->by_id, NULL);
     pthread_mutex_destroy(&idx->write_lock);
     free(idx);
+}
+
+void kg_key_index_read_lock(void)
+{
+    rcu_read_lock();
+}
+
+void kg_key_index_read_unlock(void)
+{
+    rcu_read_unlock();
 }
 
 void kg_key_index_thread_online(void)
@@ -191,6 +208,9 @@ void kg_key_index_put(kg_key_index_t *idx, const kg_token_t *t, const kg_token_s
         snprintf(rec->view.org_id, sizeof(rec->view.org_id), "%s", t->org_id != NULL ? t->org_id : "");
         snprintf(rec->view.environment, sizeof(rec->view.environment), "%s",
                  t->environment != NULL ? t->environment : "");
+        snprintf(rec->view.team_id, sizeof(rec->view.team_id), "%s", t->team_id != NULL ? t->team_id : "");
+        rec->policy = kg_key_policy_new(t); /* cold path: per key change */
+        rec->view.policy = rec->policy;
         rec->view.type = t->type;
         rec->view.is_root = t->is_root;
         rec->state = st;

@@ -17,22 +17,33 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "keys/key_policy.h"
 #include "keys/token.h"
 
 typedef struct kg_key_index kg_key_index_t;
 
-/** What authentication yields: a copy, valid after the read-side section ends. */
+/** What authentication yields: a copy, valid after the read-side section ends — except `policy`. */
 typedef struct kg_key_view {
     char id[KG_KEY_ID_LEN + 1];
     char org_id[KG_NAME_MAX + 1];
     char environment[KG_NAME_MAX + 1];
+    char team_id[KG_NAME_MAX + 1];
     kg_token_type_t type;
     bool is_root;
+    /* The key's compiled policy: valid only until the caller's kg_key_index_read_unlock(). */
+    const kg_key_policy_t *policy;
 } kg_key_view_t;
 
 kg_key_index_t *kg_key_index_new(void);
 /** Frees the index and every record; no reader may be running. */
 void kg_key_index_free(kg_key_index_t *idx);
+
+/**
+ * A read-side section: a view's `policy` may be used between these (they nest, cost no shared
+ * write and never block). Hold it only for synchronous work, never across an event-loop turn.
+ */
+void kg_key_index_read_lock(void);
+void kg_key_index_read_unlock(void);
 
 /** Registers / unregisters the calling thread as an RCU reader (once per thread). */
 void kg_key_index_thread_online(void);

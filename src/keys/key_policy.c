@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * This file implements the compilation of a key's policy (see key_policy.h) with jansson, on
+ * the writer side only.
+ */
+#include "keys/key_policy.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "core/alloc.h"
+
+static const struct {
+    kg_scope_t bit;
+    const char *name;
+} scope_names[] = {
+    {KG_SCOPE_CHAT, "inference:chat"},
+    {KG_SCOPE_EMBED, "inference:embed"},
+    {KG_SCOPE_TRANSCRIBE, "inference:transcribe"},
+    {KG_SCOPE_SPEECH, "inference:speech"},
+    {KG_SCOPE_IMAGE, "inference:image"},
+    {KG_SCOPE_DATASETS_WRITE, "datasets:write"},
+    {KG_SCOPE_CONVERSATIONS_WRITE, "conversations:write"},
+};
+
+const char *kg_scope_name(kg_scope_t s)
+{
+    for (size_t i = 0; i < sizeof(scope_names) / sizeof(scope_names[0]); i++)
+        if (scope_names[i].bit == s)
+            return scope_names[i].name;
+    return "?";
+}
+
+uint32_t kg_scope_parse(const char *name)
+{
+    for (size_t i = 0; i < sizeof(scope_names) / sizeof(scope_names[0]); i++)
+        if (strcmp(scope_names[i].name, name) == 0)
+            return scope_names[i].bit;
+    return 0;
+}
+
+char *kg_json_escape_dup(const char *s)
+{
+    json_t *str = json_string(s);
+    char *quoted = str != NULL ? json_dumps(str, JSON_ENCODE_ANY) : NULL;
+    json_decref(str);
+    if (quoted == NULL)
+        return NULL;
+    size_t len = strlen(quoted);
+    char *out = kg_xstrndup(quoted + 1, len >= 2 ? len - 2 : 0); /* without the quotes */
+    free(quoted);
+    return out;
+}
+
+static void allow_list_compile(kg_allow_list_t *list, json_t *v)
+{
+    size_t i;
+    json_t *item;
+    memset(list, 0, sizeof(*list));
+    if (v == NULL || (json_is_string(v) && strcmp(json_string_value(v), "*") == 0)) {
+        list->all = v != NULL;
+        return;
+    }
+    if (!json_is_array(v))
+        return;
+    list->patterns = kg_xcalloc(json_array_size(v), sizeof(char *));
+    json_array_foreach (v, i, item) {
+        if (!json_is_string(item))
+            continue;
+        if (strcmp(json_string_value(item), "*") == 0)
+            list->all = true;
+        list->patterns[list->n++] = kg_xstrdup(json_string_value(item));
+    }
+}
+
+static void allow_list_dispose(kg_allow_list_t *list)
+{
+    for (size_t i = 0; i < list->n; i++)
+        free(list->patterns[i]);
+    free(list->patterns);
+}
+
+kg_key_policy_t *kg_key_policy_new(const kg_token_t *t)
+{
+    kg_key_policy_t *p = kg_xcalloc(1, sizeof(*p));
+    json_t *scopes = t->scopes != NULL ? json_loads(t->scopes, 0, NULL) : NULL;
+    json_t *allow = t->allow != NULL ? json_loads(t->allow, 0, NULL) : NULL;
+    json_t *modules = t->prompt_modules != NULL ? json_loads(t->prompt_modules, 0, NULL) : NULL;
+    size_t i;
+    json_t *item;
+
+    json_array_foreach (scopes, i, item) {
+        if (json_is_string(item))
+            p->scopes |= kg_scope_parse(json_string_value(item));
+    }
+    /* A key made before allowlists existed (no `allow`) may reach everything. */
+    if (t->allow == NULL) {
+        p->models.all = p->agents.all = true;
+    } else {
+        allow_list_compile(&p->models, json_object_get(allow, "models"));
+        allow_list_compile(&p->agents, json_object_get(allow, "agents"));
+    }
+    if (json_is_array(modules)) {
+        p->prompt_modules = kg_xcalloc(json_array_size(modules), sizeof(char *));
+        json_array_foreach (modules, i, item) {
+            if (json_is_string(item))
+                p->prompt_modules[p->n_prompt_modules++] = kg_xstrdup(json_string_value(item));
+        }
+    }
+    if (t->prompt_text != NULL && t->prompt_text[0] != '\0')
+        p->prompt_text_json = kg_json_escape_dup(t->prompt_text);
+    json_decref(scopes), json_decref(allow), json_decref(modules);
+    return p;
+}
+
+void kg_key_policy_free(kg_key_policy_t *p)
+{
+    if (p == NULL)
+        return;
+    allow_list_dispose(&p->models);
+    allow_list_dispose(&p->agents);
+    for (size_t i = 0; i < p->n_prompt_modules; i++)
+        free(p->prompt_modules[i]);
+    free(p->prompt_modules);
+    free(p->prompt_text_json);
+    free(p);
+}
+
+bool kg_allow_list_match(const kg_allow_list_t *list, const char *name, size_t len)
+{
+    if (list->all)
+        return true;
+    for (size_t i = 0; i < list->n; i++) {
+        const char *pat = list->patterns[i];
+        size_t plen = strlen(pat);
+        if (plen > 0 && pat[plen - 1] == '*') {
+            if (len >= plen - 1 && memcmp(pat, name, plen - 1) == 0)
+                return true;
+        } else if (plen == len && memcmp(pat, name, len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool kg_key_policy_has_prompt(const kg_key_policy_t *p)
+{
+    return p->n_prompt_modules > 0 || p->prompt_text_json != NULL;
+}
