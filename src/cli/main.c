@@ -25,7 +25,8 @@ static int usage(FILE *to)
                 "  admin-key   create|list|show|update|rotate|disable|enable|delete ...\n"
                 "  org         create|list|show ...\n"
                 "  environment create|list|delete ...\n"
-                "  audit [--key ID] [--since 24h]\n\n"
+                "  audit [--key ID] [--since 24h]\n"
+                "  explain --route /v1/chat/completions --model M [--origin O] (--id PK | secret on stdin)\n\n"
                 "Verbs work on the local store (--db, --config, ./keygate.db) or, with --url or KEYGATE_URL,\n"
                 "on a running gateway with the admin key in KEYGATE_ADMIN_KEY. --json prints JSON.\n");
     return to == stdout ? 0 : 2;
@@ -67,6 +68,8 @@ int main(int argc, char **argv)
         rc = kg_cmd_environment(argc - 2, argv + 2);
     else if (strcmp(cmd, "audit") == 0)
         rc = kg_cmd_audit(argc - 2, argv + 2);
+    else if (strcmp(cmd, "explain") == 0)
+        rc = kg_cmd_explain(argc - 2, argv + 2);
     else
         rc = usage(stderr);
     curl_global_cleanup();

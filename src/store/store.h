@@ -110,6 +110,13 @@ kg_err_t kg_store_token_rotate(kg_store_t *st, const char *id, const uint8_t new
 kg_err_t kg_store_token_secrets(kg_store_t *st, const char *id, int64_t now, kg_token_secret_t out[2],
                                 size_t *n_out) KG_MUST_CHECK;
 
+/**
+ * The id of the token a secret hash belongs to, if that secret is still live at `now` (the
+ * current secret, or an old one within its rotation grace). KG_ENOT_FOUND otherwise.
+ */
+kg_err_t kg_store_token_id_by_hash(kg_store_t *st, const uint8_t hash[KG_KEY_HASH_BYTES], int64_t now,
+                                   char id[KG_KEY_ID_LEN + 1]) KG_MUST_CHECK;
+
 /** Writes a batch of last-use times (each only if newer) in one transaction. */
 kg_err_t kg_store_token_touch_batch(kg_store_t *st, const char *const *ids, const int64_t *at, size_t n) KG_MUST_CHECK;
 

@@ -32,6 +32,7 @@ enum {
     Q_SECRET_SET_GRACE,
     Q_SECRET_LIST,
     Q_TOKEN_TOUCH,
+    Q_SECRET_FIND,
     Q_ROOT_EXISTS,
     Q_AUDIT_INSERT,
     Q_CHANGE_ADD,
@@ -75,6 +76,7 @@ static const char *const sql_text[Q__COUNT] = {
                       " AND (expires_at IS NULL OR expires_at > ?2) ORDER BY expires_at IS NOT NULL, created_at DESC",
     [Q_TOKEN_TOUCH] =
         "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
+    [Q_SECRET_FIND] = "SELECT token_id FROM token_secrets WHERE hash = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
     [Q_ROOT_EXISTS] = "SELECT 1 FROM tokens WHERE is_root = 1 AND revoked_at IS NULL LIMIT 1",
     [Q_AUDIT_INSERT] = "INSERT INTO audit_events (org_id, actor, action, object_type, object_id, changes, remote_addr,"
                        " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -570,6 +572,21 @@ kg_err_t kg_store_token_secrets(kg_store_t *st, const char *id, int64_t now, kg_
     done(s);
     *n_out = n;
     return rc == SQLITE_DONE ? KG_OK : KG_ESTORE;
+}
+
+kg_err_t kg_store_token_id_by_hash(kg_store_t *st, const uint8_t hash[KG_KEY_HASH_BYTES], int64_t now,
+                                   char id[KG_KEY_ID_LEN + 1])
+{
+    sqlite3_stmt *s = stmt(st, Q_SECRET_FIND);
+    if (s == NULL)
+        return KG_ESTORE;
+    sqlite3_bind_blob(s, 1, hash, KG_KEY_HASH_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, now);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        snprintf(id, KG_KEY_ID_LEN + 1, "%s", (const char *)sqlite3_column_text(s, 0));
+    done(s);
+    return rc == SQLITE_ROW ? KG_OK : rc == SQLITE_DONE ? KG_ENOT_FOUND : KG_ESTORE;
 }
 
 kg_err_t kg_store_token_touch_batch(kg_store_t *st, const char *const *ids, const int64_t *at, size_t n)
