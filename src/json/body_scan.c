@@ -163,10 +163,9 @@ static int on_string(void *ctx, const unsigned char *v, size_t len)
     return 1;
 }
 
-static int on_start_container(void *ctx)
+static int start_container(scan_t *s, bool is_map)
 {
-    scan_t *s = ctx;
-    if (!on_value_start(s, true))
+    if (!on_value_start(s, is_map))
         return 0;
     if (s->depth == 2 && s->key == K_INPUT)
         s->input_all_numbers = false;
@@ -191,7 +190,12 @@ static int on_start_array(void *ctx)
         s->input_all_numbers = true;
         s->out->n_inputs = 0;
     }
-    return on_start_container(ctx);
+    return start_container(s, false);
+}
+
+static int on_start_map(void *ctx)
+{
+    return start_container(ctx, true);
 }
 
 static int on_end_container(void *ctx)
@@ -260,7 +264,7 @@ static const yajl_callbacks callbacks = {
     .yajl_boolean = on_boolean,
     .yajl_number = on_number, /* raw numbers: no conversion, so no overflow error either */
     .yajl_string = on_string,
-    .yajl_start_map = on_start_container,
+    .yajl_start_map = on_start_map,
     .yajl_map_key = on_map_key,
     .yajl_end_map = on_end_container,
     .yajl_start_array = on_start_array,
@@ -274,6 +278,11 @@ kg_err_t kg_body_scan(const char *body, size_t len, const kg_body_alloc_t *alloc
     memset(out, 0, sizeof(*out));
     err->code = KG_OK;
 
+    size_t first = 0;
+    while (first < len && (body[first] == ' ' || body[first] == '\t' || body[first] == '\n' || body[first] == '\r'))
+        first++;
+    if (first == len)
+        return kg_error_set(err, KG_EINVALID_JSON, NULL, "The request body must be a JSON object.");
     yajl_handle h = yajl_alloc(&callbacks, &funcs, &s);
     s.h = h;
     yajl_status st = yajl_parse(h, (const unsigned char *)body, len);

@@ -33,7 +33,11 @@ int kg_test_failures;
     X(test_store_feed_rotation_grace)                                                                                  \
     X(test_store_feed_sees_other_connection)                                                                           \
     X(test_store_last_used_flush)                                                                                      \
-    X(test_admin_validation)
+    X(test_admin_validation)                                                                                           \
+    X(test_body_scan_reads)                                                                                            \
+    X(test_body_scan_refusals)                                                                                         \
+    X(test_policy_decisions)                                                                                           \
+    X(test_policy_system_message)
 
 #define DECLARE(name) void name(void);
 TESTS(DECLARE)
