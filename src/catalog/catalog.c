@@ -203,7 +203,12 @@ void kg_catalog_free(kg_catalog_t *cat)
 
 bool kg_catalog_org_visible(const char *org_id)
 {
+#ifdef KG_BREAK_RULE_ORG
+    (void)org_id;
+    return true;
+#else
     return strcmp(org_id, KG_DEFAULT_ORG_ID) == 0;
+#endif
 }
 
 static bool name_is(const char *name, const char *s, size_t len)

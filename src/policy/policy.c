@@ -62,12 +62,14 @@ kg_err_t kg_policy_decide(const kg_catalog_t *cat, const kg_key_view_t *key, con
     uint32_t need = kg_route_scope(route);
 
     memset(d, 0, sizeof(*d));
+#ifndef KG_BREAK_RULE_SCOPE
     if (need != 0 && (policy->scopes & need) == 0) {
         snprintf(rule, sizeof(rule), "scopes: the key lacks %s", kg_scope_name((kg_scope_t)need));
         snprintf(msg, sizeof(msg), "This key may not call this route: it lacks the scope %s.",
                  kg_scope_name((kg_scope_t)need));
         return refuse(d, KG_EINSUFFICIENT_SCOPE, rule, msg);
     }
+#endif
     d->model = kg_catalog_model(cat, key->org_id, name, len);
     if (d->model == NULL) {
         d->agent = kg_catalog_agent(cat, key->org_id, name, len);
@@ -76,11 +78,14 @@ kg_err_t kg_policy_decide(const kg_catalog_t *cat, const kg_key_view_t *key, con
             snprintf(msg, sizeof(msg), "The model '%.*s' does not exist or you do not have access to it.", shown, name);
             return refuse(d, KG_EMODEL_NOT_FOUND, rule, msg);
         }
+#ifndef KG_BREAK_RULE_ALLOWLIST
         if (!kg_allow_list_match(&policy->agents, name, len)) {
             snprintf(rule, sizeof(rule), "allow.agents does not list '%.*s'", shown, name);
             snprintf(msg, sizeof(msg), "This key may not use the agent '%.*s' (%s).", shown, name, rule);
             return refuse(d, KG_EMODEL_NOT_ALLOWED, rule, msg);
         }
+#endif
+#ifndef KG_BREAK_RULE_ENVIRONMENT
         if (!kg_agent_published_to(d->agent, key->environment)) {
             snprintf(rule, sizeof(rule), "agent '%.*s' is not published to environment '%s'", shown, name,
                      key->environment);
@@ -88,12 +93,16 @@ kg_err_t kg_policy_decide(const kg_catalog_t *cat, const kg_key_view_t *key, con
                      key->environment);
             return refuse(d, KG_EENVIRONMENT_MISMATCH, rule, msg);
         }
+#endif
         d->model = d->agent->model;
-    } else if (!kg_allow_list_match(&policy->models, name, len)) {
+    }
+#ifndef KG_BREAK_RULE_ALLOWLIST
+    else if (!kg_allow_list_match(&policy->models, name, len)) {
         snprintf(rule, sizeof(rule), "allow.models does not list '%.*s'", shown, name);
         snprintf(msg, sizeof(msg), "This key may not use the model '%.*s' (%s).", shown, name, rule);
         return refuse(d, KG_EMODEL_NOT_ALLOWED, rule, msg);
     }
+#endif
     d->prompt = route == KG_ROUTE_CHAT && has_prompt(policy, d);
     if (route == KG_ROUTE_COMPLETIONS && has_prompt(policy, d)) {
         snprintf(rule, sizeof(rule), "prompt policy applies to '%.*s' and cannot be applied on /v1/completions", shown,
