@@ -28,6 +28,7 @@ typedef struct kg_worker {
     kg_upstream_loop_t *upstream;             /* socket pools per provider */
     h2o_timeout_t mock_tick;                  /* paces the demo provider's streams */
     h2o_timeout_t request_timeout;            /* slow clients get 408 after this */
+    h2o_timeout_t linger_timeout;             /* how long a closed connection's input is drained */
     char request_id_prefix[16];
     uint64_t request_counter;
     char request_id[32]; /* of the request being handled */
@@ -68,6 +69,8 @@ kg_err_t kg__http_authenticate(kg_worker_t *worker, h2o_req_t *req, kg_key_view_
 void kg__watch_accept(kg_worker_t *worker, h2o_socket_t *sock);
 /** Marks a request of the connection as being handled until it ends. */
 void kg__watch_request(kg_worker_t *worker, h2o_req_t *req);
+/** After an early error that closes the connection: linger so the client can read the answer. */
+void kg__watch_linger(h2o_req_t *req);
 
 /* dataplane.c */
 bool kg__dataplane_matches(h2o_iovec_t path);

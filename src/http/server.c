@@ -186,6 +186,8 @@ static void json_error_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
                      req->res.reason != NULL ? req->res.reason : "malformed");
         char buf[512];
         size_t len = kg_err_render(&err, buf, sizeof(buf));
+        if (!req->http1_is_persistent)
+            kg__watch_linger(req); /* libh2o closes after this answer, maybe with input unread */
         json_error_ostream_t *o = (json_error_ostream_t *)h2o_add_ostream(req, sizeof(*o), slot);
         o->super.do_send = json_error_send;
         o->body = h2o_strdup(&req->pool, buf, len);
@@ -360,6 +362,7 @@ kg_server_t *kg_server_start(const kg_server_options_t *opts, char *err, size_t 
         w->upstream = kg_upstream_loop_new(s->upstreams, w->ctx.loop, w->queue, opts->upstream_timeout_ms);
         h2o_timeout_init(w->ctx.loop, &w->mock_tick, KG_MOCK_TICK_MS);
         h2o_timeout_init(w->ctx.loop, &w->request_timeout, opts->request_timeout_ms);
+        h2o_timeout_init(w->ctx.loop, &w->linger_timeout, 2000);
         if (!kg_random_base62(w->request_id_prefix, 12))
             snprintf(w->request_id_prefix, sizeof(w->request_id_prefix), "w%u", (unsigned)(i % 1000));
         else

@@ -7,6 +7,11 @@
  * (libh2o is not writing: it is still reading) and the socket is shut down, which libh2o then
  * sees as a read error and closes through its own path. An idle keep-alive connection is left
  * to libh2o's own, longer timeout.
+ *
+ * The watch also lingers after an early error (413): libh2o closes a connection with unread
+ * input, which resets it, and a client still uploading never reads the answer. So the watch
+ * keeps a duplicate of the socket, and when libh2o closes its own, shuts down our sending side
+ * and reads and discards for a bounded time (as nginx's lingering close does).
  */
 #include "http/http_internal.h"
 
@@ -21,8 +26,51 @@ typedef struct conn_watch {
     kg_worker_t *worker;
     h2o_socket_t *sock;
     h2o_timeout_entry_t timer;
-    size_t busy; /* requests of this connection being handled (HTTP/2 may have several) */
+    size_t busy;   /* requests of this connection being handled (HTTP/2 may have several) */
+    int linger_fd; /* a dup of the socket kept past libh2o's close, or -1 */
 } conn_watch_t;
+
+#define LINGER_MAX_BYTES (64u << 20)
+
+typedef struct lingering {
+    h2o_socket_t *sock;
+    h2o_timeout_entry_t timer;
+    size_t drained;
+} lingering_t;
+
+static void linger_end(lingering_t *l)
+{
+    if (h2o_timeout_is_linked(&l->timer))
+        h2o_timeout_unlink(&l->timer);
+    h2o_socket_close(l->sock);
+    free(l);
+}
+
+static void on_lingering_timeout(h2o_timeout_entry_t *entry)
+{
+    linger_end(H2O_STRUCT_FROM_MEMBER(lingering_t, timer, entry));
+}
+
+static void on_linger_read(h2o_socket_t *sock, const char *err)
+{
+    lingering_t *l = sock->data;
+    l->drained += sock->input->size;
+    h2o_buffer_consume(&sock->input, sock->input->size);
+    if (err != NULL || l->drained > LINGER_MAX_BYTES)
+        linger_end(l);
+}
+
+/* libh2o has closed its descriptor; ours keeps the connection: finish sending, drain, close. */
+static void start_linger(kg_worker_t *w, int fd)
+{
+    shutdown(fd, SHUT_WR);
+    lingering_t *l = kg_xcalloc(1, sizeof(*l)); /* cold path: after an early error only */
+    l->sock = h2o_evloop_socket_create(w->ctx.loop, fd, 0);
+    l->sock->data = l;
+    l->timer.cb = on_lingering_timeout;
+    h2o_timeout_link(w->ctx.loop, &w->linger_timeout, &l->timer);
+    h2o_socket_read_start(l->sock, on_linger_read);
+}
 
 static void send_408(conn_watch_t *cw)
 {
@@ -60,6 +108,8 @@ static void on_close(void *data)
     conn_watch_t *cw = data;
     if (h2o_timeout_is_linked(&cw->timer))
         h2o_timeout_unlink(&cw->timer);
+    if (cw->linger_fd >= 0)
+        start_linger(cw->worker, cw->linger_fd);
     free(cw);
 }
 
@@ -69,6 +119,7 @@ void kg__watch_accept(kg_worker_t *w, h2o_socket_t *sock)
     cw->worker = w;
     cw->sock = sock;
     cw->timer.cb = on_timer;
+    cw->linger_fd = -1;
     sock->on_close.cb = on_close;
     sock->on_close.data = cw;
     h2o_timeout_link(w->ctx.loop, &w->request_timeout, &cw->timer);
@@ -97,4 +148,14 @@ void kg__watch_request(kg_worker_t *w, h2o_req_t *req)
     g->cw = cw;
     if (cw->busy++ == 0 && h2o_timeout_is_linked(&cw->timer))
         h2o_timeout_unlink(&cw->timer);
+}
+
+void kg__watch_linger(h2o_req_t *req)
+{
+    h2o_socket_t *sock = req->conn->callbacks->get_socket != NULL ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    if (sock == NULL || sock->on_close.cb != on_close)
+        return;
+    conn_watch_t *cw = sock->on_close.data;
+    if (cw->linger_fd < 0)
+        cw->linger_fd = dup(h2o_socket_get_fd(sock));
 }

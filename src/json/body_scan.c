@@ -68,6 +68,52 @@ static void pool_free(void *ctx, void *ptr)
     (void)ctx, (void)ptr;
 }
 
+/* ==== UTF-8 ==== */
+
+/*
+ * Strict RFC 3629: yajl checks only the byte structure of strings, so overlong forms, encoded
+ * surrogates and code points above U+10FFFF pass it — and an upstream may decode them
+ * differently than we did (the classic way to smuggle a second "model").
+ */
+static bool utf8_valid(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n;
+        unsigned char lo = 0x80, hi = 0xbf; /* the allowed range of the second byte */
+        if (c >= 0xc2 && c <= 0xdf)
+            n = 1;
+        else if (c == 0xe0)
+            n = 2, lo = 0xa0;
+        else if (c == 0xed)
+            n = 2, hi = 0x9f; /* no surrogates */
+        else if (c >= 0xe1 && c <= 0xef)
+            n = 2;
+        else if (c == 0xf0)
+            n = 3, lo = 0x90;
+        else if (c >= 0xf1 && c <= 0xf3)
+            n = 3;
+        else if (c == 0xf4)
+            n = 3, hi = 0x8f; /* nothing above U+10FFFF */
+        else
+            return false;
+        if (n >= len - i) /* truncated sequence */
+            return false;
+        if (s[i + 1] < lo || s[i + 1] > hi)
+            return false;
+        for (size_t k = 2; k <= n; k++)
+            if (s[i + k] < 0x80 || s[i + k] > 0xbf)
+                return false;
+        i += n + 1;
+    }
+    return true;
+}
+
 /* ==== Callbacks ==== */
 
 static int fail(scan_t *s, const char *msg)
@@ -138,6 +184,8 @@ static int on_string(void *ctx, const unsigned char *v, size_t len)
     scan_t *s = ctx;
     if (!on_value_start(s, false))
         return 0;
+    if (!utf8_valid(v, len))
+        return fail(s, "The request body is not valid UTF-8.");
     if (s->depth == 1) {
         if (s->key == K_MODEL) {
             /* The token ends where yajl stopped; it starts at the first '"' after the key's ':'. */
@@ -231,6 +279,8 @@ static top_key_t classify(const unsigned char *k, size_t len)
 static int on_map_key(void *ctx, const unsigned char *k, size_t len)
 {
     scan_t *s = ctx;
+    if (!utf8_valid(k, len))
+        return fail(s, "The request body is not valid UTF-8.");
     if (s->depth == 2 && s->key == K_STREAM_OPTIONS)
         s->in_usage_key = len == 13 && memcmp(k, "include_usage", 13) == 0;
     if (s->depth != 1)

@@ -13,6 +13,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "core/alloc.h"
 #include "core/err.h"
@@ -53,8 +54,21 @@ kg_upstreams_t *kg_upstreams_new(const kg_catalog_t *cat, char *err, size_t err_
         if (ctx == NULL)
             goto fail;
         SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-        /* Verify the peer: h2o then checks the certificate's name against the host. */
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        /*
+         * OpenSSL checks the certificate's name during the handshake. libh2o 2.2.5 checks it too,
+         * but only when no handshake bytes are left to send, which under TLS 1.3 is never the
+         * case: without this, any certificate the CA signed would do.
+         */
+        X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        bool ip_literal = strchr(p->host, ':') != NULL || strspn(p->host, "0123456789.") == strlen(p->host);
+        if ((ip_literal ? X509_VERIFY_PARAM_set1_ip_asc(param, p->host) : X509_VERIFY_PARAM_set1_host(param, p->host, 0)) !=
+            1) {
+            ups->ssl[i] = ctx;
+            snprintf(err, err_cap, "providers.%s: cannot verify the host name '%s'", p->name, p->host);
+            goto fail;
+        }
         int ok = p->ca_file != NULL ? SSL_CTX_load_verify_locations(ctx, p->ca_file, NULL)
                                     : SSL_CTX_set_default_verify_paths(ctx);
         ups->ssl[i] = ctx;

@@ -488,3 +488,185 @@ export async function listAll(gw, key, route) {
 }
 
 export const nowSec = () => Math.floor(Date.now() / 1000);
+
+// ==== Data plane (dataplane-*.test.mjs) ====
+
+/** A port on 127.0.0.1 that nothing listens on (bound by the kernel's choice, then closed). */
+export async function closedPort() {
+  const srv = net.createServer();
+  await new Promise((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', resolve);
+  });
+  const { port } = srv.address();
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
+}
+
+/** Resolves true when a TCP connect to 127.0.0.1:port is refused, false when it connects. */
+export function connectRefused(port, timeoutMs = 1000) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`connect to ${port}: neither accepted nor refused within ${timeoutMs} ms`));
+    }, timeoutMs);
+    sock.once('connect', () => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(false);
+    });
+    sock.once('error', (e) => {
+      clearTimeout(timer);
+      if (e.code === 'ECONNREFUSED') resolve(true);
+      else reject(e);
+    });
+  });
+}
+
+/**
+ * The text of a keygate.yaml for data-plane tests: `providers` and `models` as lists of flow
+ * mappings (objects, rendered as YAML flow maps), the demo provider and its two models always
+ * included. `limits`, `credentials` and `agents` likewise.
+ */
+export function dataplaneYaml({
+  workers = 2,
+  limits = { max_body_bytes: 65536, max_header_bytes: 8192, upstream_timeout_ms: 1500, request_timeout_ms: 800 },
+  credentials = {},
+  providers = [],
+  models = [],
+  agents = [],
+} = {}) {
+  const flow = (o) =>
+    `{${Object.entries(o)
+      .map(([k, v]) => `${k}: ${Array.isArray(v) ? `[${v.map((x) => JSON.stringify(x)).join(', ')}]` : JSON.stringify(v)}`)
+      .join(', ')}}`;
+  const list = (items) => (items.length ? items.map((i) => `  - ${flow(i)}`).join('\n') : '  []');
+  const lines = [
+    'listen: 127.0.0.1:0',
+    `workers: ${workers}`,
+    'environments: [{name: production, live: true}, {name: staging}]',
+    `limits: ${flow(limits)}`,
+    Object.keys(credentials).length ? `credentials: ${flow(credentials)}` : 'credentials: {}',
+    'providers:',
+    list([{ name: 'demo', type: 'mock' }, ...providers]),
+    'models:',
+    list([{ name: 'demo-chat', provider: 'demo' }, { name: 'demo-embed', provider: 'demo' }, ...models]),
+  ];
+  if (agents.length) lines.push('agents:', list(agents));
+  return `${lines.join('\n')}\n`;
+}
+
+/** Creates an access key through the admin API; resolves the 201 reply (with `key`, `id`). */
+export async function createAccessKey(gw, adminKey, name, extra = {}) {
+  return createToken(gw, adminKey, { token_type: 'access', name, ...extra });
+}
+
+/**
+ * Reads a fetch Response's body as it arrives. Resolves {text, reads: [{t, text}], events:
+ * [{t, data}]}: `t` is performance.now() when the bytes arrived; an SSE event's `t` is the
+ * arrival of the read that completed it (its blank line). `data` joins the event's data lines.
+ */
+export async function readTimed(res) {
+  const reads = [];
+  const events = [];
+  const decoder = new TextDecoder();
+  let text = '';
+  let pending = '';
+  for await (const chunk of res.body) {
+    const t = performance.now();
+    const s = decoder.decode(chunk, { stream: true });
+    reads.push({ t, text: s });
+    text += s;
+    pending += s;
+    let i;
+    while ((i = pending.search(/\r?\n\r?\n/)) >= 0) {
+      const block = pending.slice(0, i);
+      pending = pending.slice(i).replace(/^\r?\n\r?\n/, '');
+      const data = block
+        .split(/\r?\n/)
+        .filter((l) => l.startsWith('data:'))
+        .map((l) => l.slice(5).replace(/^ /, ''))
+        .join('\n');
+      if (block.trim() !== '') events.push({ t, data });
+    }
+  }
+  return { text, reads, events };
+}
+
+/** The data payloads of a whole SSE text (blank blocks skipped). */
+export function sseData(text) {
+  return text
+    .split(/\r?\n\r?\n/)
+    .filter((b) => b.trim() !== '')
+    .map((b) =>
+      b
+        .split(/\r?\n/)
+        .filter((l) => l.startsWith('data:'))
+        .map((l) => l.slice(5).replace(/^ /, ''))
+        .join('\n')
+    );
+}
+
+/**
+ * A hand-written HTTP exchange on a fresh socket: writes each of `parts` (string or Buffer) in
+ * turn, `pauseMs` apart, then reads until the server closes (or `timeoutMs`, after which the
+ * socket is destroyed and `timedOut` is true). Resolves {raw, status, headers, body, json,
+ * closedAfterMs, timedOut}; `closedAfterMs` counts from the last write.
+ */
+export function rawExchange(port, parts, { pauseMs = 0, timeoutMs = 5000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    const chunks = [];
+    let lastWrite = 0;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      sock.destroy();
+    }, timeoutMs);
+    sock.on('connect', async () => {
+      for (let i = 0; i < parts.length; i++) {
+        if (i > 0 && pauseMs > 0) await sleep(pauseMs);
+        if (sock.destroyed) return;
+        sock.write(parts[i]);
+        lastWrite = performance.now();
+      }
+    });
+    sock.on('data', (d) => chunks.push(d));
+    sock.on('error', (e) => {
+      if (e.code !== 'ECONNRESET' && e.code !== 'EPIPE') {
+        clearTimeout(timer);
+        reject(e);
+      }
+    });
+    sock.on('close', () => {
+      clearTimeout(timer);
+      const raw = Buffer.concat(chunks).toString('latin1');
+      const sep = raw.indexOf('\r\n\r\n');
+      const head = sep >= 0 ? raw.slice(0, sep) : raw;
+      const body = sep >= 0 ? raw.slice(sep + 4) : '';
+      const [statusLine = '', ...headerLines] = head.split('\r\n');
+      const headers = new Headers();
+      for (const l of headerLines) {
+        const i = l.indexOf(':');
+        if (i > 0) headers.append(l.slice(0, i).trim(), l.slice(i + 1).trim());
+      }
+      let json;
+      try {
+        json = JSON.parse(body);
+      } catch {
+        json = undefined;
+      }
+      resolve({
+        raw,
+        status: Number(statusLine.split(' ')[1]) || 0,
+        headers,
+        body,
+        text: body,
+        json,
+        closedAfterMs: performance.now() - lastWrite,
+        timedOut,
+      });
+    });
+  });
+}
