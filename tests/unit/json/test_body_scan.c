@@ -105,6 +105,11 @@ void test_body_scan_refusals(void)
     R("{\"model\":\"a\"} {}", "not valid JSON");
     R("{\"model\":\"\xff\xfe\"}", "not valid JSON");
     R("{\"model\":\"a\",}", "not valid JSON");
+    R("{\"user\":\"\xc0\xaf\"}", "not valid UTF-8");         /* overlong '/' */
+    R("{\"user\":\"\xe0\x81\x81\"}", "not valid UTF-8");     /* overlong 3-byte */
+    R("{\"u\xc1\xa5" "er\":1}", "not valid UTF-8");             /* overlong in a member name */
+    R("{\"user\":\"\xed\xa0\x80\"}", "not valid UTF-8");     /* encoded surrogate */
+    R("{\"user\":\"\xf4\x90\x80\x80\"}", "not valid UTF-8"); /* above U+10FFFF */
 #undef R
     /* Nesting: 64 levels pass, 65 are refused. */
     char deep[256];
@@ -126,6 +131,8 @@ void test_body_scan_refusals(void)
         deep[at++] = ']';
     deep[at++] = '}';
     refused(deep, at, "deeper than 64");
+    /* Valid multi-byte text of every length passes. */
+    CHECK_INT(scan_str("{\"user\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf\"}", &info, &err), KG_OK);
     /* Duplicates below the top level are the body's own business. */
     CHECK_INT(scan_str("{\"messages\":[{\"a\":1,\"a\":2}]}", &info, &err), KG_OK);
 }
