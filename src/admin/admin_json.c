@@ -28,7 +28,7 @@ void kg__admin_reply_json(kg__admin_call_t *c, int status, json_t *body)
 
 void kg__admin_reply_error(kg__admin_call_t *c, const kg_error_t *err)
 {
-    char buf[512];
+    char buf[KG_ERR_RENDER_MAX];
     kg_err_render(err, buf, sizeof(buf));
     free(c->res->body);
     c->res->status = kg_err_http_status(err->code);

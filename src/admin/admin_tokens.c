@@ -312,7 +312,10 @@ static kg_err_t apply_field(kg__admin_call_t *c, kg_token_t *t, const char *name
         t->expires_at = json_integer_value(v);
         return KG_OK;
     }
-    if (is_null) {
+    if (is_null && (strcmp(name, "scopes") == 0 || strcmp(name, "allow") == 0)) {
+        /* null would read as "no restriction"; the caller must say "*" to mean everything. */
+        return kg_error_set(err, KG_EINVALID_VALUE, name, "'%s' cannot be null.", name);
+    } else if (is_null) {
         rv = KG_OK;
     } else if (strcmp(name, "scopes") == 0) {
         rv = check_scopes(v, purpose, err);

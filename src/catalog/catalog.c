@@ -18,12 +18,24 @@
 #include "keys/key_policy.h"
 #include "keys/token.h"
 
+/* A credential goes into an HTTP header: printable ASCII only (no CR/LF injection). */
+static char *checked(char *v)
+{
+    for (const char *p = v; p != NULL && *p != '\0'; p++)
+        if (*p < 0x21 || *p > 0x7e) {
+            OPENSSL_cleanse(v, strlen(v));
+            free(v);
+            return NULL;
+        }
+    return v;
+}
+
 /* Resolves "env:NAME" or "file:/path" into a heap copy, or NULL. */
 static char *resolve_credential(const char *ref)
 {
     if (strncmp(ref, "env:", 4) == 0) {
         const char *v = getenv(ref + 4);
-        return v != NULL && v[0] != '\0' ? kg_xstrdup(v) : NULL;
+        return v != NULL && v[0] != '\0' ? checked(kg_xstrdup(v)) : NULL;
     }
     if (strncmp(ref, "file:", 5) == 0) {
         char buf[4096];
@@ -34,7 +46,7 @@ static char *resolve_credential(const char *ref)
         fclose(f);
         while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
             n--;
-        char *out = n > 0 ? kg_xstrndup(buf, n) : NULL;
+        char *out = n > 0 ? checked(kg_xstrndup(buf, n)) : NULL;
         OPENSSL_cleanse(buf, sizeof(buf));
         return out;
     }

@@ -15,6 +15,14 @@
 #include "cli/cli.h"
 #include "keys/key_hash.h"
 
+/* A test build with an authorization rule compiled out says so wherever it can be seen. */
+#if defined(KG_BREAK_RULE_SCOPE) || defined(KG_BREAK_RULE_ALLOWLIST) || defined(KG_BREAK_RULE_ENVIRONMENT) ||          \
+    defined(KG_BREAK_RULE_STATUS) || defined(KG_BREAK_RULE_ORG) || defined(KG_BREAK_RULE_TYPE)
+#define KG_BUILD_FLAVOUR " (TEST BUILD: an authorization rule is OFF, never deploy)"
+#else
+#define KG_BUILD_FLAVOUR ""
+#endif
+
 static int usage(FILE *to)
 {
     fprintf(to, "usage: keygate <command> [options]\n\n"
@@ -50,7 +58,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0)
         return usage(stdout);
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
-        printf("keygate %s\n", KEYGATE_VERSION);
+        printf("keygate %s%s\n", KEYGATE_VERSION, KG_BUILD_FLAVOUR);
         return 0;
     }
     umask(077); /* the store, its WAL and the root key file are the operator's alone */

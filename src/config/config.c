@@ -296,6 +296,8 @@ static bool provider_check(walk_t *w, const yaml_node_t *n, void *obj)
     kg_config_provider_t *p = obj;
     if (p->name == NULL)
         return fail(w, n, "providers: every provider needs a name");
+    if (!valid_name(p->name))
+        return fail(w, n, "providers.%s: names are 1-31 characters of [a-z0-9_-]", p->name);
     if (p->type == NULL)
         kg_config_set(&p->type, "openai");
     if (strcmp(p->type, "openai") != 0 && strcmp(p->type, "mock") != 0)
@@ -454,6 +456,14 @@ static bool top_pair(walk_t *w, void *obj, const char *key, const yaml_node_t *v
     return fail(w, v, "unknown top-level field '%s'", key);
 }
 
+static bool module_declared(const kg_config_t *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_prompt_modules; i++)
+        if (strcmp(cfg->prompt_modules[i].name, name) == 0)
+            return true;
+    return false;
+}
+
 /* Cross-references that the per-field readers cannot see. */
 static bool check_references(walk_t *w, kg_config_t *cfg)
 {
@@ -477,6 +487,37 @@ static bool check_references(walk_t *w, kg_config_t *cfg)
         if (!found)
             return fail(w, NULL, "providers.%s: credential '%s' is not declared under credentials", p->name,
                         p->credential);
+    }
+    /* Names are unique within their kind, and an agent may not shadow a model (or the other
+     * way round): the name a client sends must mean one thing. */
+    for (size_t i = 0; i < cfg->n_providers; i++)
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(cfg->providers[i].name, cfg->providers[j].name) == 0)
+                return fail(w, NULL, "providers: '%s' is declared twice", cfg->providers[i].name);
+    for (size_t i = 0; i < cfg->n_prompt_modules; i++)
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(cfg->prompt_modules[i].name, cfg->prompt_modules[j].name) == 0)
+                return fail(w, NULL, "prompt_modules: '%s' is declared twice", cfg->prompt_modules[i].name);
+    for (size_t i = 0; i < cfg->n_models; i++) {
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(cfg->models[i].name, cfg->models[j].name) == 0)
+                return fail(w, NULL, "models: '%s' is declared twice", cfg->models[i].name);
+        for (size_t k = 0; k < cfg->models[i].prompt_modules.n; k++)
+            if (!module_declared(cfg, cfg->models[i].prompt_modules.items[k]))
+                return fail(w, NULL, "models.%s: prompt module '%s' is not declared", cfg->models[i].name,
+                            cfg->models[i].prompt_modules.items[k]);
+    }
+    for (size_t i = 0; i < cfg->n_agents; i++) {
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(cfg->agents[i].name, cfg->agents[j].name) == 0)
+                return fail(w, NULL, "agents: '%s' is declared twice", cfg->agents[i].name);
+        for (size_t j = 0; j < cfg->n_models; j++)
+            if (strcmp(cfg->agents[i].name, cfg->models[j].name) == 0)
+                return fail(w, NULL, "agents.%s: a model has the same name", cfg->agents[i].name);
+        for (size_t k = 0; k < cfg->agents[i].prompt_modules.n; k++)
+            if (!module_declared(cfg, cfg->agents[i].prompt_modules.items[k]))
+                return fail(w, NULL, "agents.%s: prompt module '%s' is not declared", cfg->agents[i].name,
+                            cfg->agents[i].prompt_modules.items[k]);
     }
     for (size_t i = 0; i < cfg->n_models; i++) {
         bool found = false;

@@ -75,6 +75,10 @@ const char *kg_err_message(kg_err_t e);
 kg_err_t kg_error_set(kg_error_t *err, kg_err_t code, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/** A buffer this large always holds a rendered error: every byte of message and param may
+ *  escape to 6 (\u00XX), plus the fixed members. */
+#define KG_ERR_RENDER_MAX (6 * (256 + 64) + 256)
+
 /**
  * Writes {"error":{"message","type","param","code"}} into buf (NUL-terminated, truncated
  * safely). All four members are always present; `param` is null when empty.

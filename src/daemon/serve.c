@@ -70,6 +70,10 @@ int kg_serve_main(int argc, char **argv)
             return KG_EXIT_USAGE;
         }
     }
+#if defined(KG_BREAK_RULE_SCOPE) || defined(KG_BREAK_RULE_ALLOWLIST) || defined(KG_BREAK_RULE_ENVIRONMENT) ||          \
+    defined(KG_BREAK_RULE_STATUS) || defined(KG_BREAK_RULE_ORG) || defined(KG_BREAK_RULE_TYPE)
+    kg_log_error("TEST BUILD: an authorization rule is compiled out (meson -Dbreak_rule); never deploy this binary");
+#endif
     const char *db_path = kg_config_sqlite_path(&cfg);
     if (db_path == NULL) {
         fprintf(stderr, "keygate: only SQLite stores are supported so far (db: %s)\n", cfg.db);

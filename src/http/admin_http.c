@@ -26,6 +26,7 @@ typedef struct admin_job admin_job_t;
 /* Lives in the request pool; tells the job when the request is gone. */
 typedef struct job_guard {
     admin_job_t *job;
+    kg_worker_t *worker;
 } job_guard_t;
 
 struct admin_job {
@@ -149,7 +150,8 @@ static void enqueue(kg_admin_worker_t *w, admin_job_t *job)
 static void on_guard_dispose(void *p)
 {
     job_guard_t *guard = p;
-    if (guard->job != NULL) { /* the request ends before its reply: drop the reply when it comes */
+    guard->worker->in_flight--; /* the request is over: its reply was written, or the client left */
+    if (guard->job != NULL) {   /* the request ends before its reply: drop the reply when it comes */
         guard->job->req = NULL;
         guard->job->guard = NULL;
     }
@@ -162,7 +164,6 @@ void kg__admin_http_on_replies(h2o_multithread_receiver_t *receiver, h2o_linklis
         h2o_multithread_message_t *m = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
         admin_job_t *job = (admin_job_t *)m;
         h2o_linklist_unlink(&m->link);
-        job->worker->in_flight--;
         if (job->req != NULL) {
             job->guard->job = NULL;
             const char *body = job->res.body != NULL ? job->res.body : "{}";
@@ -227,6 +228,7 @@ void kg__admin_http_handle(kg_worker_t *worker, h2o_req_t *req, h2o_iovec_t path
     job->body = kg_xstrndup(req->entity.base != NULL ? req->entity.base : "", job->body_len);
     job->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*job->guard), on_guard_dispose);
     job->guard->job = job;
+    job->guard->worker = worker;
     worker->in_flight++;
     enqueue(worker->server->admin, job);
 }

@@ -232,11 +232,24 @@ static void inference(kg_worker_t *w, h2o_req_t *req, const kg_key_view_t *view,
     }
     const kg_model_t *model = d.model;
     const kg_provider_t *p = model->provider;
+    if (d.prompt && !info.has_messages) {
+        /* Prompt policy must be applied; a body without a messages array cannot carry it. */
+        kg_error_set(&err, KG_EINVALID_VALUE, "messages", "'messages' must be an array of messages.");
+        kg__http_send_error(req, &err);
+        return;
+    }
     bool renamed = d.agent != NULL || strcmp(d.model->name, d.model->upstream_model) != 0;
     if (renamed || d.prompt)
         body = rewrite_body(w, req, view, &d, &info, body, renamed);
     track(w, req);
     if (p->type == KG_PROVIDER_MOCK) {
+        if (route == R_EMBEDDINGS && (info.n_inputs > KG_MOCK_MAX_INPUTS || info.dimensions > KG_MOCK_MAX_DIMENSIONS)) {
+            kg_error_set(&err, KG_EINVALID_VALUE, info.n_inputs > KG_MOCK_MAX_INPUTS ? "input" : "dimensions",
+                         "At most %d inputs of at most %d dimensions per call.", KG_MOCK_MAX_INPUTS,
+                         KG_MOCK_MAX_DIMENSIONS);
+            kg__http_send_error(req, &err);
+            return;
+        }
         kg_mock_route_t mr = route == R_CHAT          ? KG_MOCK_CHAT
                              : route == R_COMPLETIONS ? KG_MOCK_COMPLETIONS
                                                       : KG_MOCK_EMBEDDINGS;
@@ -255,6 +268,7 @@ static void inference(kg_worker_t *w, h2o_req_t *req, const kg_key_view_t *view,
         .stream = info.stream,
         .org_id = view->org_id,
         .key_id = view->id,
+        .team_id = view->team_id,
         .environment = view->environment,
     };
     kg_upstream_forward(w->upstream, req, &fwd);
@@ -279,7 +293,7 @@ void kg__dataplane_handle(kg_worker_t *w, h2o_req_t *req, h2o_iovec_t path)
     next_request_id(w, req);
     bool is_get = method_is(req, H2O_STRLIT("GET")) || method_is(req, H2O_STRLIT("HEAD"));
     bool wants_get = route == R_MODELS || route == R_MODEL || route == R_AGENTS;
-    if (wants_get != is_get && !(!wants_get && method_is(req, H2O_STRLIT("POST")))) {
+    if (wants_get ? !is_get : !method_is(req, H2O_STRLIT("POST"))) {
         kg__http_fail(req, KG_EMETHOD_NOT_ALLOWED, wants_get ? "Use GET on this route." : "Use POST on this route.");
         return;
     }

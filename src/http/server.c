@@ -81,7 +81,7 @@ void kg__http_send_json(h2o_req_t *req, int status, const char *body, size_t len
 
 void kg__http_send_error(h2o_req_t *req, const kg_error_t *err)
 {
-    char buf[512];
+    char buf[KG_ERR_RENDER_MAX];
     size_t len = kg_err_render(err, buf, sizeof(buf));
     int status = kg_err_http_status(err->code);
     if (status == 401)
@@ -184,7 +184,7 @@ static void json_error_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
         else
             snprintf(err.message, sizeof(err.message), "The request could not be read: %s.",
                      req->res.reason != NULL ? req->res.reason : "malformed");
-        char buf[512];
+        char buf[KG_ERR_RENDER_MAX];
         size_t len = kg_err_render(&err, buf, sizeof(buf));
         if (!req->http1_is_persistent)
             kg__watch_linger(req); /* libh2o closes after this answer, maybe with input unread */
@@ -210,8 +210,8 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         return;
     if ((sock = h2o_evloop_socket_accept(listener)) == NULL)
         return;
-    h2o_accept(&w->accept, sock);
     kg__watch_accept(w, sock);
+    h2o_accept(&w->accept, sock);
 }
 
 typedef struct control_msg {
@@ -312,6 +312,8 @@ kg_server_t *kg_server_start(const kg_server_options_t *opts, char *err, size_t 
     h2o_config_init(&s->config);
     s->config.max_request_entity_size = opts->max_body_bytes;
     s->config.server_name = h2o_iovec_init(H2O_STRLIT("keygate"));
+    /* HTTP/1.1 only: no cleartext HTTP/2 upgrade (libh2o 2.2.5 predates the rapid-reset fixes). */
+    s->config.http1.upgrade_to_http2 = 0;
     /* libh2o closes a connection silently at this timeout; ours (408) fires first. */
     s->config.http1.req_timeout = opts->request_timeout_ms + 5000;
     h2o_hostconf_t *host = h2o_config_register_host(&s->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
@@ -361,7 +363,7 @@ kg_server_t *kg_server_start(const kg_server_options_t *opts, char *err, size_t 
         h2o_multithread_register_receiver(w->queue, &w->control, on_control);
         w->upstream = kg_upstream_loop_new(s->upstreams, w->ctx.loop, w->queue, opts->upstream_timeout_ms);
         h2o_timeout_init(w->ctx.loop, &w->mock_tick, KG_MOCK_TICK_MS);
-        h2o_timeout_init(w->ctx.loop, &w->request_timeout, opts->request_timeout_ms);
+        h2o_timeout_init(w->ctx.loop, &w->request_timeout, opts->request_timeout_ms / 2); /* see slow_client.c */
         h2o_timeout_init(w->ctx.loop, &w->linger_timeout, 2000);
         if (!kg_random_base62(w->request_id_prefix, 12))
             snprintf(w->request_id_prefix, sizeof(w->request_id_prefix), "w%u", (unsigned)(i % 1000));
@@ -395,10 +397,9 @@ void kg_server_stop(kg_server_t *s, int drain_ms)
         kg_worker_t *w = &s->workers[i];
         if (w->listener != NULL)
             h2o_socket_close(w->listener);
-        h2o_multithread_unregister_receiver(w->queue, &w->admin_replies);
-        h2o_multithread_unregister_receiver(w->queue, &w->control);
-        /* Connections still open (idle keep-alive) end with the process; the loop is not
-         * destroyed because libh2o 2.2.5 cannot dispose of a loop that still has sockets. */
+        /* Receivers stay registered (libh2o asserts that none has a message pending, and a late
+         * admin reply may be); connections still open (idle keep-alive) end with the process,
+         * and the loop is not destroyed: libh2o 2.2.5 cannot dispose of a loop with sockets. */
     }
     free(s->workers);
     s->workers = NULL;

@@ -26,8 +26,9 @@ typedef struct conn_watch {
     kg_worker_t *worker;
     h2o_socket_t *sock;
     h2o_timeout_entry_t timer;
-    size_t busy;   /* requests of this connection being handled (HTTP/2 may have several) */
-    int linger_fd; /* a dup of the socket kept past libh2o's close, or -1 */
+    size_t busy;               /* requests of this connection being handled (HTTP/2 may have several) */
+    unsigned ticks_with_input; /* consecutive ticks (half the timeout apart) that found a partial request */
+    int linger_fd;             /* a dup of the socket kept past libh2o's close, or -1 */
 } conn_watch_t;
 
 #define LINGER_MAX_BYTES (64u << 20)
@@ -96,8 +97,14 @@ static void on_timer(h2o_timeout_entry_t *entry)
     if (cw->busy != 0)
         return;
     if (cw->sock->input != NULL && cw->sock->input->size > 0) {
-        send_408(cw);
-        return;
+        /* The timer ticks every half timeout: the third tick in a row with a partial request
+         * waiting means it has been arriving for at least a whole timeout (at most 1.5). */
+        if (++cw->ticks_with_input >= 3) {
+            send_408(cw);
+            return;
+        }
+    } else {
+        cw->ticks_with_input = 0;
     }
     /* Idle between requests: libh2o closes it at its own timeout; look again later. */
     h2o_timeout_link(cw->worker->ctx.loop, &cw->worker->request_timeout, &cw->timer);
@@ -146,6 +153,7 @@ void kg__watch_request(kg_worker_t *w, h2o_req_t *req)
     conn_watch_t *cw = sock->on_close.data;
     busy_guard_t *g = h2o_mem_alloc_shared(&req->pool, sizeof(*g), on_request_end);
     g->cw = cw;
+    cw->ticks_with_input = 0;
     if (cw->busy++ == 0 && h2o_timeout_is_linked(&cw->timer))
         h2o_timeout_unlink(&cw->timer);
 }

@@ -285,6 +285,9 @@ static int on_map_key(void *ctx, const unsigned char *k, size_t len)
         s->in_usage_key = len == 13 && memcmp(k, "include_usage", 13) == 0;
     if (s->depth != 1)
         return 1;
+    /* Real requests have a few dozen members; the cap keeps the duplicate check cheap. */
+    if (s->n_seen == KG_BODY_MAX_MEMBERS)
+        return fail(s, "The request body has more top-level members than any request needs.");
     /* A duplicated top-level member is refused: the upstream might read the other copy. */
     for (size_t i = 0; i < s->n_seen; i++)
         if (s->seen[i].len == len && memcmp(s->seen[i].name, k, len) == 0) {

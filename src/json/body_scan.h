@@ -16,6 +16,7 @@
 
 #define KG_BODY_MAX_DEPTH 64
 #define KG_BODY_MODEL_MAX 256
+#define KG_BODY_MAX_MEMBERS 256 /* top-level members; OpenAI's request objects have under 50 */
 
 typedef struct kg_body_info {
     bool has_model;

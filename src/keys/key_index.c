@@ -88,6 +88,11 @@ static void free_rec_rcu(struct rcu_head *head)
     rec_free(caa_container_of(head, key_rec_t, rcu));
 }
 
+static void free_state_rcu(struct rcu_head *head)
+{
+    free(caa_container_of(head, key_state_t, rcu));
+}
+
 kg_key_index_t *kg_key_index_new(void)
 {
     kg_key_index_t *idx = kg_xcalloc(1, sizeof(*idx));
@@ -108,18 +113,19 @@ void kg_key_index_free(kg_key_index_t *idx)
 
     if (idx == NULL)
         return;
-    /* Let pending call_rcu frees finish before the tables go. */
-    rcu_barrier();
+    /* Unlink everything, then free through call_rcu: a table resize running on liburcu's
+     * worker may still be reading the nodes until a grace period has passed. */
     rcu_read_lock();
     cds_lfht_for_each (idx->by_hash, &iter, node) {
         if (cds_lfht_del(idx->by_hash, node) == 0)
-            rec_free(caa_container_of(node, key_rec_t, node));
+            call_rcu(&caa_container_of(node, key_rec_t, node)->rcu, free_rec_rcu);
     }
     cds_lfht_for_each (idx->by_id, &iter, node) {
         if (cds_lfht_del(idx->by_id, node) == 0)
-            free(caa_container_of(node, key_state_t, node));
+            call_rcu(&caa_container_of(node, key_state_t, node)->rcu, free_state_rcu);
     }
     rcu_read_unlock();
+    rcu_barrier(); /* every free queued above (and earlier) has run */
     cds_lfht_destroy(idx->by_hash, NULL);
     cds_lfht_destroy(idx->by_id, NULL);
     pthread_mutex_destroy(&idx->write_lock);

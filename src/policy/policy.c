@@ -40,6 +40,15 @@ uint32_t kg_route_scope(kg_route_kind_t route)
     return 0;
 }
 
+/* How much of a caller's name a message quotes: at most 128 bytes, never half a character. */
+static int shown_len(const char *s, size_t len)
+{
+    size_t n = len > 128 ? 128 : len;
+    while (n > 0 && n < len && ((unsigned char)s[n] & 0xc0) == 0x80)
+        n--;
+    return (int)n;
+}
+
 static kg_err_t refuse(kg_decision_t *d, kg_err_t code, const char *rule, const char *message)
 {
     d->code = code;
@@ -58,7 +67,7 @@ kg_err_t kg_policy_decide(const kg_catalog_t *cat, const kg_key_view_t *key, con
                           kg_route_kind_t route, const char *name, size_t len, kg_decision_t *d)
 {
     char rule[192], msg[256];
-    int shown = len > 128 ? 128 : (int)len;
+    int shown = shown_len(name, len);
     uint32_t need = kg_route_scope(route);
 
     memset(d, 0, sizeof(*d));
@@ -104,6 +113,17 @@ kg_err_t kg_policy_decide(const kg_catalog_t *cat, const kg_key_view_t *key, con
     }
 #endif
     d->prompt = route == KG_ROUTE_CHAT && has_prompt(policy, d);
+    for (size_t i = 0; d->prompt && i < policy->n_prompt_modules; i++) {
+        /* A guardrail that no longer exists must not silently stop applying: fail closed. */
+        if (kg_catalog_prompt_module(cat, key->org_id, policy->prompt_modules[i]) == NULL) {
+            snprintf(rule, sizeof(rule), "the key's prompt module '%.64s' no longer exists", policy->prompt_modules[i]);
+            snprintf(msg, sizeof(msg),
+                     "This key's prompt module '%.64s' no longer exists; an administrator must "
+                     "update the key.",
+                     policy->prompt_modules[i]);
+            return refuse(d, KG_EINTERNAL, rule, msg);
+        }
+    }
     if (route == KG_ROUTE_COMPLETIONS && has_prompt(policy, d)) {
         snprintf(rule, sizeof(rule), "prompt policy applies to '%.*s' and cannot be applied on /v1/completions", shown,
                  name);

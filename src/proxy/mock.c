@@ -18,7 +18,7 @@ static const char *const words[] = {"Hello!", "I",     "am", "keygate's", "built
                                     "model.", "Point", "a",  "provider",  "at",       "a",
                                     "real",   "model", "to", "get",       "real",     "answers."};
 #define N_WORDS (sizeof(words) / sizeof(words[0]))
-#define MAX_DIMENSIONS 4096
+/* The data plane refuses larger requests before they get here (KG_MOCK_MAX_*). */
 
 /* printf into the request pool. */
 static h2o_iovec_t pool_printf(h2o_mem_pool_t *pool, size_t cap, const char *fmt, ...)
@@ -169,9 +169,10 @@ static void stream_words(h2o_req_t *req, h2o_timeout_t *tick, kg_mock_route_t ro
 static void embeddings(h2o_req_t *req, const kg_body_info_t *info, size_t prompt_tokens, const char *model)
 {
     size_t n = info->n_inputs > 0 ? info->n_inputs : 1;
-    size_t dims = info->dimensions > 0 && info->dimensions <= MAX_DIMENSIONS ? (size_t)info->dimensions : 16;
-    size_t per_item = info->encoding_base64 ? (dims * 4 / 3 + 8) : dims * 12;
-    size_t cap = 256 + n * (per_item + 96);
+    size_t dims = info->dimensions > 0 && info->dimensions <= KG_MOCK_MAX_DIMENSIONS ? (size_t)info->dimensions : 16;
+    /* Worst cases: base64 of 4*dims bytes is 4*ceil(4*dims/3) chars; "%.7f" of a unit value is at most 10. */
+    size_t per_item = info->encoding_base64 ? 4 * ((4 * dims + 2) / 3) + 2 : dims * 11 + 2;
+    size_t cap = 256 + strlen(model) + n * (per_item + 96);
     char *buf = h2o_mem_alloc_pool(&req->pool, cap);
     float *vec = h2o_mem_alloc_pool(&req->pool, dims * sizeof(float));
     size_t at = (size_t)snprintf(buf, cap, "{\"object\":\"list\",\"data\":[");

@@ -11,7 +11,9 @@
 
 #include "json/body_scan.h"
 
-#define KG_MOCK_TICK_MS 25 /* pause between streamed chunks */
+#define KG_MOCK_TICK_MS 25          /* pause between streamed chunks */
+#define KG_MOCK_MAX_INPUTS 2048     /* OpenAI's own limit per embeddings call */
+#define KG_MOCK_MAX_DIMENSIONS 3072 /* the largest OpenAI embedding */
 
 typedef enum kg_mock_route { KG_MOCK_CHAT, KG_MOCK_COMPLETIONS, KG_MOCK_EMBEDDINGS } kg_mock_route_t;
 

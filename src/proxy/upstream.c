@@ -63,8 +63,8 @@ kg_upstreams_t *kg_upstreams_new(const kg_catalog_t *cat, char *err, size_t err_
         X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
         X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
         bool ip_literal = strchr(p->host, ':') != NULL || strspn(p->host, "0123456789.") == strlen(p->host);
-        if ((ip_literal ? X509_VERIFY_PARAM_set1_ip_asc(param, p->host) : X509_VERIFY_PARAM_set1_host(param, p->host, 0)) !=
-            1) {
+        if ((ip_literal ? X509_VERIFY_PARAM_set1_ip_asc(param, p->host)
+                        : X509_VERIFY_PARAM_set1_host(param, p->host, 0)) != 1) {
             ups->ssl[i] = ctx;
             snprintf(err, err_cap, "providers.%s: cannot verify the host name '%s'", p->name, p->host);
             goto fail;
@@ -146,15 +146,16 @@ typedef struct forward {
     h2o_doublebuffer_t sending;
     bool is_sse;
     bool body_error; /* the upstream failed after the head */
-    char tail[16];   /* the last bytes relayed: does the stream end with [DONE]? */
+    char tail[16];   /* the last bytes relayed, to find a [DONE] line split across two sends */
     size_t tail_len;
+    bool seen_done; /* "data: [DONE]" went by: the stream completed */
 } forward_t;
 
 static void send_json_error(h2o_req_t *req, kg_err_t code, const char *message)
 {
     static h2o_generator_t generator = {NULL, NULL};
     kg_error_t err = {.code = code};
-    char buf[512];
+    char buf[KG_ERR_RENDER_MAX];
     snprintf(err.message, sizeof(err.message), "%s", message);
     size_t len = kg_err_render(&err, buf, sizeof(buf));
     h2o_iovec_t body = h2o_strdup(&req->pool, buf, len);
@@ -177,9 +178,20 @@ static void fail_before_head(forward_t *f, const char *errstr)
     send_json_error(f->req, timeout ? KG_EUPSTREAM_TIMEOUT : KG_EUPSTREAM_ERROR, msg);
 }
 
-/* Keeps the last bytes relayed (every byte passes here once, in order). */
+/* Notes whether "[DONE]" went by and keeps the last bytes relayed (each byte passes here once). */
 static void remember_tail(forward_t *f, h2o_iovec_t vec)
 {
+    if (vec.len == 0)
+        return;
+    if (!f->seen_done) {
+        char seam[2 * sizeof(f->tail)];
+        size_t head = vec.len < sizeof(f->tail) ? vec.len : sizeof(f->tail);
+        memcpy(seam, f->tail, f->tail_len);
+        memcpy(seam + f->tail_len, vec.base, head);
+        static const char done[] = "data: [DONE]";
+        f->seen_done = memmem(seam, f->tail_len + head, done, sizeof(done) - 1) != NULL ||
+                       memmem(vec.base, vec.len, done, sizeof(done) - 1) != NULL;
+    }
     if (vec.len >= sizeof(f->tail)) {
         memcpy(f->tail, vec.base + vec.len - sizeof(f->tail), sizeof(f->tail));
         f->tail_len = sizeof(f->tail);
@@ -212,7 +224,7 @@ static void do_send(forward_t *f)
     remember_tail(f, bufs[0]);
     if (f->client == NULL && bufs[0].len == f->sending.buf->size && f->last_content->size == 0) {
         state = H2O_SEND_STATE_FINAL;
-        if (f->is_sse && memmem(f->tail, f->tail_len, "[DONE]", 6) == NULL) {
+        if (f->is_sse && !f->seen_done) {
             h2o_req_log_error(f->req, "keygate/upstream", "stream ended without [DONE]");
             bufs[n++] = h2o_iovec_init(sse_cut_event, sizeof(sse_cut_event) - 1);
         } else if (f->body_error) {
@@ -284,6 +296,16 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
         fail_before_head(f, errstr);
         return NULL;
     }
+    if (status == 401 || status == 403) {
+        /*
+         * The upstream refused the provider's credential: the caller's key is fine, and the
+         * upstream's message may quote part of the provider key. A gateway error, not theirs.
+         */
+        f->client = NULL;
+        h2o_req_log_error(req, "keygate/upstream", "the upstream refused the provider credential (%d)", status);
+        send_json_error(req, KG_EUPSTREAM_ERROR, "The upstream provider refused this gateway's credential.");
+        return NULL;
+    }
     req->res.status = status;
     req->res.reason = h2o_strdup(&req->pool, msg.base, msg.len).base;
     for (size_t i = 0; i != num_headers; ++i) {
@@ -324,6 +346,8 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
         h2o_add_header_by_str(&req->pool, &req->res.headers, n.base, n.len, 0, headers[i].orig_name, value.base,
                               value.len);
     }
+    if (f->is_sse)
+        req->res.content_length = SIZE_MAX; /* relayed chunked: a cut stream gets its error event */
     h2o_start_response(req, &f->super);
     if (errstr == h2o_http1client_error_is_eos) {
         f->client = NULL;

@@ -30,7 +30,8 @@ void kg_store_close(kg_store_t *st);
 /** Schema version after migrations. */
 int kg_store_schema_version(kg_store_t *st);
 
-kg_err_t kg_store_begin(kg_store_t *st) KG_MUST_CHECK; /* BEGIN IMMEDIATE: one writer at a time */
+kg_err_t kg_store_begin(kg_store_t *st) KG_MUST_CHECK;      /* BEGIN IMMEDIATE: one writer at a time */
+kg_err_t kg_store_begin_read(kg_store_t *st) KG_MUST_CHECK; /* BEGIN: reads see one snapshot */
 kg_err_t kg_store_commit(kg_store_t *st) KG_MUST_CHECK;
 void kg_store_rollback(kg_store_t *st);
 

@@ -209,6 +209,11 @@ kg_err_t kg_store_begin(kg_store_t *st)
     return sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? KG_OK : KG_ESTORE;
 }
 
+kg_err_t kg_store_begin_read(kg_store_t *st)
+{
+    return sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK ? KG_OK : KG_ESTORE;
+}
+
 kg_err_t kg_store_commit(kg_store_t *st)
 {
     if (sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
@@ -480,7 +485,7 @@ kg_err_t kg_store_token_list(kg_store_t *st, const kg_token_filter_t *f, kg_toke
         " AND revoked_at IS NULL AND enabled = 1 AND expires_at IS NOT NULL AND expires_at <= ?7",
         " AND revoked_at IS NOT NULL",
     };
-    char sql[1024];
+    char sql[2048];
     sqlite3_stmt *s = NULL;
     size_t n = 0, cap = 16;
     int rc;
@@ -489,7 +494,8 @@ kg_err_t kg_store_token_list(kg_store_t *st, const kg_token_filter_t *f, kg_toke
              "SELECT " TOKEN_COLUMNS
              " FROM tokens WHERE (?1 IS NULL OR org_id = ?1) AND (?2 IS NULL OR token_type = ?2)"
              " AND (?3 IS NULL OR environment = ?3) AND (?4 IS NULL OR team_id = ?4)"
-             " AND (?5 IS NULL OR rowid < (SELECT rowid FROM tokens WHERE id = ?5))%s ORDER BY rowid DESC LIMIT ?6",
+             " AND (?5 IS NULL OR rowid < (SELECT rowid FROM tokens WHERE id = ?5 AND (?1 IS NULL OR org_id = ?1)))%s"
+             " ORDER BY rowid DESC LIMIT ?6",
              f->status >= 0 && f->status <= KG_STATUS_REVOKED ? status_sql[f->status] : "");
     *out = NULL, *n_out = 0, *has_more = false;
     if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)

@@ -56,7 +56,12 @@ static kg_err_t sync_token_locked(kg_store_t *st, kg_key_index_t *idx, const cha
 static kg_err_t sync_token(kg_store_t *st, kg_key_index_t *idx, const char *id, int64_t now)
 {
     pthread_mutex_lock(&sync_lock);
-    kg_err_t rv = sync_token_locked(st, idx, id, now);
+    /* The token and its secrets are read in one snapshot, never half before a commit. */
+    kg_err_t rv = kg_store_begin_read(st);
+    if (rv == KG_OK) {
+        rv = sync_token_locked(st, idx, id, now);
+        kg_store_rollback(st); /* a read: nothing to commit */
+    }
     pthread_mutex_unlock(&sync_lock);
     return rv;
 }
