@@ -46,6 +46,9 @@ typedef struct kg_admin_response {
     char *body; /* JSON text, heap-allocated: the caller frees it */
 } kg_admin_response_t;
 
+/** Whether a change-feed object type is a catalog object (provider, model, agent, prompt_module). */
+bool kg__admin_catalog_kind(const char *object_type);
+
 /** True when `path` belongs to the admin API (so the server routes it to the store worker). */
 bool kg_admin_path_is_admin(const char *path, size_t len);
 

@@ -58,6 +58,10 @@ void kg__admin_tokens(kg__admin_call_t *c);
 void kg__admin_orgs(kg__admin_call_t *c);
 void kg__admin_environments(kg__admin_call_t *c);
 void kg__admin_audit(kg__admin_call_t *c);
+/** /v1/admin/{providers,models,agents,prompt-modules}; `resource` is the route segment. */
+void kg__admin_catalog(kg__admin_call_t *c, const char *resource);
+/** Writes the config file's catalog into org `default` (source "config"), inside a transaction. */
+kg_err_t kg__admin_catalog_sync_config(kg_admin_t *a, int64_t now) KG_MUST_CHECK;
 
 /** Creates a token of org `org_id` (shared by /v1/tokens and org creation); see admin_tokens.c. */
 kg_err_t kg__token_create(kg__admin_call_t *c, const char *org_id, json_t *body, bool legacy_gk, bool is_root,

@@ -379,6 +379,8 @@ kg_err_t kg_admin_bootstrap(kg_admin_t *a, int64_t now, char root_secret[KG_KEY_
     if (rv == KG_OK)
         rv = sync_config_environments(a, KG_DEFAULT_ORG_ID, now);
     if (rv == KG_OK)
+        rv = kg__admin_catalog_sync_config(a, now);
+    if (rv == KG_OK)
         rv = kg_store_root_exists(a->store, &root_exists);
     if (rv == KG_OK && !root_exists) {
         json_t *body = json_pack("{s:s, s:s}", "token_type", "admin", "name", "root admin");

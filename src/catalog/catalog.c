@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * This file implements the catalog of catalog.h: base URLs are parsed once, credentials are
- * resolved once (an unset variable or unreadable file makes its provider unavailable, which
- * its models then answer with 503 provider_unavailable).
+ * This file implements the catalog of catalog.h: rows are parsed once into a snapshot (base
+ * URLs split, credentials resolved — an unset variable or unreadable file makes its provider
+ * unavailable, which its models then answer with 503 provider_unavailable), and the current
+ * snapshot is swapped under RCU.
  */
 #include "catalog/catalog.h"
 
@@ -12,11 +13,16 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
 #include <openssl/crypto.h>
+#include <urcu.h>
 
 #include "core/alloc.h"
+#include "core/log.h"
 #include "keys/key_policy.h"
 #include "keys/token.h"
+
+/* ==== Credentials ==== */
 
 /* A credential goes into an HTTP header: printable ASCII only (no CR/LF injection). */
 static char *checked(char *v)
@@ -31,7 +37,7 @@ static char *checked(char *v)
 }
 
 /* Resolves "env:NAME" or "file:/path" into a heap copy, or NULL. */
-static char *resolve_credential(const char *ref)
+static char *resolve_ref(const char *ref)
 {
     if (strncmp(ref, "env:", 4) == 0) {
         const char *v = getenv(ref + 4);
@@ -53,8 +59,75 @@ static char *resolve_credential(const char *ref)
     return NULL;
 }
 
+static char *resolve_credential(const kg_config_t *cfg, const char *name)
+{
+    for (size_t j = 0; j < cfg->n_credentials; j++)
+        if (strcmp(cfg->credentials[j].name, name) == 0)
+            return resolve_ref(cfg->credentials[j].ref);
+    return NULL;
+}
+
+/* ==== Rows from the config ==== */
+
+static void add_row(kg_catalog_row_t **rows, size_t *n, const char *kind, const char *name, json_t *spec, int64_t now)
+{
+    *rows = realloc(*rows, (*n + 1) * sizeof(**rows));
+    if (*rows == NULL)
+        abort();
+    char *text = json_dumps(spec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(spec);
+    (*rows)[(*n)++] = (kg_catalog_row_t){.org_id = kg_xstrdup(KG_DEFAULT_ORG_ID),
+                                         .kind = kg_xstrdup(kind),
+                                         .name = kg_xstrdup(name),
+                                         .spec = text != NULL ? text : kg_xstrdup("{}"),
+                                         .source = kg_xstrdup("config"),
+                                         .created_at = now,
+                                         .updated_at = now};
+}
+
+static json_t *strings_json(const kg_config_strings_t *s)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < s->n; i++)
+        json_array_append_new(a, json_string(s->items[i]));
+    return a;
+}
+
+void kg_catalog_config_rows(const kg_config_t *cfg, kg_catalog_row_t **rows, size_t *n)
+{
+    int64_t now = (int64_t)time(NULL);
+    *rows = NULL, *n = 0;
+    for (size_t i = 0; i < cfg->n_prompt_modules; i++)
+        add_row(rows, n, "prompt_module", cfg->prompt_modules[i].name,
+                json_pack("{s:s}", "text", cfg->prompt_modules[i].text), now);
+    for (size_t i = 0; i < cfg->n_providers; i++) {
+        const kg_config_provider_t *p = &cfg->providers[i];
+        add_row(rows, n, "provider", p->name,
+                json_pack("{s:s, s:s?, s:s?, s:s?, s:b}", "type", p->type, "base_url", p->base_url, "credential",
+                          p->credential, "ca_file", p->ca_file, "forward_identity", p->forward_identity),
+                now);
+    }
+    for (size_t i = 0; i < cfg->n_models; i++) {
+        const kg_config_model_t *m = &cfg->models[i];
+        add_row(rows, n, "model", m->name,
+                json_pack("{s:s, s:s, s:f, s:f, s:o}", "provider", m->provider, "upstream_model",
+                          m->upstream_model != NULL ? m->upstream_model : m->name, "input", m->input_price, "output",
+                          m->output_price, "prompt_modules", strings_json(&m->prompt_modules)),
+                now);
+    }
+    for (size_t i = 0; i < cfg->n_agents; i++) {
+        const kg_config_agent_t *a = &cfg->agents[i];
+        add_row(rows, n, "agent", a->name,
+                json_pack("{s:s, s:o, s:o}", "model", a->model, "prompt_modules", strings_json(&a->prompt_modules),
+                          "environments", strings_json(&a->environments)),
+                now);
+    }
+}
+
+/* ==== Building ==== */
+
 /* Splits http(s)://host[:port][/path] into the provider's fields. */
-static bool parse_base_url(kg_provider_t *p, const char *url, char *err, size_t err_cap)
+static bool parse_base_url(kg_provider_t *p, const char *url)
 {
     const char *rest;
     if (strncmp(url, "https://", 8) == 0)
@@ -62,17 +135,17 @@ static bool parse_base_url(kg_provider_t *p, const char *url, char *err, size_t 
     else if (strncmp(url, "http://", 7) == 0)
         p->tls = false, rest = url + 7;
     else
-        goto bad;
+        return false;
     const char *slash = strchr(rest, '/');
     size_t auth_len = slash != NULL ? (size_t)(slash - rest) : strlen(rest);
-    if (auth_len == 0)
-        goto bad;
+    if (auth_len == 0 || memchr(rest, '@', auth_len) != NULL)
+        return false;
     p->authority = kg_xstrndup(rest, auth_len);
     const char *colon = NULL;
     if (p->authority[0] == '[') { /* [v6]:port */
         const char *close = strchr(p->authority, ']');
         if (close == NULL)
-            goto bad;
+            return false;
         p->host = kg_xstrndup(p->authority + 1, (size_t)(close - p->authority - 1));
         colon = close[1] == ':' ? close + 1 : NULL;
     } else {
@@ -84,7 +157,7 @@ static bool parse_base_url(kg_provider_t *p, const char *url, char *err, size_t 
         char *end;
         long port = strtol(colon + 1, &end, 10);
         if (*end != '\0' || port < 1 || port > 65535)
-            goto bad;
+            return false;
         p->port = (uint16_t)port;
     }
     const char *path = slash != NULL ? slash : "";
@@ -92,27 +165,40 @@ static bool parse_base_url(kg_provider_t *p, const char *url, char *err, size_t 
     while (path_len > 0 && path[path_len - 1] == '/')
         path_len--;
     p->path_prefix = kg_xstrndup(path, path_len);
+    size_t cap = strlen(p->host) + (p->ca_file != NULL ? strlen(p->ca_file) : 0) + 32;
+    p->endpoint = kg_xcalloc(1, cap);
+    snprintf(p->endpoint, cap, "%d|%s|%u|%s", p->tls, p->host, (unsigned)p->port, p->ca_file != NULL ? p->ca_file : "");
     return true;
-bad:
-    snprintf(err, err_cap, "providers.%s: base_url '%s' must be http(s)://host[:port][/path]", p->name, url);
-    return false;
+}
+
+static void provider_dispose(kg_provider_t *p)
+{
+    if (p->credential != NULL)
+        OPENSSL_cleanse(p->credential, strlen(p->credential));
+    free(p->org_id), free(p->name), free(p->host), free(p->authority), free(p->path_prefix), free(p->ca_file);
+    free(p->endpoint), free(p->credential);
+}
+
+static const char *str(json_t *spec, const char *member)
+{
+    return json_string_value(json_object_get(spec, member));
 }
 
 /* Joins the named modules' escaped texts with an escaped blank line; NULL when there are none. */
-static char *join_modules(const kg_catalog_t *cat, const kg_config_strings_t *names)
+static char *join_modules(const kg_catalog_t *cat, const char *org_id, json_t *names)
 {
-    size_t len = 0;
-    for (size_t i = 0; i < names->n; i++) {
-        const kg_prompt_module_t *m = kg_catalog_prompt_module(cat, KG_DEFAULT_ORG_ID, names->items[i]);
+    size_t len = 0, i, at = 0;
+    json_t *item;
+    json_array_foreach (names, i, item) {
+        const kg_prompt_module_t *m = kg_catalog_prompt_module(cat, org_id, json_string_value(item));
         if (m != NULL)
             len += strlen(m->text_json) + 4;
     }
     if (len == 0)
         return NULL;
     char *out = kg_xcalloc(1, len + 1);
-    size_t at = 0;
-    for (size_t i = 0; i < names->n; i++) {
-        const kg_prompt_module_t *m = kg_catalog_prompt_module(cat, KG_DEFAULT_ORG_ID, names->items[i]);
+    json_array_foreach (names, i, item) {
+        const kg_prompt_module_t *m = kg_catalog_prompt_module(cat, org_id, json_string_value(item));
         if (m == NULL)
             continue;
         if (at > 0)
@@ -123,69 +209,135 @@ static char *join_modules(const kg_catalog_t *cat, const kg_config_strings_t *na
     return out;
 }
 
-kg_catalog_t *kg_catalog_build(const kg_config_t *cfg, char *err, size_t err_cap)
+kg_catalog_t *kg_catalog_build_rows(const kg_config_t *cfg, const kg_catalog_row_t *rows, size_t n)
 {
     kg_catalog_t *cat = kg_xcalloc(1, sizeof(*cat));
+    json_t **specs = kg_xcalloc(n, sizeof(json_t *));
     cat->created_at = (int64_t)time(NULL);
-    cat->prompt_modules = kg_xcalloc(cfg->n_prompt_modules, sizeof(*cat->prompt_modules));
-    for (size_t i = 0; i < cfg->n_prompt_modules; i++) {
+    cat->prompt_modules = kg_xcalloc(n, sizeof(*cat->prompt_modules));
+    cat->providers = kg_xcalloc(n, sizeof(*cat->providers));
+    cat->models = kg_xcalloc(n, sizeof(*cat->models));
+    cat->agents = kg_xcalloc(n, sizeof(*cat->agents));
+    for (size_t i = 0; i < n; i++)
+        specs[i] = json_loads(rows[i].spec, 0, NULL);
+
+    /* In dependency order: modules, providers, models, agents. */
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(rows[i].kind, "prompt_module") != 0 || str(specs[i], "text") == NULL)
+            continue;
         kg_prompt_module_t *m = &cat->prompt_modules[cat->n_prompt_modules++];
-        m->name = kg_xstrdup(cfg->prompt_modules[i].name);
-        m->text_json = kg_json_escape_dup(cfg->prompt_modules[i].text);
+        m->org_id = kg_xstrdup(rows[i].org_id), m->name = kg_xstrdup(rows[i].name);
+        m->text_json = kg_json_escape_dup(str(specs[i], "text"));
         if (m->text_json == NULL)
             m->text_json = kg_xstrdup("");
     }
-    cat->providers = kg_xcalloc(cfg->n_providers, sizeof(*cat->providers));
-    for (size_t i = 0; i < cfg->n_providers; i++) {
-        const kg_config_provider_t *src = &cfg->providers[i];
-        kg_provider_t *p = &cat->providers[cat->n_providers++];
-        p->index = i;
-        p->name = kg_xstrdup(src->name);
-        p->forward_identity = src->forward_identity;
-        p->ca_file = src->ca_file != NULL ? kg_xstrdup(src->ca_file) : NULL;
-        if (strcmp(src->type, "mock") == 0) {
-            p->type = KG_PROVIDER_MOCK;
-            p->available = true;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(rows[i].kind, "provider") != 0)
+            continue;
+        kg_provider_t *p = &cat->providers[cat->n_providers];
+        memset(p, 0, sizeof(*p));
+        p->org_id = kg_xstrdup(rows[i].org_id), p->name = kg_xstrdup(rows[i].name);
+        p->forward_identity = json_is_true(json_object_get(specs[i], "forward_identity"));
+        /* Only the config file may name a CA file (API callers must not point us at server files). */
+        if (strcmp(rows[i].source, "config") == 0 && str(specs[i], "ca_file") != NULL)
+            p->ca_file = kg_xstrdup(str(specs[i], "ca_file"));
+        const char *type = str(specs[i], "type");
+        if (type != NULL && strcmp(type, "mock") == 0) {
+            p->type = KG_PROVIDER_MOCK, p->available = true;
+            cat->n_providers++;
             continue;
         }
         p->type = KG_PROVIDER_OPENAI;
-        if (!parse_base_url(p, src->base_url, err, err_cap)) {
-            kg_catalog_free(cat);
-            return NULL;
+        if (str(specs[i], "base_url") == NULL || !parse_base_url(p, str(specs[i], "base_url"))) {
+            kg_log_warn("catalog: provider %s of %s has an unusable base_url; left out", rows[i].name, rows[i].org_id);
+            provider_dispose(p);
+            continue;
         }
-        if (src->credential != NULL) {
-            for (size_t j = 0; j < cfg->n_credentials; j++)
-                if (strcmp(cfg->credentials[j].name, src->credential) == 0)
-                    p->credential = resolve_credential(cfg->credentials[j].ref);
+        if (str(specs[i], "credential") != NULL) {
+            p->credential = resolve_credential(cfg, str(specs[i], "credential"));
             p->available = p->credential != NULL;
         } else {
             p->available = true; /* a self-hosted upstream without authentication */
         }
+        cat->n_providers++;
     }
-    cat->models = kg_xcalloc(cfg->n_models, sizeof(*cat->models));
-    for (size_t i = 0; i < cfg->n_models; i++) {
-        const kg_config_model_t *src = &cfg->models[i];
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(rows[i].kind, "model") != 0)
+            continue;
+        const kg_provider_t *p = NULL;
+        for (size_t j = 0; j < cat->n_providers && p == NULL; j++)
+            if (kg_catalog_same_org(cat->providers[j].org_id, rows[i].org_id) &&
+                strcmp(cat->providers[j].name, str(specs[i], "provider") != NULL ? str(specs[i], "provider") : "") == 0)
+                p = &cat->providers[j];
+        if (p == NULL) {
+            kg_log_warn("catalog: model %s of %s has no usable provider; left out", rows[i].name, rows[i].org_id);
+            continue;
+        }
         kg_model_t *m = &cat->models[cat->n_models++];
-        m->name = kg_xstrdup(src->name);
-        m->upstream_model = kg_xstrdup(src->upstream_model != NULL ? src->upstream_model : src->name);
-        m->input_price = src->input_price;
-        m->output_price = src->output_price;
-        for (size_t j = 0; j < cat->n_providers; j++)
-            if (strcmp(cat->providers[j].name, src->provider) == 0)
-                m->provider = &cat->providers[j];
-        m->prompt_json = join_modules(cat, &src->prompt_modules);
+        m->org_id = kg_xstrdup(rows[i].org_id), m->name = kg_xstrdup(rows[i].name);
+        m->upstream_model =
+            kg_xstrdup(str(specs[i], "upstream_model") != NULL ? str(specs[i], "upstream_model") : rows[i].name);
+        m->provider = p;
+        m->input_price = json_number_value(json_object_get(specs[i], "input"));
+        m->output_price = json_number_value(json_object_get(specs[i], "output"));
+        m->prompt_json = join_modules(cat, rows[i].org_id, json_object_get(specs[i], "prompt_modules"));
     }
-    cat->agents = kg_xcalloc(cfg->n_agents, sizeof(*cat->agents));
-    for (size_t i = 0; i < cfg->n_agents; i++) {
-        const kg_config_agent_t *src = &cfg->agents[i];
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(rows[i].kind, "agent") != 0)
+            continue;
+        const char *model = str(specs[i], "model");
+        const kg_model_t *m = model != NULL ? kg_catalog_model(cat, rows[i].org_id, model, strlen(model)) : NULL;
+        if (m == NULL) {
+            kg_log_warn("catalog: agent %s of %s has no usable model; left out", rows[i].name, rows[i].org_id);
+            continue;
+        }
         kg_agent_t *a = &cat->agents[cat->n_agents++];
-        a->name = kg_xstrdup(src->name);
-        a->model = kg_catalog_model(cat, KG_DEFAULT_ORG_ID, src->model, strlen(src->model));
-        a->environments.items = kg_xcalloc(src->environments.n, sizeof(char *));
-        for (size_t k = 0; k < src->environments.n; k++)
-            a->environments.items[a->environments.n++] = kg_xstrdup(src->environments.items[k]);
-        a->prompt_json = join_modules(cat, &src->prompt_modules);
+        a->org_id = kg_xstrdup(rows[i].org_id), a->name = kg_xstrdup(rows[i].name);
+        a->model = m;
+        json_t *envs = json_object_get(specs[i], "environments"), *item;
+        size_t k;
+        a->environments.items = kg_xcalloc(json_array_size(envs) + 1, sizeof(char *));
+        json_array_foreach (envs, k, item) {
+            if (json_is_string(item))
+                a->environments.items[a->environments.n++] = kg_xstrdup(json_string_value(item));
+        }
+        a->prompt_json = join_modules(cat, rows[i].org_id, json_object_get(specs[i], "prompt_modules"));
     }
+    for (size_t i = 0; i < n; i++)
+        json_decref(specs[i]);
+    free(specs);
+    return cat;
+}
+
+kg_catalog_t *kg_catalog_build(const kg_config_t *cfg, char *err, size_t err_cap)
+{
+    kg_catalog_row_t *rows;
+    size_t n;
+    kg_catalog_config_rows(cfg, &rows, &n);
+    kg_catalog_t *cat = kg_catalog_build_rows(cfg, rows, n);
+    kg_catalog_rows_free(rows, n);
+    for (size_t i = 0; i < cfg->n_providers; i++) {
+        bool built = false;
+        for (size_t j = 0; j < cat->n_providers; j++)
+            built |= strcmp(cat->providers[j].name, cfg->providers[i].name) == 0;
+        if (!built) {
+            snprintf(err, err_cap, "providers.%s: base_url must be http(s)://host[:port][/path]",
+                     cfg->providers[i].name);
+            kg_catalog_free(cat);
+            return NULL;
+        }
+    }
+    return cat;
+}
+
+kg_catalog_t *kg_catalog_load(kg_store_t *st, const kg_config_t *cfg)
+{
+    kg_catalog_row_t *rows = NULL;
+    size_t n = 0;
+    if (kg_store_catalog_list(st, NULL, NULL, &rows, &n) != KG_OK)
+        return NULL;
+    kg_catalog_t *cat = kg_catalog_build_rows(cfg, rows, n);
+    kg_catalog_rows_free(rows, n);
     return cat;
 }
 
@@ -193,33 +345,72 @@ void kg_catalog_free(kg_catalog_t *cat)
 {
     if (cat == NULL)
         return;
-    for (size_t i = 0; i < cat->n_providers; i++) {
-        kg_provider_t *p = &cat->providers[i];
-        if (p->credential != NULL)
-            OPENSSL_cleanse(p->credential, strlen(p->credential));
-        free(p->name), free(p->host), free(p->authority), free(p->path_prefix), free(p->ca_file), free(p->credential);
+    for (size_t i = 0; i < cat->n_providers; i++)
+        provider_dispose(&cat->providers[i]);
+    for (size_t i = 0; i < cat->n_models; i++) {
+        kg_model_t *m = &cat->models[i];
+        free(m->org_id), free(m->name), free(m->upstream_model), free(m->prompt_json);
     }
-    for (size_t i = 0; i < cat->n_models; i++)
-        free(cat->models[i].name), free(cat->models[i].upstream_model), free(cat->models[i].prompt_json);
-    for (size_t i = 0; i < cat->n_prompt_modules; i++)
-        free(cat->prompt_modules[i].name), free(cat->prompt_modules[i].text_json);
-    free(cat->prompt_modules);
+    for (size_t i = 0; i < cat->n_prompt_modules; i++) {
+        kg_prompt_module_t *m = &cat->prompt_modules[i];
+        free(m->org_id), free(m->name), free(m->text_json);
+    }
     for (size_t i = 0; i < cat->n_agents; i++) {
-        free(cat->agents[i].name), free(cat->agents[i].prompt_json);
-        for (size_t k = 0; k < cat->agents[i].environments.n; k++)
-            free(cat->agents[i].environments.items[k]);
-        free(cat->agents[i].environments.items);
+        kg_agent_t *a = &cat->agents[i];
+        free(a->org_id), free(a->name), free(a->prompt_json);
+        for (size_t k = 0; k < a->environments.n; k++)
+            free(a->environments.items[k]);
+        free(a->environments.items);
     }
-    free(cat->providers), free(cat->models), free(cat->agents), free(cat);
+    free(cat->prompt_modules), free(cat->providers), free(cat->models), free(cat->agents), free(cat);
 }
 
-bool kg_catalog_org_visible(const char *org_id)
+/* ==== The published snapshot ==== */
+
+static kg_catalog_t *current;
+
+typedef struct retired {
+    struct rcu_head rcu;
+    kg_catalog_t *cat;
+} retired_t;
+
+static void free_retired(struct rcu_head *head)
+{
+    retired_t *r = caa_container_of(head, retired_t, rcu);
+    kg_catalog_free(r->cat);
+    free(r);
+}
+
+void kg_catalog_publish(kg_catalog_t *cat)
+{
+    kg_catalog_t *old = rcu_xchg_pointer(&current, cat);
+    if (old != NULL) {
+        retired_t *r = kg_xcalloc(1, sizeof(*r));
+        r->cat = old;
+        call_rcu(&r->rcu, free_retired);
+    }
+}
+
+const kg_catalog_t *kg_catalog_current(void)
+{
+    return rcu_dereference(current);
+}
+
+void kg_catalog_retire_all(void)
+{
+    kg_catalog_publish(NULL);
+    rcu_barrier();
+}
+
+/* ==== Lookups ==== */
+
+bool kg_catalog_same_org(const char *owner, const char *org_id)
 {
 #ifdef KG_BREAK_RULE_ORG
-    (void)org_id;
+    (void)owner, (void)org_id;
     return true;
 #else
-    return strcmp(org_id, KG_DEFAULT_ORG_ID) == 0;
+    return strcmp(owner, org_id) == 0;
 #endif
 }
 
@@ -230,30 +421,27 @@ static bool name_is(const char *name, const char *s, size_t len)
 
 const kg_model_t *kg_catalog_model(const kg_catalog_t *cat, const char *org_id, const char *name, size_t len)
 {
-    if (!kg_catalog_org_visible(org_id))
-        return NULL;
     for (size_t i = 0; i < cat->n_models; i++)
-        if (name_is(cat->models[i].name, name, len))
+        if (name_is(cat->models[i].name, name, len) && kg_catalog_same_org(cat->models[i].org_id, org_id))
             return &cat->models[i];
     return NULL;
 }
 
 const kg_agent_t *kg_catalog_agent(const kg_catalog_t *cat, const char *org_id, const char *name, size_t len)
 {
-    if (!kg_catalog_org_visible(org_id))
-        return NULL;
     for (size_t i = 0; i < cat->n_agents; i++)
-        if (name_is(cat->agents[i].name, name, len))
+        if (name_is(cat->agents[i].name, name, len) && kg_catalog_same_org(cat->agents[i].org_id, org_id))
             return &cat->agents[i];
     return NULL;
 }
 
 const kg_prompt_module_t *kg_catalog_prompt_module(const kg_catalog_t *cat, const char *org_id, const char *name)
 {
-    if (!kg_catalog_org_visible(org_id))
+    if (name == NULL)
         return NULL;
     for (size_t i = 0; i < cat->n_prompt_modules; i++)
-        if (strcmp(cat->prompt_modules[i].name, name) == 0)
+        if (strcmp(cat->prompt_modules[i].name, name) == 0 &&
+            kg_catalog_same_org(cat->prompt_modules[i].org_id, org_id))
             return &cat->prompt_modules[i];
     return NULL;
 }

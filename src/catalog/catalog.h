@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * This file owns the model catalog the data plane routes by (SPEC §1, §7a): providers with
- * their parsed base URL and resolved credential, raw models, and agents. It is built once from
- * the config at start and is read-only afterwards, so the request path reads it without locks.
- * Credentials are resolved here (env:NAME, file:/path) and never leave the process.
+ * This file owns the model catalog the data plane routes by (SPEC §1, §7a): per org,
+ * providers with their parsed base URL and resolved credential, raw models, agents and prompt
+ * modules. A catalog is an immutable snapshot built from the store's catalog rows (the config
+ * file's objects are synced there as org `default`'s, source "config"); a running gateway
+ * publishes a new snapshot under RCU whenever the change feed reports a catalog change, so the
+ * request path reads it without locks. Credentials are resolved here (env:NAME, file:/path)
+ * and never leave the process.
  */
 #ifndef KG_CATALOG_CATALOG_H
 #define KG_CATALOG_CATALOG_H
@@ -13,11 +16,12 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "store/store.h"
 
 typedef enum kg_provider_type { KG_PROVIDER_OPENAI, KG_PROVIDER_MOCK } kg_provider_type_t;
 
 typedef struct kg_provider {
-    size_t index; /* position in the catalog: per-worker state (pools) is kept by this index */
+    char *org_id;
     char *name;
     kg_provider_type_t type;
     /* the base URL, split: scheme://host:port/path_prefix */
@@ -26,7 +30,8 @@ typedef struct kg_provider {
     uint16_t port;
     char *authority;   /* the Host header value */
     char *path_prefix; /* e.g. "/v1"; no trailing slash */
-    char *ca_file;     /* NULL: the system store */
+    char *ca_file;     /* NULL: the system store (API-made providers never name one) */
+    char *endpoint;    /* "tls|host|port|ca_file": the key of upstream pools and TLS contexts */
     bool forward_identity;
     /* Bearer credential; NULL when it does not resolve (the provider is then unavailable). */
     char *credential;
@@ -34,11 +39,13 @@ typedef struct kg_provider {
 } kg_provider_t;
 
 typedef struct kg_prompt_module {
+    char *org_id;
     char *name;
     char *text_json; /* the text, JSON-escaped without quotes */
 } kg_prompt_module_t;
 
 typedef struct kg_model {
+    char *org_id;
     char *name;
     char *upstream_model;
     const kg_provider_t *provider;
@@ -47,6 +54,7 @@ typedef struct kg_model {
 } kg_model_t;
 
 typedef struct kg_agent {
+    char *org_id;
     char *name;
     const kg_model_t *model;
     kg_config_strings_t environments; /* where it is published */
@@ -65,20 +73,38 @@ typedef struct kg_catalog {
     int64_t created_at; /* reported as the models' `created` */
 } kg_catalog_t;
 
-/** Builds the catalog of org `default` from the config. NULL with err filled on a bad base URL. */
+/** The config file's catalog as store rows of org `default`, source "config" (caller frees). */
+void kg_catalog_config_rows(const kg_config_t *cfg, kg_catalog_row_t **rows, size_t *n);
+
+/**
+ * Builds a catalog from store rows; `cfg` resolves credentials. Rows that do not hold together
+ * (a model whose provider is gone, an unparsable URL) are left out and logged. Never NULL.
+ */
+kg_catalog_t *kg_catalog_build_rows(const kg_config_t *cfg, const kg_catalog_row_t *rows, size_t n);
+/** Builds from the config file alone (tests, tools). */
 kg_catalog_t *kg_catalog_build(const kg_config_t *cfg, char *err, size_t err_cap);
+/** Builds from every catalog row in the store. NULL if the store cannot be read. */
+kg_catalog_t *kg_catalog_load(kg_store_t *st, const kg_config_t *cfg);
 void kg_catalog_free(kg_catalog_t *cat);
 
-/** The raw model named name[0..len) visible to org_id, or NULL. */
+/* ==== The published snapshot (RCU) ==== */
+
+/** Publishes `cat` as the current catalog; the previous one is freed after a grace period. */
+void kg_catalog_publish(kg_catalog_t *cat);
+/** The current catalog: call inside kg_key_index_read_lock(); valid until the unlock. */
+const kg_catalog_t *kg_catalog_current(void);
+/** Frees the current catalog at exit (no reader may be running). */
+void kg_catalog_retire_all(void);
+
+/** The raw model named name[0..len) of org_id, or NULL. */
 const kg_model_t *kg_catalog_model(const kg_catalog_t *cat, const char *org_id, const char *name, size_t len);
-/** The agent named name[0..len) visible to org_id, or NULL. */
+/** The agent named name[0..len) of org_id, or NULL. */
 const kg_agent_t *kg_catalog_agent(const kg_catalog_t *cat, const char *org_id, const char *name, size_t len);
-/** The prompt module named `name` visible to org_id, or NULL. */
+/** The prompt module named `name` of org_id, or NULL. */
 const kg_prompt_module_t *kg_catalog_prompt_module(const kg_catalog_t *cat, const char *org_id, const char *name);
 /** Whether `agent` is published to environment `env`. */
 bool kg_agent_published_to(const kg_agent_t *agent, const char *env);
-
-/** Whether org_id sees the config's catalog at all (config objects belong to org `default`). */
-bool kg_catalog_org_visible(const char *org_id);
+/** Whether an object of org `owner` is visible to org `org_id`. */
+bool kg_catalog_same_org(const char *owner, const char *org_id);
 
 #endif

@@ -82,7 +82,7 @@ int kg_cmd_explain(int argc, char **argv)
                                               {NULL, false, false}};
     kg_cli_opts_t o;
     kg_cli_t cli;
-    char id[KG_KEY_ID_LEN + 1], secret[256], err[256];
+    char id[KG_KEY_ID_LEN + 1], secret[256];
     kg_route_kind_t route;
     int rc = KG_EXIT_OK;
 
@@ -128,9 +128,9 @@ int kg_cmd_explain(int argc, char **argv)
         kg_cli_close(&cli);
         return KG_EXIT_REFUSED;
     }
-    kg_catalog_t *cat = kg_catalog_build(&cli.cfg, err, sizeof(err));
+    kg_catalog_t *cat = kg_catalog_load(cli.store, &cli.cfg);
     if (cat == NULL) {
-        fprintf(stderr, "keygate: %s\n", err);
+        fprintf(stderr, "keygate: cannot read the catalog from the store\n");
         kg_token_dispose(&t);
         kg_cli_close(&cli);
         return KG_EXIT_USAGE;

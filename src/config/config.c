@@ -84,8 +84,10 @@ void kg_config_dispose(kg_config_t *cfg)
 {
     free(cfg->path), free(cfg->listen), free(cfg->metrics_listen), free(cfg->db), free(cfg->redis), free(cfg->brand);
     environments_dispose(cfg);
-    for (size_t i = 0; i < cfg->n_credentials; i++)
+    for (size_t i = 0; i < cfg->n_credentials; i++) {
         free(cfg->credentials[i].name), free(cfg->credentials[i].ref);
+        strings_dispose(&cfg->credentials[i].orgs);
+    }
     free(cfg->credentials);
     for (size_t i = 0; i < cfg->n_providers; i++) {
         kg_config_provider_t *p = &cfg->providers[i];
@@ -260,17 +262,51 @@ static bool env_check(walk_t *w, const yaml_node_t *n, void *obj)
     return true;
 }
 
+static bool credential_grant_pair(walk_t *w, void *obj, const char *key, const yaml_node_t *v)
+{
+    kg_config_credential_t *c = obj;
+    if (strcmp(key, "ref") == 0)
+        return read_string(w, v, "credentials.ref", &c->ref);
+    if (strcmp(key, "orgs") == 0)
+        return read_strings(w, v, "credentials.orgs", &c->orgs);
+    return fail(w, v, "credentials.%s: unknown field '%s'", c->name, key);
+}
+
+/* `name: env:X`, or `name: {ref: env:X, orgs: [acme, ...]}` to grant it to other orgs' providers. */
 static bool credential_pair(walk_t *w, void *obj, const char *key, const yaml_node_t *v)
 {
     kg_config_t *cfg = obj;
-    const char *ref = scalar(v);
-    if (ref == NULL || (strncmp(ref, "env:", 4) != 0 && strncmp(ref, "file:", 5) != 0))
-        return fail(w, v, "credentials.%s: expected env:NAME or file:/path", key);
+    kg_config_credential_t c = {.name = kg_xstrdup(key)};
     cfg->credentials = realloc(cfg->credentials, (cfg->n_credentials + 1) * sizeof(*cfg->credentials));
     if (cfg->credentials == NULL)
         return fail(w, v, "out of memory");
-    cfg->credentials[cfg->n_credentials++] = (kg_config_credential_t){kg_xstrdup(key), kg_xstrdup(ref)};
+    cfg->credentials[cfg->n_credentials++] = c;
+    kg_config_credential_t *slot = &cfg->credentials[cfg->n_credentials - 1];
+    if (v->type == YAML_MAPPING_NODE) {
+        if (!each_pair(w, v, "credentials", slot, credential_grant_pair))
+            return false;
+    } else if (scalar(v) != NULL) {
+        slot->ref = kg_xstrdup(scalar(v));
+    }
+    if (slot->ref == NULL || (strncmp(slot->ref, "env:", 4) != 0 && strncmp(slot->ref, "file:", 5) != 0))
+        return fail(w, v, "credentials.%s: expected env:NAME or file:/path", key);
     return true;
+}
+
+bool kg_config_credential_granted(const kg_config_t *cfg, const char *name, const char *org_name)
+{
+    for (size_t i = 0; i < cfg->n_credentials; i++) {
+        const kg_config_credential_t *c = &cfg->credentials[i];
+        if (strcmp(c->name, name) != 0)
+            continue;
+        if (c->orgs.n == 0)
+            return strcmp(org_name, "default") == 0;
+        for (size_t k = 0; k < c->orgs.n; k++)
+            if (strcmp(c->orgs.items[k], org_name) == 0)
+                return true;
+        return false;
+    }
+    return false;
 }
 
 static bool provider_pair(walk_t *w, void *obj, const char *key, const yaml_node_t *v)
@@ -423,6 +459,8 @@ static bool top_pair(walk_t *w, void *obj, const char *key, const yaml_node_t *v
             return fail(w, v, "brand: must match [a-z][a-z0-9]{1,15}");
         return true;
     }
+    if (strcmp(key, "allow_private_upstreams") == 0)
+        return read_bool(w, v, "allow_private_upstreams", &cfg->allow_private_upstreams);
     if (strcmp(key, "workers") == 0) {
         int64_t n;
         if (scalar(v) != NULL && strcmp(scalar(v), "auto") == 0)

@@ -16,9 +16,15 @@ typedef struct kg_config_environment {
     bool live;
 } kg_config_environment_t;
 
+typedef struct kg_config_strings {
+    char **items;
+    size_t n;
+} kg_config_strings_t;
+
 typedef struct kg_config_credential {
     char *name;
-    char *ref; /* "env:NAME" or "file:/path": resolved server-side, never printed */
+    char *ref;                /* "env:NAME" or "file:/path": resolved server-side, never printed */
+    kg_config_strings_t orgs; /* org names whose API-made providers may use it; empty: `default` */
 } kg_config_credential_t;
 
 typedef struct kg_config_provider {
@@ -29,11 +35,6 @@ typedef struct kg_config_provider {
     char *ca_file;
     bool forward_identity;
 } kg_config_provider_t;
-
-typedef struct kg_config_strings {
-    char **items;
-    size_t n;
-} kg_config_strings_t;
 
 typedef struct kg_config_model {
     char *name;
@@ -62,7 +63,8 @@ typedef struct kg_config {
     char *metrics_listen;
     char *db; /* as given: "sqlite://./keygate.db", a plain path, or (later) "postgres://..." */
     char *redis;
-    int workers; /* 0: one per core */
+    int workers;                  /* 0: one per core */
+    bool allow_private_upstreams; /* API-made providers may target loopback/private addresses */
     char *brand;
     int64_t max_body_bytes;
     int64_t max_header_bytes;
@@ -101,6 +103,9 @@ void kg_config_set(char **member, const char *value);
 
 /** The SQLite path named by cfg->db, or NULL if it names another backend. */
 const char *kg_config_sqlite_path(const kg_config_t *cfg);
+
+/** Whether the config grants credential `name` to org `org_name` (API-made providers, SPEC §6). */
+bool kg_config_credential_granted(const kg_config_t *cfg, const char *name, const char *org_name);
 
 /** The environment named `name`, or NULL. */
 const kg_config_environment_t *kg_config_environment(const kg_config_t *cfg, const char *name);

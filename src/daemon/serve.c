@@ -21,6 +21,7 @@
 #include "sync/feed.h"
 #include "http/server.h"
 #include "keys/key_hash.h"
+#include "proxy/upstream.h"
 
 #define DRAIN_MS 30000
 
@@ -35,6 +36,18 @@ static bool write_root_key(const char *path, const char *secret)
     ok = ok && write(fd, secret, len) == (ssize_t)len && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
     close(fd);
     return ok;
+}
+
+/* Before a catalog is published: make the TLS contexts of endpoints not seen before. */
+static void prepare_catalog(void *ctx, const kg_catalog_t *cat)
+{
+    char err[256];
+    if (!kg_upstreams_prepare(ctx, cat, err, sizeof(err)))
+        kg_log_error("%s", err);
+    for (size_t i = 0; i < cat->n_providers; i++)
+        if (!cat->providers[i].available)
+            kg_log_warn("provider %s of %s is unavailable: its credential does not resolve; its models answer 503",
+                        cat->providers[i].name, cat->providers[i].org_id);
 }
 
 static int workers_auto(void)
@@ -93,7 +106,8 @@ int kg_serve_main(int argc, char **argv)
     kg_key_index_t *index = NULL;
     kg_feed_t *feed = NULL;
     kg_server_t *server = NULL;
-    kg_catalog_t *catalog = NULL;
+    kg_upstreams_t *upstreams = kg_upstreams_new();
+    kg_feed_catalog_t catalog_feed = {.cfg = &cfg, .prepare = prepare_catalog, .prepare_ctx = upstreams};
     kg_store_t *store = kg_store_open(db_path, err, sizeof(err));
     if (store == NULL) {
         kg_log_error("%s", err);
@@ -114,16 +128,9 @@ int kg_serve_main(int argc, char **argv)
         }
         kg_log_info("new store %s: the root admin key was written to %s (mode 0600)", db_path, key_path);
     }
-    if ((catalog = kg_catalog_build(&cfg, err, sizeof(err))) == NULL) {
-        kg_log_error("%s", err);
-        goto out;
-    }
-    for (size_t i = 0; i < catalog->n_providers; i++)
-        if (!catalog->providers[i].available)
-            kg_log_warn("provider %s is unavailable: its credential does not resolve; its models answer 503",
-                        catalog->providers[i].name);
     index = kg_key_index_new();
-    if ((feed = kg_feed_start(db_path, index, err, sizeof(err))) == NULL) {
+    /* The feed loads the keys and publishes the first catalog before anything is served. */
+    if ((feed = kg_feed_start(db_path, index, &catalog_feed, err, sizeof(err))) == NULL) {
         kg_log_error("%s", err);
         goto out;
     }
@@ -134,7 +141,8 @@ int kg_serve_main(int argc, char **argv)
         .max_header_bytes = (size_t)cfg.max_header_bytes,
         .upstream_timeout_ms = (uint64_t)cfg.upstream_timeout_ms,
         .request_timeout_ms = (uint64_t)cfg.request_timeout_ms,
-        .catalog = catalog,
+        .upstreams = upstreams,
+        .catalog_feed = &catalog_feed,
         .index = index,
         .admin_store = store,
         .cfg = &cfg,
@@ -159,7 +167,8 @@ out:
     kg_feed_stop(feed); /* flushes pending last-use times */
     kg_store_close(store);
     kg_key_index_free(index);
-    kg_catalog_free(catalog);
+    kg_catalog_retire_all();
+    kg_upstreams_free(upstreams);
     kg_key_index_thread_offline();
     kg_config_dispose(&cfg);
     if (rc == KG_EXIT_OK)

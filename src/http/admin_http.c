@@ -50,6 +50,7 @@ struct kg_admin_worker {
     bool stopping;
     kg_admin_t admin;
     kg_key_index_t *index;
+    const kg_feed_catalog_t *catalog;
     int64_t seq; /* the change feed position this worker has applied */
 };
 
@@ -95,7 +96,8 @@ static void *admin_worker_main(void *arg)
         };
         kg_admin_handle(&w->admin, &req, &job->res);
         /* A change is live on every worker before its reply leaves ("the very next request"). */
-        if (strcmp(job->method, "GET") != 0 && kg_feed_apply(w->admin.store, w->index, req.now, &w->seq) != KG_OK)
+        if (strcmp(job->method, "GET") != 0 &&
+            kg_feed_apply(w->admin.store, w->index, w->catalog, req.now, &w->seq) != KG_OK)
             kg_log_warn("admin worker: could not apply a change to the key index; the feed will retry");
         h2o_multithread_send_message(&job->worker->admin_replies, &job->super);
 
@@ -106,10 +108,12 @@ static void *admin_worker_main(void *arg)
     return NULL;
 }
 
-kg_admin_worker_t *kg__admin_worker_start(kg_store_t *store, const kg_config_t *cfg, kg_key_index_t *index)
+kg_admin_worker_t *kg__admin_worker_start(kg_store_t *store, const kg_config_t *cfg, kg_key_index_t *index,
+                                          const kg_feed_catalog_t *catalog)
 {
     kg_admin_worker_t *w = kg_xcalloc(1, sizeof(*w));
     w->index = index;
+    w->catalog = catalog;
     if (kg_store_change_last(store, &w->seq) != KG_OK)
         w->seq = 0; /* applying from the start is only slower, never wrong */
     pthread_mutex_init(&w->lock, NULL);

@@ -88,17 +88,17 @@ static size_t model_json(char *buf, size_t cap, const char *id, const char *owne
     return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }
 
-static void list_models(kg_worker_t *w, h2o_req_t *req, const kg_key_view_t *view, bool agents_only)
+static void list_models(h2o_req_t *req, const kg_key_view_t *view, bool agents_only)
 {
-    const kg_catalog_t *cat = w->server->opts.catalog;
+    const kg_catalog_t *cat = kg_catalog_current(); /* under the read lock */
     size_t cap = 64 + (cat->n_models + cat->n_agents) * 512;
     char *buf = h2o_mem_alloc_pool(&req->pool, cap);
     size_t at = (size_t)snprintf(buf, cap, "{\"object\":\"list\",\"data\":[");
     bool first = true;
-    if (kg_catalog_org_visible(view->org_id)) {
+    {
         for (size_t i = 0; i < cat->n_models && !agents_only; i++) {
             const kg_model_t *m = &cat->models[i];
-            if (!kg_policy_lists_model(view, view->policy, m))
+            if (!kg_catalog_same_org(m->org_id, view->org_id) || !kg_policy_lists_model(view, view->policy, m))
                 continue;
             at += (size_t)snprintf(buf + at, cap - at, "%s", first ? "" : ",");
             at += model_json(buf + at, cap - at, m->name, m->provider->name, cat->created_at, m->provider->available,
@@ -107,7 +107,7 @@ static void list_models(kg_worker_t *w, h2o_req_t *req, const kg_key_view_t *vie
         }
         for (size_t i = 0; i < cat->n_agents; i++) {
             const kg_agent_t *a = &cat->agents[i];
-            if (!kg_policy_lists_agent(view, view->policy, a))
+            if (!kg_catalog_same_org(a->org_id, view->org_id) || !kg_policy_lists_agent(view, view->policy, a))
                 continue;
             at += (size_t)snprintf(buf + at, cap - at, "%s", first ? "" : ",");
             at += model_json(buf + at, cap - at, a->name, "keygate", cat->created_at,
@@ -119,9 +119,9 @@ static void list_models(kg_worker_t *w, h2o_req_t *req, const kg_key_view_t *vie
     kg__http_send_json(req, 200, buf, at);
 }
 
-static void get_model(kg_worker_t *w, h2o_req_t *req, const kg_key_view_t *view, h2o_iovec_t id)
+static void get_model(h2o_req_t *req, const kg_key_view_t *view, h2o_iovec_t id)
 {
-    const kg_catalog_t *cat = w->server->opts.catalog;
+    const kg_catalog_t *cat = kg_catalog_current(); /* under the read lock */
     kg_decision_t d;
     char buf[1024];
     size_t len;
@@ -156,10 +156,10 @@ static void *pool_alloc(void *ctx, size_t size)
  * (order, spacing, unknown members, numbers) is copied as it came, from the offsets the
  * scanner recorded.
  */
-static h2o_iovec_t rewrite_body(kg_worker_t *w, h2o_req_t *req, const kg_key_view_t *view, const kg_decision_t *d,
+static h2o_iovec_t rewrite_body(h2o_req_t *req, const kg_key_view_t *view, const kg_decision_t *d,
                                 const kg_body_info_t *info, h2o_iovec_t body, bool renamed)
 {
-    const kg_catalog_t *cat = w->server->opts.catalog;
+    const kg_catalog_t *cat = kg_catalog_current(); /* under the read lock */
     typedef struct edit {
         size_t from, to; /* body[from, to) is replaced */
         h2o_iovec_t with;
@@ -201,7 +201,7 @@ static h2o_iovec_t rewrite_body(kg_worker_t *w, h2o_req_t *req, const kg_key_vie
 
 static void inference(kg_worker_t *w, h2o_req_t *req, const kg_key_view_t *view, route_t route)
 {
-    const kg_catalog_t *cat = w->server->opts.catalog;
+    const kg_catalog_t *cat = kg_catalog_current(); /* under the read lock */
     kg_body_alloc_t alloc = {pool_alloc, &req->pool};
     kg_body_info_t info;
     kg_error_t err = {0};
@@ -240,7 +240,7 @@ static void inference(kg_worker_t *w, h2o_req_t *req, const kg_key_view_t *view,
     }
     bool renamed = d.agent != NULL || strcmp(d.model->name, d.model->upstream_model) != 0;
     if (renamed || d.prompt)
-        body = rewrite_body(w, req, view, &d, &info, body, renamed);
+        body = rewrite_body(req, view, &d, &info, body, renamed);
     track(w, req);
     if (p->type == KG_PROVIDER_MOCK) {
         if (route == R_EMBEDDINGS && (info.n_inputs > KG_MOCK_MAX_INPUTS || info.dimensions > KG_MOCK_MAX_DIMENSIONS)) {
@@ -320,9 +320,9 @@ static void handle_authenticated(kg_worker_t *w, h2o_req_t *req, route_t route, 
     }
 #endif
     switch (route) {
-    case R_MODELS: list_models(w, req, &view, false); break;
-    case R_AGENTS: list_models(w, req, &view, true); break;
-    case R_MODEL: get_model(w, req, &view, model_id); break;
+    case R_MODELS: list_models(req, &view, false); break;
+    case R_AGENTS: list_models(req, &view, true); break;
+    case R_MODEL: get_model(req, &view, model_id); break;
     default: inference(w, req, &view, route); break;
     }
 }

@@ -77,7 +77,8 @@ bool kg__dataplane_matches(h2o_iovec_t path);
 void kg__dataplane_handle(kg_worker_t *worker, h2o_req_t *req, h2o_iovec_t path);
 
 /* admin_http.c */
-kg_admin_worker_t *kg__admin_worker_start(kg_store_t *store, const kg_config_t *cfg, kg_key_index_t *index);
+kg_admin_worker_t *kg__admin_worker_start(kg_store_t *store, const kg_config_t *cfg, kg_key_index_t *index,
+                                          const struct kg_feed_catalog *catalog);
 void kg__admin_worker_stop(kg_admin_worker_t *w);
 /** Authenticates an admin call and hands it to the admin worker; the reply comes back async. */
 void kg__admin_http_handle(kg_worker_t *worker, h2o_req_t *req, h2o_iovec_t path);

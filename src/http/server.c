@@ -342,16 +342,8 @@ kg_server_t *kg_server_start(const kg_server_options_t *opts, char *err, size_t 
             snprintf(addr, sizeof(addr), "%.*s:%d", (int)(colon - opts->listen), opts->listen, s->port);
         }
     }
-    s->upstreams = kg_upstreams_new(opts->catalog, err, err_cap);
-    if (s->upstreams == NULL) {
-        for (size_t j = 0; j < s->n_workers; j++)
-            close(s->workers[j].listen_fd);
-        h2o_config_dispose(&s->config);
-        free(s->workers);
-        free(s);
-        return NULL;
-    }
-    s->admin = kg__admin_worker_start(opts->admin_store, opts->cfg, opts->index);
+    s->upstreams = opts->upstreams;
+    s->admin = kg__admin_worker_start(opts->admin_store, opts->cfg, opts->index, opts->catalog_feed);
     for (size_t i = 0; i < s->n_workers; i++) {
         kg_worker_t *w = &s->workers[i];
         w->server = s;

@@ -16,6 +16,8 @@
 #include "keys/key_index.h"
 
 typedef struct kg_server kg_server_t;
+struct kg_upstreams;
+struct kg_feed_catalog;
 
 typedef struct kg_server_options {
     const char *listen; /* "host:port" */
@@ -24,10 +26,12 @@ typedef struct kg_server_options {
     size_t max_header_bytes;
     uint64_t upstream_timeout_ms;
     uint64_t request_timeout_ms;
-    const kg_catalog_t *catalog; /* borrowed: read-only after start */
-    kg_key_index_t *index;       /* borrowed: read on every request */
-    kg_store_t *admin_store;     /* taken: the admin worker's own connection */
-    const kg_config_t *cfg;      /* borrowed */
+    struct kg_upstreams *upstreams;             /* borrowed: TLS contexts per endpoint (the catalog itself is
+                                                   read through kg_catalog_current()) */
+    const struct kg_feed_catalog *catalog_feed; /* borrowed: how the admin worker applies catalog changes */
+    kg_key_index_t *index;                      /* borrowed: read on every request */
+    kg_store_t *admin_store;                    /* taken: the admin worker's own connection */
+    const kg_config_t *cfg;                     /* borrowed */
 } kg_server_options_t;
 
 /** Binds the listeners and starts the worker threads. NULL with err filled on failure. */

@@ -7,6 +7,8 @@
  */
 #include "proxy/upstream.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,16 +21,30 @@
 #include "core/err.h"
 #include "core/log.h"
 
+/*
+ * TLS contexts per upstream endpoint ("tls|host|port|ca_file"), shared by every loop. They are
+ * made when a catalog is prepared (loading CA files is disk I/O: never on the request path);
+ * entries are only ever appended, so loops read them without a lock once `n` is published.
+ */
+#define MAX_ENDPOINTS 1024
+
+typedef struct endpoint {
+    char *key;
+    SSL_CTX *ssl; /* NULL for plain http */
+} endpoint_t;
+
 struct kg_upstreams {
-    const kg_catalog_t *cat;
-    SSL_CTX **ssl; /* per provider; NULL for plain http and mock providers */
+    pthread_mutex_t lock; /* writers only */
+    endpoint_t entries[MAX_ENDPOINTS];
+    _Atomic size_t n;
 };
 
-typedef struct provider_loop {
+typedef struct loop_pool {
+    struct loop_pool *next;
+    const endpoint_t *endpoint;
     h2o_socketpool_t pool;
     h2o_http1client_ctx_t client_ctx;
-    bool ready;
-} provider_loop_t;
+} loop_pool_t;
 
 struct kg_upstream_loop {
     kg_upstreams_t *ups;
@@ -36,64 +52,94 @@ struct kg_upstream_loop {
     h2o_timeout_t io_timeout;
     h2o_multithread_receiver_t getaddr_receiver;
     h2o_multithread_queue_t *queue;
-    provider_loop_t *providers;
+    loop_pool_t *pools; /* one per endpoint this loop has used; loop thread only; never moved */
 };
 
 /* ==== Set-up ==== */
 
-kg_upstreams_t *kg_upstreams_new(const kg_catalog_t *cat, char *err, size_t err_cap)
+kg_upstreams_t *kg_upstreams_new(void)
 {
     kg_upstreams_t *ups = kg_xcalloc(1, sizeof(*ups));
-    ups->cat = cat;
-    ups->ssl = kg_xcalloc(cat->n_providers, sizeof(*ups->ssl));
-    for (size_t i = 0; i < cat->n_providers; i++) {
-        const kg_provider_t *p = &cat->providers[i];
-        if (p->type != KG_PROVIDER_OPENAI || !p->tls)
-            continue;
-        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-        if (ctx == NULL)
-            goto fail;
-        SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        /*
-         * OpenSSL checks the certificate's name during the handshake. libh2o 2.2.5 checks it too,
-         * but only when no handshake bytes are left to send, which under TLS 1.3 is never the
-         * case: without this, any certificate the CA signed would do.
-         */
-        X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
-        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-        bool ip_literal = strchr(p->host, ':') != NULL || strspn(p->host, "0123456789.") == strlen(p->host);
-        if ((ip_literal ? X509_VERIFY_PARAM_set1_ip_asc(param, p->host)
-                        : X509_VERIFY_PARAM_set1_host(param, p->host, 0)) != 1) {
-            ups->ssl[i] = ctx;
-            snprintf(err, err_cap, "providers.%s: cannot verify the host name '%s'", p->name, p->host);
-            goto fail;
-        }
-        int ok = p->ca_file != NULL ? SSL_CTX_load_verify_locations(ctx, p->ca_file, NULL)
-                                    : SSL_CTX_set_default_verify_paths(ctx);
-        ups->ssl[i] = ctx;
-        if (ok != 1) {
-            snprintf(err, err_cap, "providers.%s: cannot load CA certificates%s%s", p->name,
-                     p->ca_file != NULL ? " from " : "", p->ca_file != NULL ? p->ca_file : "");
-            goto fail;
-        }
-    }
+    pthread_mutex_init(&ups->lock, NULL);
     return ups;
-fail:
-    if (err[0] == '\0')
-        snprintf(err, err_cap, "cannot create a TLS context");
-    kg_upstreams_free(ups);
-    return NULL;
 }
 
 void kg_upstreams_free(kg_upstreams_t *ups)
 {
     if (ups == NULL)
         return;
-    for (size_t i = 0; i < ups->cat->n_providers; i++)
-        SSL_CTX_free(ups->ssl[i]);
-    free(ups->ssl);
+    for (size_t i = 0; i < atomic_load(&ups->n); i++) {
+        free(ups->entries[i].key);
+        SSL_CTX_free(ups->entries[i].ssl);
+    }
+    pthread_mutex_destroy(&ups->lock);
     free(ups);
+}
+
+static const endpoint_t *find_endpoint(kg_upstreams_t *ups, const char *key)
+{
+    size_t n = atomic_load_explicit(&ups->n, memory_order_acquire);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ups->entries[i].key, key) == 0)
+            return &ups->entries[i];
+    return NULL;
+}
+
+static SSL_CTX *make_ssl_ctx(const kg_provider_t *p, char *err, size_t err_cap)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL) {
+        snprintf(err, err_cap, "cannot create a TLS context");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    /*
+     * OpenSSL checks the certificate's name during the handshake. libh2o 2.2.5 checks it too,
+     * but only when no handshake bytes are left to send, which under TLS 1.3 is never the case:
+     * without this, any certificate the CA signed would do.
+     */
+    X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    bool ip_literal = strchr(p->host, ':') != NULL || strspn(p->host, "0123456789.") == strlen(p->host);
+    int ok =
+        ip_literal ? X509_VERIFY_PARAM_set1_ip_asc(param, p->host) : X509_VERIFY_PARAM_set1_host(param, p->host, 0);
+    if (ok == 1)
+        ok = p->ca_file != NULL ? SSL_CTX_load_verify_locations(ctx, p->ca_file, NULL)
+                                : SSL_CTX_set_default_verify_paths(ctx);
+    if (ok != 1) {
+        snprintf(err, err_cap, "providers.%s: cannot set up TLS verification%s%s", p->name,
+                 p->ca_file != NULL ? " with " : "", p->ca_file != NULL ? p->ca_file : "");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+bool kg_upstreams_prepare(kg_upstreams_t *ups, const kg_catalog_t *cat, char *err, size_t err_cap)
+{
+    bool ok = true;
+    pthread_mutex_lock(&ups->lock);
+    for (size_t i = 0; i < cat->n_providers; i++) {
+        const kg_provider_t *p = &cat->providers[i];
+        if (p->type != KG_PROVIDER_OPENAI || find_endpoint(ups, p->endpoint) != NULL)
+            continue;
+        size_t n = atomic_load(&ups->n);
+        if (n == MAX_ENDPOINTS) {
+            snprintf(err, err_cap, "more than %d distinct upstream endpoints", MAX_ENDPOINTS);
+            ok = false;
+            break;
+        }
+        SSL_CTX *ssl = NULL;
+        if (p->tls && (ssl = make_ssl_ctx(p, err, err_cap)) == NULL) {
+            ok = false;
+            continue; /* this provider will answer 502; the others work */
+        }
+        ups->entries[n] = (endpoint_t){kg_xstrdup(p->endpoint), ssl};
+        atomic_store_explicit(&ups->n, n + 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&ups->lock);
+    return ok;
 }
 
 kg_upstream_loop_t *kg_upstream_loop_new(kg_upstreams_t *ups, h2o_loop_t *loop, h2o_multithread_queue_t *queue,
@@ -105,20 +151,6 @@ kg_upstream_loop_t *kg_upstream_loop_new(kg_upstreams_t *ups, h2o_loop_t *loop, 
     ul->queue = queue;
     h2o_timeout_init(loop, &ul->io_timeout, timeout_ms);
     h2o_multithread_register_receiver(queue, &ul->getaddr_receiver, h2o_hostinfo_getaddr_receiver);
-    ul->providers = kg_xcalloc(ups->cat->n_providers, sizeof(*ul->providers));
-    for (size_t i = 0; i < ups->cat->n_providers; i++) {
-        const kg_provider_t *p = &ups->cat->providers[i];
-        provider_loop_t *pl = &ul->providers[i];
-        if (p->type != KG_PROVIDER_OPENAI)
-            continue;
-        h2o_socketpool_init_by_hostport(&pl->pool, h2o_iovec_init(p->host, strlen(p->host)), p->port, p->tls, 256);
-        h2o_socketpool_set_timeout(&pl->pool, loop, 2000); /* idle upstream connections live 2 s */
-        pl->client_ctx.loop = loop;
-        pl->client_ctx.getaddr_receiver = &ul->getaddr_receiver;
-        pl->client_ctx.io_timeout = &ul->io_timeout;
-        pl->client_ctx.ssl_ctx = ups->ssl[i];
-        pl->ready = true;
-    }
     return ul;
 }
 
@@ -126,13 +158,38 @@ void kg_upstream_loop_free(kg_upstream_loop_t *ul)
 {
     if (ul == NULL)
         return;
-    for (size_t i = 0; i < ul->ups->cat->n_providers; i++)
-        if (ul->providers[i].ready)
-            h2o_socketpool_dispose(&ul->providers[i].pool);
+    while (ul->pools != NULL) {
+        loop_pool_t *next = ul->pools->next;
+        h2o_socketpool_dispose(&ul->pools->pool);
+        free(ul->pools);
+        ul->pools = next;
+    }
     h2o_multithread_unregister_receiver(ul->queue, &ul->getaddr_receiver);
     h2o_timeout_dispose(ul->loop, &ul->io_timeout);
-    free(ul->providers);
     free(ul);
+}
+
+/* This loop's pool for the provider's endpoint, made on first use (no I/O); NULL if the
+ * endpoint was never prepared (its TLS set-up failed). Pools live as long as the loop. */
+static loop_pool_t *pool_for(kg_upstream_loop_t *ul, const kg_provider_t *p)
+{
+    for (loop_pool_t *lp = ul->pools; lp != NULL; lp = lp->next)
+        if (strcmp(lp->endpoint->key, p->endpoint) == 0)
+            return lp;
+    const endpoint_t *ep = find_endpoint(ul->ups, p->endpoint);
+    if (ep == NULL)
+        return NULL;
+    loop_pool_t *lp = kg_xcalloc(1, sizeof(*lp)); /* cold path: once per endpoint and loop */
+    lp->endpoint = ep;
+    h2o_socketpool_init_by_hostport(&lp->pool, h2o_iovec_init(p->host, strlen(p->host)), p->port, p->tls, 256);
+    h2o_socketpool_set_timeout(&lp->pool, ul->loop, 2000); /* idle upstream connections live 2 s */
+    lp->client_ctx.loop = ul->loop;
+    lp->client_ctx.getaddr_receiver = &ul->getaddr_receiver;
+    lp->client_ctx.io_timeout = &ul->io_timeout;
+    lp->client_ctx.ssl_ctx = ep->ssl;
+    lp->next = ul->pools;
+    ul->pools = lp;
+    return lp;
 }
 
 /* ==== One forwarded request ==== */
@@ -453,7 +510,11 @@ static h2o_iovec_t build_head(h2o_req_t *req, const kg_forward_t *fwd)
 
 void kg_upstream_forward(kg_upstream_loop_t *ul, h2o_req_t *req, const kg_forward_t *fwd)
 {
-    provider_loop_t *pl = &ul->providers[fwd->provider->index];
+    loop_pool_t *pl = pool_for(ul, fwd->provider);
+    if (pl == NULL) {
+        send_json_error(req, KG_EUPSTREAM_ERROR, "The provider's TLS set-up failed; see the gateway's log.");
+        return;
+    }
     forward_t *f = h2o_mem_alloc_shared(&req->pool, sizeof(*f), on_dispose);
     memset(f, 0, sizeof(*f));
     f->super.proceed = do_proceed;

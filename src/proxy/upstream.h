@@ -17,13 +17,19 @@
 
 #include "catalog/catalog.h"
 
-/** Process-wide: one TLS context per provider. */
+/** Process-wide: one TLS context per upstream endpoint. */
 typedef struct kg_upstreams kg_upstreams_t;
-/** Per event loop: a socket pool and client context per provider. */
+/** Per event loop: a socket pool and client context per upstream endpoint. */
 typedef struct kg_upstream_loop kg_upstream_loop_t;
 
-kg_upstreams_t *kg_upstreams_new(const kg_catalog_t *cat, char *err, size_t err_cap);
+kg_upstreams_t *kg_upstreams_new(void);
 void kg_upstreams_free(kg_upstreams_t *ups);
+/**
+ * Makes the TLS contexts of the catalog's endpoints not seen before (CA files are read here,
+ * never on the request path). Call before publishing the catalog, from any thread. Returns
+ * false (err filled) if one failed: that provider then answers 502; the others work.
+ */
+bool kg_upstreams_prepare(kg_upstreams_t *ups, const kg_catalog_t *cat, char *err, size_t err_cap);
 
 /** Sets up the per-loop state; `queue` serves the asynchronous DNS lookups. Loop thread only. */
 kg_upstream_loop_t *kg_upstream_loop_new(kg_upstreams_t *ups, h2o_loop_t *loop, h2o_multithread_queue_t *queue,

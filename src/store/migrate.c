@@ -37,6 +37,12 @@ static const char *const migrations[] = {
     "CREATE TABLE changes ("
     "  seq INTEGER PRIMARY KEY AUTOINCREMENT, object_type TEXT NOT NULL, object_id TEXT NOT NULL,"
     "  created_at INTEGER NOT NULL);",
+    /* 2: the model catalog (providers, models, agents, prompt modules), per org; `spec` is the
+     * object's JSON as the admin layer validated it; config-declared objects have source 'config' */
+    "CREATE TABLE catalog_objects ("
+    "  org_id TEXT NOT NULL REFERENCES orgs(id), kind TEXT NOT NULL, name TEXT NOT NULL, spec TEXT NOT NULL,"
+    "  source TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (org_id, kind, name));",
 };
 
 int kg__store_migrate(sqlite3 *db, char *err, size_t err_cap)

@@ -124,6 +124,30 @@ kg_err_t kg_store_token_touch_batch(kg_store_t *st, const char *const *ids, cons
 /** Whether a root admin key exists. */
 kg_err_t kg_store_root_exists(kg_store_t *st, bool *exists) KG_MUST_CHECK;
 
+/* ==== Catalog objects ==== */
+
+typedef struct kg_catalog_row {
+    char *org_id;
+    char *kind; /* provider | model | agent | prompt_module */
+    char *name;
+    char *spec;   /* JSON object text */
+    char *source; /* config | api */
+    int64_t created_at, updated_at;
+} kg_catalog_row_t;
+
+void kg_catalog_row_dispose(kg_catalog_row_t *r);
+void kg_catalog_rows_free(kg_catalog_row_t *rows, size_t n);
+/** Inserts or replaces one object (created_at kept on replace). */
+kg_err_t kg_store_catalog_put(kg_store_t *st, const kg_catalog_row_t *r) KG_MUST_CHECK;
+kg_err_t kg_store_catalog_get(kg_store_t *st, const char *org_id, const char *kind, const char *name,
+                              kg_catalog_row_t *out) KG_MUST_CHECK;
+kg_err_t kg_store_catalog_delete(kg_store_t *st, const char *org_id, const char *kind, const char *name) KG_MUST_CHECK;
+/** Deletes every object of org_id with this source (the config sync rewrites its own rows). */
+kg_err_t kg_store_catalog_delete_source(kg_store_t *st, const char *org_id, const char *source) KG_MUST_CHECK;
+/** Lists objects (org_id, kind: NULL for any), by org, kind, then name. */
+kg_err_t kg_store_catalog_list(kg_store_t *st, const char *org_id, const char *kind, kg_catalog_row_t **out,
+                               size_t *n_out) KG_MUST_CHECK;
+
 /* ==== Audit ==== */
 
 typedef struct kg_audit_event {

@@ -628,6 +628,119 @@ kg_err_t kg_store_root_exists(kg_store_t *st, bool *exists)
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? KG_OK : KG_ESTORE;
 }
 
+/* ==== Catalog objects ==== */
+
+void kg_catalog_row_dispose(kg_catalog_row_t *r)
+{
+    free(r->org_id), free(r->kind), free(r->name), free(r->spec), free(r->source);
+    memset(r, 0, sizeof(*r));
+}
+
+void kg_catalog_rows_free(kg_catalog_row_t *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        kg_catalog_row_dispose(&rows[i]);
+    free(rows);
+}
+
+static kg_err_t exec_sql(kg_store_t *st, const char *sql, const char *const *params, size_t n)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return KG_ESTORE;
+    for (size_t i = 0; i < n; i++)
+        bind_text(s, (int)i + 1, params[i]);
+    kg_err_t rv = exec_done(st, s);
+    sqlite3_finalize(s);
+    return rv;
+}
+
+kg_err_t kg_store_catalog_put(kg_store_t *st, const kg_catalog_row_t *r)
+{
+    sqlite3_stmt *s = NULL;
+    const char *sql = "INSERT INTO catalog_objects (org_id, kind, name, spec, source, created_at, updated_at)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (org_id, kind, name) DO UPDATE SET"
+                      " spec = excluded.spec, source = excluded.source, updated_at = excluded.updated_at";
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return KG_ESTORE;
+    bind_text(s, 1, r->org_id), bind_text(s, 2, r->kind), bind_text(s, 3, r->name), bind_text(s, 4, r->spec);
+    bind_text(s, 5, r->source), sqlite3_bind_int64(s, 6, r->updated_at);
+    kg_err_t rv = exec_done(st, s);
+    sqlite3_finalize(s);
+    return rv;
+}
+
+static void read_catalog_row(sqlite3_stmt *s, kg_catalog_row_t *r)
+{
+    r->org_id = col_text(s, 0), r->kind = col_text(s, 1), r->name = col_text(s, 2), r->spec = col_text(s, 3);
+    r->source = col_text(s, 4), r->created_at = sqlite3_column_int64(s, 5), r->updated_at = sqlite3_column_int64(s, 6);
+}
+
+kg_err_t kg_store_catalog_get(kg_store_t *st, const char *org_id, const char *kind, const char *name,
+                              kg_catalog_row_t *out)
+{
+    sqlite3_stmt *s = NULL;
+    const char *sql = "SELECT org_id, kind, name, spec, source, created_at, updated_at FROM catalog_objects"
+                      " WHERE org_id = ?1 AND kind = ?2 AND name = ?3";
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return KG_ESTORE;
+    bind_text(s, 1, org_id), bind_text(s, 2, kind), bind_text(s, 3, name);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        read_catalog_row(s, out);
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? KG_OK : rc == SQLITE_DONE ? KG_ENOT_FOUND : KG_ESTORE;
+}
+
+kg_err_t kg_store_catalog_delete(kg_store_t *st, const char *org_id, const char *kind, const char *name)
+{
+    const char *params[] = {org_id, kind, name};
+    kg_err_t rv = exec_sql(st, "DELETE FROM catalog_objects WHERE org_id = ?1 AND kind = ?2 AND name = ?3", params, 3);
+    if (rv == KG_OK && sqlite3_changes(st->db) == 0)
+        rv = KG_ENOT_FOUND;
+    return rv;
+}
+
+kg_err_t kg_store_catalog_delete_source(kg_store_t *st, const char *org_id, const char *source)
+{
+    const char *params[] = {org_id, source};
+    return exec_sql(st, "DELETE FROM catalog_objects WHERE org_id = ?1 AND source = ?2", params, 2);
+}
+
+kg_err_t kg_store_catalog_list(kg_store_t *st, const char *org_id, const char *kind, kg_catalog_row_t **out,
+                               size_t *n_out)
+{
+    sqlite3_stmt *s = NULL;
+    const char *sql = "SELECT org_id, kind, name, spec, source, created_at, updated_at FROM catalog_objects"
+                      " WHERE (?1 IS NULL OR org_id = ?1) AND (?2 IS NULL OR kind = ?2) ORDER BY org_id, kind, name";
+    size_t n = 0, cap = 16;
+    int rc;
+    *out = NULL, *n_out = 0;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return KG_ESTORE;
+    bind_text(s, 1, org_id), bind_text(s, 2, kind);
+    kg_catalog_row_t *rows = kg_xcalloc(cap, sizeof(*rows));
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == cap) {
+            kg_catalog_row_t *grown = realloc(rows, 2 * cap * sizeof(*rows));
+            if (grown == NULL) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            rows = grown, cap *= 2;
+        }
+        memset(&rows[n], 0, sizeof(rows[n]));
+        read_catalog_row(s, &rows[n++]);
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE) {
+        kg_catalog_rows_free(rows, n);
+        return KG_ESTORE;
+    }
+    *out = rows, *n_out = n;
+    return KG_OK;
+}
+
 /* ==== Audit ==== */
 
 void kg_audit_event_dispose(kg_audit_event_t *e)

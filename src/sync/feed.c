@@ -20,6 +20,7 @@
 struct kg_feed {
     kg_store_t *store;
     kg_key_index_t *index;
+    const kg_feed_catalog_t *catalog;
     int64_t seq;
     int64_t data_version;
     atomic_bool stopping;
@@ -90,10 +91,30 @@ kg_err_t kg_feed_load_all(kg_store_t *st, kg_key_index_t *idx, int64_t now, int6
     return rv;
 }
 
-kg_err_t kg_feed_apply(kg_store_t *st, kg_key_index_t *idx, int64_t now, int64_t *seq)
+kg_err_t kg_feed_reload_catalog(kg_store_t *st, const kg_feed_catalog_t *cat)
+{
+    pthread_mutex_lock(&sync_lock);
+    kg_catalog_t *fresh = kg_catalog_load(st, cat->cfg);
+    if (fresh != NULL) {
+        if (cat->prepare != NULL)
+            cat->prepare(cat->prepare_ctx, fresh);
+        kg_catalog_publish(fresh);
+    }
+    pthread_mutex_unlock(&sync_lock);
+    return fresh != NULL ? KG_OK : KG_ESTORE;
+}
+
+static bool is_catalog_change(const char *object_type)
+{
+    return strcmp(object_type, "provider") == 0 || strcmp(object_type, "model") == 0 ||
+           strcmp(object_type, "agent") == 0 || strcmp(object_type, "prompt_module") == 0;
+}
+
+kg_err_t kg_feed_apply(kg_store_t *st, kg_key_index_t *idx, const kg_feed_catalog_t *cat, int64_t now, int64_t *seq)
 {
     kg_change_t changes[CHANGES_PER_POLL];
     size_t n;
+    bool catalog_changed = false;
     kg_err_t rv;
     do {
         if ((rv = kg_store_change_list(st, *seq, changes, CHANGES_PER_POLL, &n)) != KG_OK)
@@ -102,9 +123,13 @@ kg_err_t kg_feed_apply(kg_store_t *st, kg_key_index_t *idx, int64_t now, int64_t
             if (strcmp(changes[i].object_type, "token") == 0 &&
                 (rv = sync_token(st, idx, changes[i].object_id, now)) != KG_OK)
                 return rv;
+            catalog_changed |= is_catalog_change(changes[i].object_type);
             *seq = changes[i].seq;
         }
     } while (n == CHANGES_PER_POLL);
+    /* One rebuild per batch, however many catalog objects changed in it. */
+    if (catalog_changed && cat != NULL)
+        return kg_feed_reload_catalog(st, cat);
     return KG_OK;
 }
 
@@ -142,7 +167,7 @@ static void *feed_main(void *arg)
     while (!atomic_load(&f->stopping)) {
         int64_t version;
         if (kg_store_data_version(f->store, &version) == KG_OK && version != f->data_version) {
-            if (kg_feed_apply(f->store, f->index, (int64_t)time(NULL), &f->seq) == KG_OK)
+            if (kg_feed_apply(f->store, f->index, f->catalog, (int64_t)time(NULL), &f->seq) == KG_OK)
                 f->data_version = version;
             else
                 kg_log_warn("change feed: store read failed; retrying");
@@ -160,14 +185,17 @@ static void *feed_main(void *arg)
     return NULL;
 }
 
-kg_feed_t *kg_feed_start(const char *db_path, kg_key_index_t *idx, char *err, size_t err_cap)
+kg_feed_t *kg_feed_start(const char *db_path, kg_key_index_t *idx, const kg_feed_catalog_t *cat, char *err,
+                         size_t err_cap)
 {
     kg_feed_t *f = kg_xcalloc(1, sizeof(*f));
     f->index = idx;
+    f->catalog = cat;
     if ((f->store = kg_store_open(db_path, err, err_cap)) == NULL)
         goto fail;
     if (kg_store_data_version(f->store, &f->data_version) != KG_OK ||
-        kg_feed_load_all(f->store, idx, (int64_t)time(NULL), &f->seq) != KG_OK) {
+        kg_feed_load_all(f->store, idx, (int64_t)time(NULL), &f->seq) != KG_OK ||
+        (cat != NULL && kg_feed_reload_catalog(f->store, cat) != KG_OK)) {
         snprintf(err, err_cap, "cannot load keys from %s", db_path);
         goto fail;
     }

@@ -105,9 +105,11 @@ void test_body_scan_refusals(void)
     R("{\"model\":\"a\"} {}", "not valid JSON");
     R("{\"model\":\"\xff\xfe\"}", "not valid JSON");
     R("{\"model\":\"a\",}", "not valid JSON");
-    R("{\"user\":\"\xc0\xaf\"}", "not valid UTF-8");         /* overlong '/' */
-    R("{\"user\":\"\xe0\x81\x81\"}", "not valid UTF-8");     /* overlong 3-byte */
-    R("{\"u\xc1\xa5" "er\":1}", "not valid UTF-8");             /* overlong in a member name */
+    R("{\"user\":\"\xc0\xaf\"}", "not valid UTF-8");     /* overlong '/' */
+    R("{\"user\":\"\xe0\x81\x81\"}", "not valid UTF-8"); /* overlong 3-byte */
+    R("{\"u\xc1\xa5"
+      "er\":1}",
+      "not valid UTF-8");                                    /* overlong in a member name */
     R("{\"user\":\"\xed\xa0\x80\"}", "not valid UTF-8");     /* encoded surrogate */
     R("{\"user\":\"\xf4\x90\x80\x80\"}", "not valid UTF-8"); /* above U+10FFFF */
 #undef R

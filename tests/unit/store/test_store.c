@@ -76,13 +76,13 @@ void test_store_migrations_and_wal(void)
     char err[256];
     struct stat sb;
     fixture_open(&f);
-    CHECK_INT(kg_store_schema_version(f.st), 1);
+    CHECK_INT(kg_store_schema_version(f.st), 2);
     char wal[160];
     snprintf(wal, sizeof(wal), "%s-wal", f.db);
     CHECK(stat(wal, &sb) == 0); /* WAL mode */
     kg_store_t *again = kg_store_open(f.db, err, sizeof(err));
     CHECK(again != NULL);
-    CHECK_INT(kg_store_schema_version(again), 1);
+    CHECK_INT(kg_store_schema_version(again), 2);
     kg_store_close(again);
 
     /* A store written by a newer keygate is refused, not half-read. */
@@ -118,7 +118,7 @@ void test_store_feed_rotation_grace(void)
     json_t *r1 = call(&f, f.st, "POST", path, "{\"grace_seconds\":100}", T, 200);
     hash_of(r1, h2);
     CHECK_INT(json_integer_value(json_object_get(r1, "grace_until")), T + 100);
-    CHECK_INT(kg_feed_apply(f.st, idx, T, &seq), KG_OK);
+    CHECK_INT(kg_feed_apply(f.st, idx, NULL, T, &seq), KG_OK);
     CHECK_INT(kg_key_index_lookup(idx, h2, T + 1, &v), KG_OK);
     CHECK_INT(kg_key_index_lookup(idx, h1, T + 99, &v), KG_OK);
     CHECK_STR(v.id, id);
@@ -127,7 +127,7 @@ void test_store_feed_rotation_grace(void)
     /* A second rotation (with its own grace) ends the first grace at once. */
     json_t *r2 = call(&f, f.st, "POST", path, "{\"grace_seconds\":100}", T + 10, 200);
     hash_of(r2, h3);
-    CHECK_INT(kg_feed_apply(f.st, idx, T + 10, &seq), KG_OK);
+    CHECK_INT(kg_feed_apply(f.st, idx, NULL, T + 10, &seq), KG_OK);
     CHECK_INT(kg_key_index_lookup(idx, h1, T + 11, &v), KG_EINVALID_API_KEY);
     CHECK_INT(kg_key_index_lookup(idx, h2, T + 11, &v), KG_OK);
     CHECK_INT(kg_key_index_lookup(idx, h3, T + 11, &v), KG_OK);
@@ -135,7 +135,7 @@ void test_store_feed_rotation_grace(void)
     /* Without grace the old secret dies at once. */
     json_t *r3 = call(&f, f.st, "POST", path, NULL, T + 20, 200);
     hash_of(r3, h4);
-    CHECK_INT(kg_feed_apply(f.st, idx, T + 20, &seq), KG_OK);
+    CHECK_INT(kg_feed_apply(f.st, idx, NULL, T + 20, &seq), KG_OK);
     CHECK_INT(kg_key_index_lookup(idx, h2, T + 21, &v), KG_EINVALID_API_KEY);
     CHECK_INT(kg_key_index_lookup(idx, h3, T + 21, &v), KG_EINVALID_API_KEY);
     CHECK_INT(kg_key_index_lookup(idx, h4, T + 21, &v), KG_OK);
@@ -180,17 +180,17 @@ void test_store_feed_sees_other_connection(void)
     CHECK_INT(kg_key_index_lookup(idx, h, now, &view), KG_EINVALID_API_KEY);
     CHECK_INT(kg_store_data_version(gateway, &v1), KG_OK);
     CHECK(v1 != v0);
-    CHECK_INT(kg_feed_apply(gateway, idx, now, &seq), KG_OK);
+    CHECK_INT(kg_feed_apply(gateway, idx, NULL, now, &seq), KG_OK);
     CHECK_INT(kg_key_index_lookup(idx, h, now, &view), KG_OK);
 
     snprintf(path, sizeof(path), "/v1/tokens/%s/disable", json_string_value(json_object_get(created, "id")));
     json_decref(call(&f, f.st, "POST", path, NULL, now, 200));
-    CHECK_INT(kg_feed_apply(gateway, idx, now, &seq), KG_OK);
+    CHECK_INT(kg_feed_apply(gateway, idx, NULL, now, &seq), KG_OK);
     CHECK_INT(kg_key_index_lookup(idx, h, now, &view), KG_EKEY_DISABLED);
 
     snprintf(path, sizeof(path), "/v1/tokens/%s", json_string_value(json_object_get(created, "id")));
     json_decref(call(&f, f.st, "DELETE", path, NULL, now, 200));
-    CHECK_INT(kg_feed_apply(gateway, idx, now, &seq), KG_OK);
+    CHECK_INT(kg_feed_apply(gateway, idx, NULL, now, &seq), KG_OK);
     CHECK_INT(kg_key_index_lookup(idx, h, now, &view), KG_EKEY_REVOKED);
 
     json_decref(created);
