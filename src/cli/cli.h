@@ -116,6 +116,7 @@ int kg_cmd_environment(int argc, char **argv);
 int kg_cmd_audit(int argc, char **argv);
 int kg_cmd_init(int argc, char **argv);
 int kg_cmd_explain(int argc, char **argv);
+int kg_cmd_catalog(const char *noun, int argc, char **argv);
 int kg_serve_main(int argc, char **argv);
 
 #endif
