@@ -114,6 +114,30 @@ static bool utf8_valid(const unsigned char *s, size_t len)
     return true;
 }
 
+/* ==== Member names as lenient parsers see them ==== */
+
+/*
+ * Go's encoding/json (Ollama, LocalAI, ...) matches member names case-insensitively, with
+ * Unicode simple folding, and the last match wins: for it "Model" and "model" are the same
+ * member. Two top-level names equal under that folding are therefore duplicates. The only
+ * non-ASCII characters that fold to ASCII letters are U+017F (long s) and U+212A (Kelvin).
+ */
+static size_t fold_name(const unsigned char *k, size_t len, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && o < cap; i++) {
+        unsigned char c = k[i];
+        if (c == 0xc5 && i + 1 < len && k[i + 1] == 0xbf) {
+            out[o++] = 's', i += 1;
+        } else if (c == 0xe2 && i + 2 < len && k[i + 1] == 0x84 && k[i + 2] == 0xaa) {
+            out[o++] = 'k', i += 2;
+        } else {
+            out[o++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+        }
+    }
+    return o;
+}
+
 /* ==== Callbacks ==== */
 
 static int fail(scan_t *s, const char *msg)
@@ -289,8 +313,10 @@ static int on_map_key(void *ctx, const unsigned char *k, size_t len)
     if (s->n_seen == KG_BODY_MAX_MEMBERS)
         return fail(s, "The request body has more top-level members than any request needs.");
     /* A duplicated top-level member is refused: the upstream might read the other copy. */
+    char folded[256];
+    size_t flen = fold_name(k, len, folded, sizeof(folded));
     for (size_t i = 0; i < s->n_seen; i++)
-        if (s->seen[i].len == len && memcmp(s->seen[i].name, k, len) == 0) {
+        if (s->seen[i].len == flen && memcmp(s->seen[i].name, folded, flen) == 0) {
             kg_error_set(s->err, KG_EINVALID_JSON, NULL, "The request body repeats the member \"%.*s\".",
                          len > 64 ? 64 : (int)len, (const char *)k);
             return 0;
@@ -302,9 +328,9 @@ static int on_map_key(void *ctx, const unsigned char *k, size_t len)
             memcpy(grown, s->seen, s->n_seen * sizeof(*grown));
         s->seen = grown, s->cap_seen = cap;
     }
-    char *copy = s->alloc->alloc(s->alloc->ctx, len + 1);
-    memcpy(copy, k, len);
-    s->seen[s->n_seen++] = (seen_key_t){copy, len};
+    char *copy = s->alloc->alloc(s->alloc->ctx, flen + 1);
+    memcpy(copy, folded, flen);
+    s->seen[s->n_seen++] = (seen_key_t){copy, flen};
     s->key = classify(k, len);
     s->key_end = yajl_get_bytes_consumed(s->h);
     if (s->key == K_MODEL)

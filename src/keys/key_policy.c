@@ -95,9 +95,10 @@ kg_key_policy_t *kg_key_policy_new(const kg_token_t *t)
         if (json_is_string(item))
             p->scopes |= kg_scope_parse(json_string_value(item));
     }
-    /* A key made before allowlists existed (no `allow`) may reach everything. */
+    /* An access key without `allow` (made before allowlists existed) may reach everything; a
+     * key of another type reaches nothing, whatever else fails. */
     if (t->allow == NULL) {
-        p->models.all = p->agents.all = true;
+        p->models.all = p->agents.all = t->type == KG_TOKEN_ACCESS;
     } else {
         allow_list_compile(&p->models, json_object_get(allow, "models"));
         allow_list_compile(&p->agents, json_object_get(allow, "agents"));

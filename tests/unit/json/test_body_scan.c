@@ -98,6 +98,11 @@ void test_body_scan_refusals(void)
     R("{\"model\":\"a\",\"model\":\"b\"}", "repeats the member \"model\"");
     R("{\"model\":\"a\",\"mod\\u0065l\":\"b\"}", "repeats the member \"model\"");
     R("{\"x\":1,\"y\":2,\"x\":3}", "repeats the member \"x\"");
+    R("{\"model\":\"a\",\"Model\":\"b\"}", "repeats the member"); /* Go matches names case-blind */
+    R("{\"messages\":[],\"MESSAGES\":[]}", "repeats the member");
+    R("{\"messages\":[],\"me\xc5\xbf\xc5\xbf"
+      "ages\":[]}",
+      "repeats the member"); /* long s folds to s */
     R("[1,2]", "must be a JSON object");
     R("\"model\"", "must be a JSON object");
     R("", "must be a JSON object");
