@@ -25,10 +25,8 @@ typedef struct kind {
 } kind_t;
 
 static const kind_t kinds[] = {
-    {"providers", "provider"},
-    {"models", "model"},
-    {"agents", "agent"},
-    {"prompt-modules", "prompt_module"},
+    {"providers", "provider"},           {"models", "model"}, {"agents", "agent"},
+    {"prompt-modules", "prompt_module"}, {"teams", "team"},
 };
 
 bool kg__admin_catalog_kind(const char *object_type)
@@ -61,7 +59,9 @@ static bool valid_object_name(const char *kind, const char *s)
         return name_chars(s, KG_NAME_MAX, "_-", false);
     if (strcmp(kind, "prompt_module") == 0)
         return name_chars(s, 64, "_-", false);
-    return name_chars(s, 128, "._:/@+-", true); /* models and agents: the characters model ids use */
+    if (strcmp(kind, "team") == 0)
+        return name_chars(s, KG_NAME_MAX, "_-", false); /* a key's team_id names it */
+    return name_chars(s, 128, "._:/@+-", true);         /* models and agents: the characters model ids use */
 }
 
 /* ==== Address policy for API-made providers ==== */
@@ -251,6 +251,23 @@ static kg_err_t build_spec(kg__admin_call_t *c, const char *org_id, const char *
             } else {
                 known = false;
             }
+        } else if (strcmp(kind, "team") == 0) {
+            /* Tiers and their limits are enforced by the limits milestone; the names are fixed here. */
+            if (strcmp(k, "description") == 0) {
+                if (!json_is_string(v) || json_string_length(v) > 1024)
+                    rv = kg_error_set(err, KG_EINVALID_VALUE, k,
+                                      "'description' must be a string of up to 1024 characters.");
+            } else if (strcmp(k, "tier") == 0) {
+                const char *t = json_string_value(v);
+                if (t == NULL || (strcmp(t, "free") != 0 && strcmp(t, "pro") != 0 && strcmp(t, "team") != 0 &&
+                                  strcmp(t, "custom") != 0))
+                    rv = kg_error_set(err, KG_EINVALID_VALUE, k, "'tier' must be free, pro, team or custom.");
+            } else if (strcmp(k, "metadata") == 0) {
+                if (!json_is_object(v))
+                    rv = kg_error_set(err, KG_EINVALID_VALUE, k, "'metadata' must be a JSON object.");
+            } else {
+                known = false;
+            }
         } else { /* prompt_module */
             if (strcmp(k, "text") == 0) {
                 if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 16384)
@@ -299,6 +316,21 @@ static char *referenced_by(kg__admin_call_t *c, const char *org_id, const char *
     kg_catalog_row_t *rows = NULL;
     size_t n = 0;
     char *by = NULL;
+    if (strcmp(kind, "team") == 0) { /* a team is in use while any key names it */
+        kg_token_filter_t f = {
+            .org_id = org_id, .type = -1, .status = -1, .team_id = name, .limit = 1, .now = c->req->now};
+        kg_token_t *list = NULL;
+        size_t found = 0;
+        bool more;
+        if (kg_store_token_list(c->a->store, &f, &list, &found, &more) != KG_OK)
+            return kg_xstrdup("(the store could not be read)");
+        if (found > 0) {
+            by = kg_xcalloc(1, 64);
+            snprintf(by, 64, "key %s", list[0].id);
+        }
+        kg_token_list_free(list, found);
+        return by;
+    }
     if (kg_store_catalog_list(c->a->store, org_id, NULL, &rows, &n) != KG_OK)
         return kg_xstrdup("(the store could not be read)");
     for (size_t i = 0; i < n && by == NULL; i++) {

@@ -71,7 +71,8 @@ void kg_admin_handle(kg_admin_t *a, const kg_admin_request_t *req, kg_admin_resp
     } else if (base == 3 && strcmp(parts[2], "environments") == 0) {
         kg__admin_environments(&c);
     } else if (base == 3 && (strcmp(parts[2], "providers") == 0 || strcmp(parts[2], "models") == 0 ||
-                             strcmp(parts[2], "agents") == 0 || strcmp(parts[2], "prompt-modules") == 0)) {
+                             strcmp(parts[2], "agents") == 0 || strcmp(parts[2], "prompt-modules") == 0 ||
+                             strcmp(parts[2], "teams") == 0)) {
         kg__admin_catalog(&c, parts[2]);
     } else {
         goto not_found; /* resources of later issues (teams, providers, ...) included: SPEC §4 */

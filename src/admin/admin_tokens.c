@@ -288,6 +288,13 @@ static kg_err_t apply_field(kg__admin_call_t *c, kg_token_t *t, const char *name
         if (!is_null && !valid_text(v, 1, max))
             return kg_error_set(err, KG_EINVALID_VALUE, name, "'%s' must be a string of 1 to %zu characters, or null.",
                                 name, max);
+        if (strcmp(name, "team_id") == 0 && !is_null) {
+            kg_catalog_row_t team = {0};
+            bool found = kg_store_catalog_get(c->a->store, t->org_id, "team", json_string_value(v), &team) == KG_OK;
+            kg_catalog_row_dispose(&team);
+            if (!found)
+                return kg_error_set(err, KG_EINVALID_VALUE, name, "'team_id' must name a team of this organization.");
+        }
         text_member = strcmp(name, "description") == 0 ? &t->description
                       : strcmp(name, "team_id") == 0   ? &t->team_id
                                                        : &t->prompt_text;

@@ -44,6 +44,10 @@ static const noun_t nouns[] = {
      {{"model", "model", F_STRING}, {"prompt-module", "prompt_modules", F_LIST}, {"env", "environments", F_LIST}},
      {"model", "environments", NULL}},
     {"prompt-module", "/v1/admin/prompt-modules", {{"text", "text", F_STRING}}, {"text", NULL, NULL}},
+    {"team",
+     "/v1/admin/teams",
+     {{"tier", "tier", F_STRING}, {"description", "description", F_STRING}},
+     {"tier", "description", NULL}},
 };
 
 static int usage(const noun_t *n)

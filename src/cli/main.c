@@ -33,7 +33,7 @@ static int usage(FILE *to)
                 "  admin-key   create|list|show|update|rotate|disable|enable|delete ...\n"
                 "  org         create|list|show ...\n"
                 "  environment create|list|delete ...\n"
-                "  provider|model|agent|prompt-module create|list|show|update|delete ...\n"
+                "  provider|model|agent|prompt-module|team create|list|show|update|delete ...\n"
                 "  audit [--key ID] [--since 24h]\n"
                 "  explain --route /v1/chat/completions --model M [--origin O] (--id PK | secret on stdin)\n\n"
                 "Verbs work on the local store (--db, --config, ./keygate.db) or, with --url or KEYGATE_URL,\n"
@@ -80,7 +80,7 @@ int main(int argc, char **argv)
     else if (strcmp(cmd, "explain") == 0)
         rc = kg_cmd_explain(argc - 2, argv + 2);
     else if (strcmp(cmd, "provider") == 0 || strcmp(cmd, "model") == 0 || strcmp(cmd, "agent") == 0 ||
-             strcmp(cmd, "prompt-module") == 0)
+             strcmp(cmd, "prompt-module") == 0 || strcmp(cmd, "team") == 0)
         rc = kg_cmd_catalog(cmd, argc - 2, argv + 2);
     else
         rc = usage(stderr);

@@ -107,7 +107,8 @@ kg_err_t kg_feed_reload_catalog(kg_store_t *st, const kg_feed_catalog_t *cat)
 static bool is_catalog_change(const char *object_type)
 {
     return strcmp(object_type, "provider") == 0 || strcmp(object_type, "model") == 0 ||
-           strcmp(object_type, "agent") == 0 || strcmp(object_type, "prompt_module") == 0;
+           strcmp(object_type, "agent") == 0 || strcmp(object_type, "prompt_module") == 0 ||
+           strcmp(object_type, "team") == 0;
 }
 
 kg_err_t kg_feed_apply(kg_store_t *st, kg_key_index_t *idx, const kg_feed_catalog_t *cat, int64_t now, int64_t *seq)

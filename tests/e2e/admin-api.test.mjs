@@ -62,6 +62,8 @@ describe('admin API: token routes', () => {
     root = readRootKey(sb);
     const me = ok(await api(gw, 'GET', '/v1/tokens?type=admin', { key: root }));
     rootId = me.data[0].id;
+    // A key's team_id must name a team of its org (teams: /v1/admin/teams).
+    for (const name of ['team-a', 'pager']) ok(await api(gw, 'POST', '/v1/admin/teams', { key: root, body: { name } }), 201);
   });
   after(stopAll);
 
@@ -359,6 +361,18 @@ describe('admin API: token routes', () => {
     test('the default page has at most 20 entries', async () => {
       const r = ok(await api(gw, 'GET', '/v1/tokens', { key: root }));
       assert.ok(r.data.length <= 20 && r.data.length > 0);
+    });
+
+    test('teams: a key may name only a team of its org; a team in use cannot be deleted', async () => {
+      assertError(await api(gw, 'POST', '/v1/tokens', { key: root, body: { name: 'x', team_id: 'no-such-team' } }), 400, 'invalid_value', { param: 'team_id' });
+      const team = ok(await api(gw, 'POST', '/v1/admin/teams', { key: root, body: { name: 'gamma', tier: 'pro' } }), 201);
+      assert.equal(team.tier, 'pro');
+      assertError(await api(gw, 'POST', '/v1/admin/teams', { key: root, body: { name: 'delta', tier: 'gold' } }), 400, 'invalid_value', { param: 'tier' });
+      const k = await createToken(gw, root, { name: 'in-gamma', team_id: 'gamma' });
+      assert.equal(k.team_id, 'gamma');
+      assertError(await api(gw, 'DELETE', '/v1/admin/teams/gamma', { key: root }), 400, 'invalid_value');
+      ok(await api(gw, 'PATCH', `/v1/tokens/${k.id}`, { key: root, body: { team_id: null } }));
+      ok(await api(gw, 'DELETE', '/v1/admin/teams/gamma', { key: root }));
     });
 
     test('type, status, environment and team filter', async () => {
