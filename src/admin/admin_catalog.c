@@ -19,6 +19,8 @@
 #include "catalog/catalog.h"
 #include "core/alloc.h"
 
+#define MAX_PROVIDERS_PER_ORG 100 /* each distinct upstream costs pools and TLS contexts */
+
 typedef struct kind {
     const char *path; /* the route's segment */
     const char *name; /* stored kind, audit object type */
@@ -85,51 +87,31 @@ static bool private_addr(const struct sockaddr *sa)
             zero &= b[i] == 0;
         if (zero) /* :: and ::1 */
             return true;
-        if (memcmp(b, mapped, 12) == 0)
+        static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+        bool compat = true; /* ::a.b.c.d, IPv4-compatible (deprecated, still routable by some stacks) */
+        for (int i = 0; i < 12; i++)
+            compat &= b[i] == 0;
+        /* Forms that carry an IPv4 address inside: judge that address. */
+        if (memcmp(b, mapped, 12) == 0 || memcmp(b, nat64, 12) == 0 || compat)
             return private_v4((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 | b[15]);
+        if (b[0] == 0x20 && b[1] == 0x02) /* 6to4: 2002:AABB:CCDD:: */
+            return private_v4((uint32_t)b[2] << 24 | (uint32_t)b[3] << 16 | (uint32_t)b[4] << 8 | b[5]);
         return b[0] == 0xff || (b[0] & 0xfe) == 0xfc || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80);
     }
-    return true;
-}
-
-/* Splits http(s)://host[:port][/path]; false if it is not such a URL (credentials in it refused). */
-static bool split_url(const char *url, char *host, size_t cap, char *port, size_t port_cap)
-{
-    const char *rest = strncmp(url, "https://", 8) == 0 ? url + 8 : strncmp(url, "http://", 7) == 0 ? url + 7 : NULL;
-    if (rest == NULL)
-        return false;
-    size_t auth = strcspn(rest, "/?#");
-    if (auth == 0 || memchr(rest, '@', auth) != NULL)
-        return false;
-    const char *end = rest + auth, *colon = NULL;
-    if (rest[0] == '[') {
-        const char *close = memchr(rest, ']', auth);
-        if (close == NULL || (size_t)(close - rest - 1) >= cap)
-            return false;
-        memcpy(host, rest + 1, (size_t)(close - rest - 1));
-        host[close - rest - 1] = '\0';
-        colon = close + 1 < end && close[1] == ':' ? close + 1 : NULL;
-    } else {
-        colon = memchr(rest, ':', auth);
-        size_t hl = (size_t)((colon != NULL ? colon : end) - rest);
-        if (hl == 0 || hl >= cap)
-            return false;
-        memcpy(host, rest, hl);
-        host[hl] = '\0';
-    }
-    snprintf(port, port_cap, "%.*s", colon != NULL ? (int)(end - colon - 1) : 0, colon != NULL ? colon + 1 : "");
-    if (port[0] == '\0')
-        snprintf(port, port_cap, "%s", url[4] == 's' ? "443" : "80");
     return true;
 }
 
 /* Refuses a base_url whose host resolves to a non-public address (every address is checked). */
 static kg_err_t check_upstream_address(kg__admin_call_t *c, const char *url, kg_error_t *err)
 {
-    char host[256], port[8];
+    char port[8];
+    kg_base_url_t u;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    if (!split_url(url, host, sizeof(host), port, sizeof(port)))
-        return kg_error_set(err, KG_EINVALID_VALUE, "base_url", "'base_url' must be http(s)://host[:port][/path].");
+    if (!kg_base_url_parse(url, &u))
+        return kg_error_set(err, KG_EINVALID_VALUE, "base_url",
+                            "'base_url' must be http(s)://host[:port][/path] (no credentials, query or spaces).");
+    snprintf(port, sizeof(port), "%u", (unsigned)u.port);
+    const char *host = u.host;
     if (c->a->cfg->allow_private_upstreams)
         return KG_OK;
     if (getaddrinfo(host, port, &hints, &res) != 0)
@@ -145,6 +127,16 @@ static kg_err_t check_upstream_address(kg__admin_call_t *c, const char *url, kg_
 }
 
 /* ==== Specs ==== */
+
+static size_t count_kind(kg__admin_call_t *c, const char *org_id, const char *kind)
+{
+    kg_catalog_row_t *rows = NULL;
+    size_t n = 0;
+    if (kg_store_catalog_list(c->a->store, org_id, kind, &rows, &n) != KG_OK)
+        return SIZE_MAX;
+    kg_catalog_rows_free(rows, n);
+    return n;
+}
 
 static const char *org_name_of(kg__admin_call_t *c, const char *org_id, char *buf, size_t cap)
 {
@@ -221,6 +213,10 @@ static kg_err_t build_spec(kg__admin_call_t *c, const char *org_id, const char *
             } else if (strcmp(k, "forward_identity") == 0) {
                 if (!json_is_boolean(v))
                     rv = kg_error_set(err, KG_EINVALID_VALUE, k, "'forward_identity' must be true or false.");
+            } else if (strcmp(k, "type") == 0) {
+                const char *t = json_string_value(v);
+                if (t == NULL || (strcmp(t, "openai") != 0 && strcmp(t, "mock") != 0))
+                    rv = kg_error_set(err, KG_EINVALID_VALUE, k, "'type' must be openai or mock.");
             } else {
                 known = false;
             }
@@ -297,13 +293,31 @@ static kg_err_t build_spec(kg__admin_call_t *c, const char *org_id, const char *
     return KG_OK;
 }
 
+/* Every member of a kind, with its default: objects look the same whoever made them. */
+static json_t *defaults_of(const kg_catalog_row_t *r)
+{
+    if (strcmp(r->kind, "provider") == 0)
+        return json_pack("{s:s, s:n, s:n, s:n, s:b}", "type", "openai", "base_url", "credential", "ca_file",
+                         "forward_identity", 0);
+    if (strcmp(r->kind, "model") == 0)
+        return json_pack("{s:n, s:s, s:f, s:f, s:[]}", "provider", "upstream_model", r->name, "input", 0.0, "output",
+                         0.0, "prompt_modules");
+    if (strcmp(r->kind, "agent") == 0)
+        return json_pack("{s:n, s:[], s:[]}", "model", "prompt_modules", "environments");
+    if (strcmp(r->kind, "team") == 0)
+        return json_pack("{s:n, s:s, s:{}}", "description", "tier", "custom", "metadata");
+    return json_pack("{s:n}", "text");
+}
+
 static json_t *row_to_json(const kg_catalog_row_t *r)
 {
     json_t *o = json_pack("{s:s, s:s, s:s}", "id", r->name, "object", r->kind, "name", r->name);
     json_t *spec = json_loads(r->spec, 0, NULL);
+    json_t *defaults = defaults_of(r);
+    json_object_update(o, defaults);
     if (spec != NULL)
         json_object_update(o, spec);
-    json_decref(spec);
+    json_decref(spec), json_decref(defaults);
     json_object_set_new(o, "source", json_string(r->source));
     json_object_set_new(o, "created_at", json_integer(r->created_at));
     json_object_set_new(o, "updated_at", json_integer(r->updated_at));
@@ -403,9 +417,25 @@ static void write_object(kg__admin_call_t *c, const kind_t *kind, const char *na
                      strcmp(kind->name, "model") == 0 ? "agent" : "model", name);
         goto fail;
     }
+    if (create && strcmp(kind->name, "provider") == 0 && count_kind(c, org_id, "provider") >= MAX_PROVIDERS_PER_ORG) {
+        kg_error_set(&err, KG_EINVALID_VALUE, NULL, "An organization may have at most %d providers.",
+                     MAX_PROVIDERS_PER_ORG);
+        goto fail;
+    }
     base = create ? json_object() : json_loads(cur.spec, 0, NULL);
     if (base == NULL || build_spec(c, org_id, kind->name, body, base, &spec, &err) != KG_OK)
         goto fail;
+    /* An update's audit event records what changed, from and to (SPEC §1); a creation, the object. */
+    json_t *changes = create ? json_incref(spec) : json_object();
+    if (!create) {
+        const char *k;
+        json_t *v;
+        json_object_foreach (spec, k, v) {
+            json_t *old = json_object_get(base, k);
+            if (old == NULL || !json_equal(old, v))
+                json_object_set_new(changes, k, json_pack("{s:O?, s:O}", "from", old, "to", v));
+        }
+    }
     char *text = json_dumps(spec, JSON_COMPACT | JSON_PRESERVE_ORDER);
     kg_catalog_row_t row = {.org_id = (char *)org_id,
                             .kind = (char *)kind->name,
@@ -418,7 +448,8 @@ static void write_object(kg__admin_call_t *c, const kind_t *kind, const char *na
     snprintf(action, sizeof(action), "%s.%s", kind->name, create ? "created" : "updated");
     kg_err_t rv = kg_store_catalog_put(c->a->store, &row);
     if (rv == KG_OK)
-        rv = kg__admin_record(c, org_id, action, kind->name, name, spec);
+        rv = kg__admin_record(c, org_id, action, kind->name, name, changes);
+    json_decref(changes);
     free(text);
     if (rv != KG_OK) {
         kg_error_set(&err, rv, NULL, NULL);
@@ -491,17 +522,25 @@ void kg__admin_catalog(kg__admin_call_t *c, const char *resource)
         return;
     }
     if (c->n_seg == 0 && strcmp(m, "GET") == 0) {
+        static const char *const allowed[] = {"limit", "after", NULL};
         kg_catalog_row_t *rows = NULL;
-        size_t n = 0;
+        size_t n = 0, limit, start = 0;
+        char after[160];
+        if (!kg__admin_query_check(c, allowed) || !kg__admin_query_limit(c, &limit))
+            return;
         if (kg_store_catalog_list(c->a->store, c->req->actor->org_id, kind->name, &rows, &n) != KG_OK) {
             kg__admin_fail(c, KG_ESTORE, NULL, NULL);
             return;
         }
+        /* Listed by name; `after` is the last name of the previous page. */
+        if (kg__admin_query(c, "after", after, sizeof(after)) != NULL)
+            while (start < n && strcmp(rows[start].name, after) <= 0)
+                start++;
         json_t *data = json_array();
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = start; i < n && i < start + limit; i++)
             json_array_append_new(data, row_to_json(&rows[i]));
         kg_catalog_rows_free(rows, n);
-        kg__admin_reply_json(c, 200, kg__admin_list(data, false));
+        kg__admin_reply_json(c, 200, kg__admin_list(data, n > start + limit));
     } else if (c->n_seg == 0 && strcmp(m, "POST") == 0) {
         write_object(c, kind, NULL, true);
     } else if (c->n_seg == 1 && strcmp(m, "GET") == 0) {

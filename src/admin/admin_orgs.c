@@ -285,8 +285,33 @@ out:
     json_decref(body);
 }
 
+/* The name of an agent of the org that lists environment `env` (into buf), or NULL. */
+static const char *agent_published_to(kg__admin_call_t *c, const char *org_id, const char *env, char *buf, size_t cap)
+{
+    kg_catalog_row_t *rows = NULL;
+    size_t n = 0;
+    const char *found = NULL;
+    if (kg_store_catalog_list(c->a->store, org_id, "agent", &rows, &n) != KG_OK)
+        return "(unknown: the store could not be read)";
+    for (size_t i = 0; i < n && found == NULL; i++) {
+        json_t *spec = json_loads(rows[i].spec, 0, NULL), *item;
+        size_t k;
+        json_array_foreach (json_object_get(spec, "environments"), k, item) {
+            if (found == NULL && json_is_string(item) && strcmp(json_string_value(item), env) == 0) {
+                snprintf(buf, cap, "%s", rows[i].name);
+                found = buf;
+            }
+        }
+        json_decref(spec);
+    }
+    kg_catalog_rows_free(rows, n);
+    return found;
+}
+
 static void env_delete(kg__admin_call_t *c)
 {
+    char agent_buf[160];
+    const char *agent;
     const char *org_id = c->req->actor->org_id, *name = c->seg[0];
     kg_environment_t e = {0};
     int64_t count = 0;
@@ -300,6 +325,9 @@ static void env_delete(kg__admin_call_t *c)
     } else if (strcmp(e.source, "config") == 0) {
         kg__admin_fail(c, KG_EINVALID_VALUE, NULL, "The environment '%s' is declared in the config file (read-only).",
                        name);
+    } else if ((agent = agent_published_to(c, org_id, name, agent_buf, sizeof(agent_buf))) != NULL) {
+        kg__admin_fail(c, KG_EINVALID_VALUE, NULL,
+                       "The agent '%.128s' is published to the environment '%s'; it cannot be deleted.", agent, name);
     } else if (kg_store_environment_token_count(c->a->store, org_id, name, &count) != KG_OK || count > 0) {
         kg__admin_fail(c, KG_EINVALID_VALUE, NULL, "The environment '%s' has keys issued for it; it cannot be deleted.",
                        name);

@@ -24,6 +24,30 @@ bool kg_admin_path_is_admin(const char *path, size_t len)
            has_prefix(path, len, "/v1/usage");
 }
 
+static int hexval(char ch)
+{
+    return ch >= '0' && ch <= '9'   ? ch - '0'
+           : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+           : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                    : -1;
+}
+
+/* Decodes %XX in place (segments are split before decoding, so %2F stays inside its segment). */
+static char *percent_decode(char *s)
+{
+    char *out = s;
+    for (const char *p = s; *p != '\0'; p++) {
+        if (p[0] == '%' && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
+            *out++ = (char)(hexval(p[1]) * 16 + hexval(p[2]));
+            p += 2;
+        } else {
+            *out++ = *p;
+        }
+    }
+    *out = '\0';
+    return s;
+}
+
 void kg_admin_handle(kg_admin_t *a, const kg_admin_request_t *req, kg_admin_response_t *res)
 {
     char path[512];
@@ -40,7 +64,7 @@ void kg_admin_handle(kg_admin_t *a, const kg_admin_request_t *req, kg_admin_resp
     }
     memcpy(path, req->path, path_len + 1);
     for (char *save = NULL, *tok = strtok_r(path, "/", &save); tok != NULL && n < 8; tok = strtok_r(NULL, "/", &save))
-        parts[n++] = tok;
+        parts[n++] = percent_decode(tok);
     if (n < 2 || strcmp(parts[0], "v1") != 0 || n > 6)
         goto not_found;
 

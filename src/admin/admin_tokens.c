@@ -256,12 +256,13 @@ static kg_err_t check_scopes(const json_t *v, const purpose_t *purpose, kg_error
     return KG_OK;
 }
 
-static bool prompt_module_known(const kg_config_t *cfg, const char *name)
+/* A prompt module of the key's own org (config-declared or API-made). */
+static bool prompt_module_known(kg__admin_call_t *c, const char *org_id, const char *name)
 {
-    for (size_t i = 0; i < cfg->n_prompt_modules; i++)
-        if (strcmp(cfg->prompt_modules[i].name, name) == 0)
-            return true;
-    return false;
+    kg_catalog_row_t r = {0};
+    bool found = name != NULL && kg_store_catalog_get(c->a->store, org_id, "prompt_module", name, &r) == KG_OK;
+    kg_catalog_row_dispose(&r);
+    return found;
 }
 
 /*
@@ -335,8 +336,9 @@ static kg_err_t apply_field(kg__admin_call_t *c, kg_token_t *t, const char *name
         json_t *item;
         rv = check_string_list(v, name, 64, 128, NULL, err);
         json_array_foreach (v, i, item) {
-            if (rv == KG_OK && !prompt_module_known(c->a->cfg, json_string_value(item)))
-                rv = kg_error_set(err, KG_EINVALID_VALUE, name, "Unknown prompt module '%s'.", json_string_value(item));
+            if (rv == KG_OK && !prompt_module_known(c, t->org_id, json_string_value(item)))
+                rv = kg_error_set(err, KG_EINVALID_VALUE, name, "Unknown prompt module '%.64s'.",
+                                  json_string_value(item));
         }
     } else if (strcmp(name, "rate_limits") == 0) {
         rv = check_rate_limits(v, err);

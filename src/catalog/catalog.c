@@ -126,41 +126,73 @@ void kg_catalog_config_rows(const kg_config_t *cfg, kg_catalog_row_t **rows, siz
 
 /* ==== Building ==== */
 
+bool kg_base_url_parse(const char *url, kg_base_url_t *out)
+{
+    const char *rest;
+    memset(out, 0, sizeof(*out));
+    /* Printable ASCII without spaces only: the path goes into an HTTP request line as it is. */
+    for (const char *c = url; *c != '\0'; c++)
+        if (*c <= 0x20 || *c >= 0x7f)
+            return false;
+    if (strlen(url) > 2048)
+        return false;
+    if (strncmp(url, "https://", 8) == 0)
+        out->tls = true, rest = url + 8;
+    else if (strncmp(url, "http://", 7) == 0)
+        out->tls = false, rest = url + 7;
+    else
+        return false;
+    size_t auth_len = strcspn(rest, "/?#");
+    if (auth_len == 0 || memchr(rest, '@', auth_len) != NULL || rest[auth_len] == '?' || rest[auth_len] == '#')
+        return false;
+    const char *auth = rest, *colon = NULL;
+    if (auth[0] == '[') { /* [v6]:port */
+        const char *close = memchr(auth, ']', auth_len);
+        if (close == NULL || close == auth + 1 || (size_t)(close - auth - 1) >= sizeof(out->host))
+            return false;
+        memcpy(out->host, auth + 1, (size_t)(close - auth - 1));
+        if (close + 1 < auth + auth_len && close[1] != ':')
+            return false;
+        colon = close + 1 < auth + auth_len ? close + 1 : NULL;
+    } else {
+        colon = memchr(auth, ':', auth_len);
+        size_t hl = (size_t)((colon != NULL ? colon : auth + auth_len) - auth);
+        if (hl == 0 || hl >= sizeof(out->host))
+            return false;
+        memcpy(out->host, auth, hl);
+    }
+    out->port = out->tls ? 443 : 80;
+    if (colon != NULL) {
+        size_t pl = (size_t)(auth + auth_len - colon - 1);
+        long port = 0;
+        if (pl == 0 || pl > 5)
+            return false;
+        for (size_t i = 1; i <= pl; i++) {
+            if (colon[i] < '0' || colon[i] > '9')
+                return false;
+            port = port * 10 + (colon[i] - '0');
+        }
+        if (port < 1 || port > 65535)
+            return false;
+        out->port = (uint16_t)port;
+    }
+    out->authority_len = auth_len;
+    out->path = rest + auth_len;
+    return true;
+}
+
 /* Splits http(s)://host[:port][/path] into the provider's fields. */
 static bool parse_base_url(kg_provider_t *p, const char *url)
 {
-    const char *rest;
-    if (strncmp(url, "https://", 8) == 0)
-        p->tls = true, rest = url + 8;
-    else if (strncmp(url, "http://", 7) == 0)
-        p->tls = false, rest = url + 7;
-    else
+    kg_base_url_t u;
+    if (!kg_base_url_parse(url, &u))
         return false;
-    const char *slash = strchr(rest, '/');
-    size_t auth_len = slash != NULL ? (size_t)(slash - rest) : strlen(rest);
-    if (auth_len == 0 || memchr(rest, '@', auth_len) != NULL)
-        return false;
-    p->authority = kg_xstrndup(rest, auth_len);
-    const char *colon = NULL;
-    if (p->authority[0] == '[') { /* [v6]:port */
-        const char *close = strchr(p->authority, ']');
-        if (close == NULL)
-            return false;
-        p->host = kg_xstrndup(p->authority + 1, (size_t)(close - p->authority - 1));
-        colon = close[1] == ':' ? close + 1 : NULL;
-    } else {
-        colon = strrchr(p->authority, ':');
-        p->host = kg_xstrndup(p->authority, colon != NULL ? (size_t)(colon - p->authority) : auth_len);
-    }
-    p->port = p->tls ? 443 : 80;
-    if (colon != NULL) {
-        char *end;
-        long port = strtol(colon + 1, &end, 10);
-        if (*end != '\0' || port < 1 || port > 65535)
-            return false;
-        p->port = (uint16_t)port;
-    }
-    const char *path = slash != NULL ? slash : "";
+    const char *rest = url + (u.tls ? 8 : 7);
+    p->tls = u.tls;
+    p->authority = kg_xstrndup(rest, u.authority_len);
+    p->host = kg_xstrdup(u.host);
+    p->port = u.port;
+    const char *path = u.path;
     size_t path_len = strlen(path);
     while (path_len > 0 && path[path_len - 1] == '/')
         path_len--;
@@ -168,6 +200,8 @@ static bool parse_base_url(kg_provider_t *p, const char *url)
     size_t cap = strlen(p->host) + (p->ca_file != NULL ? strlen(p->ca_file) : 0) + 32;
     p->endpoint = kg_xcalloc(1, cap);
     snprintf(p->endpoint, cap, "%d|%s|%u|%s", p->tls, p->host, (unsigned)p->port, p->ca_file != NULL ? p->ca_file : "");
+    p->tls_key = kg_xcalloc(1, cap);
+    snprintf(p->tls_key, cap, "%s|%s", p->host, p->ca_file != NULL ? p->ca_file : "");
     return true;
 }
 
@@ -176,7 +210,7 @@ static void provider_dispose(kg_provider_t *p)
     if (p->credential != NULL)
         OPENSSL_cleanse(p->credential, strlen(p->credential));
     free(p->org_id), free(p->name), free(p->host), free(p->authority), free(p->path_prefix), free(p->ca_file);
-    free(p->endpoint), free(p->credential);
+    free(p->endpoint), free(p->tls_key), free(p->credential);
 }
 
 static const char *str(json_t *spec, const char *member)
@@ -301,7 +335,25 @@ kg_catalog_t *kg_catalog_build_rows(const kg_config_t *cfg, const kg_catalog_row
             if (json_is_string(item))
                 a->environments.items[a->environments.n++] = kg_xstrdup(json_string_value(item));
         }
-        a->prompt_json = join_modules(cat, rows[i].org_id, json_object_get(specs[i], "prompt_modules"));
+        /* Through an agent the raw model's guardrails still apply: its modules first, then the
+         * agent's, each once (docs/decisions.md). */
+        json_t *names = json_array(), *item2;
+        for (size_t j = 0; j < n; j++)
+            if (strcmp(rows[j].kind, "model") == 0 && strcmp(rows[j].name, model) == 0 &&
+                kg_catalog_same_org(rows[j].org_id, rows[i].org_id))
+                json_array_extend(names, json_object_get(specs[j], "prompt_modules"));
+        json_array_foreach (json_object_get(specs[i], "prompt_modules"), k, item2) {
+            bool seen = false;
+            size_t q;
+            json_t *have;
+            json_array_foreach (names, q, have) {
+                seen |= json_equal(have, item2);
+            }
+            if (!seen)
+                json_array_append(names, item2);
+        }
+        a->prompt_json = join_modules(cat, rows[i].org_id, names);
+        json_decref(names);
     }
     for (size_t i = 0; i < n; i++)
         json_decref(specs[i]);

@@ -31,7 +31,8 @@ typedef struct kg_provider {
     char *authority;   /* the Host header value */
     char *path_prefix; /* e.g. "/v1"; no trailing slash */
     char *ca_file;     /* NULL: the system store (API-made providers never name one) */
-    char *endpoint;    /* "tls|host|port|ca_file": the key of upstream pools and TLS contexts */
+    char *endpoint;    /* "tls|host|port|ca_file": the key of upstream socket pools */
+    char *tls_key;     /* "host|ca_file": the key of TLS contexts (https only) */
     bool forward_identity;
     /* Bearer credential; NULL when it does not resolve (the provider is then unavailable). */
     char *credential;
@@ -72,6 +73,18 @@ typedef struct kg_catalog {
     size_t n_prompt_modules;
     int64_t created_at; /* reported as the models' `created` */
 } kg_catalog_t;
+
+/** A provider base URL, split (http(s)://host[:port][/path]; no userinfo, query or control chars). */
+typedef struct kg_base_url {
+    bool tls;
+    char host[256];
+    uint16_t port;
+    size_t authority_len;
+    const char *path; /* borrowed: into the parsed string */
+} kg_base_url_t;
+
+/** The one parser of provider base URLs (the admin API and the catalog agree on what is valid). */
+bool kg_base_url_parse(const char *url, kg_base_url_t *out);
 
 /** The config file's catalog as store rows of org `default`, source "config" (caller frees). */
 void kg_catalog_config_rows(const kg_config_t *cfg, kg_catalog_row_t **rows, size_t *n);

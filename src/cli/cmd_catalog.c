@@ -141,7 +141,7 @@ int kg_cmd_catalog(const char *noun_name, int argc, char **argv)
     size_t n_specs = 0;
     kg_cli_opts_t o;
     kg_cli_t cli;
-    char path[256];
+    char path[1024];
 
     for (size_t i = 0; i < sizeof(nouns) / sizeof(nouns[0]); i++)
         if (strcmp(nouns[i].name, noun_name) == 0)
@@ -173,7 +173,17 @@ int kg_cmd_catalog(const char *noun_name, int argc, char **argv)
         json_decref(body);
         return kg_cli_open_failed(&cli);
     }
-    snprintf(path, sizeof(path), "%s%s%s", n->route, list || create ? "" : "/", list || create ? "" : name);
+    /* A name is one path segment: encode what would split or confuse it ('/' in "org/model"). */
+    char enc[512];
+    size_t at = 0;
+    for (const char *p = list || create ? "" : name; *p != '\0' && at + 4 < sizeof(enc); p++) {
+        if (*p == '/' || *p == '%' || *p == '?' || *p == '#' || *p == ' ')
+            at += (size_t)snprintf(enc + at, sizeof(enc) - at, "%%%02X", (unsigned char)*p);
+        else
+            enc[at++] = *p;
+    }
+    enc[at] = '\0';
+    snprintf(path, sizeof(path), "%s%s%s", n->route, list || create ? "" : "/", enc);
     int status;
     json_t *reply;
     kg_cli_call(&cli, create ? "POST" : update ? "PATCH" : del ? "DELETE" : "GET", path, NULL, body, &status, &reply);

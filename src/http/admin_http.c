@@ -225,7 +225,14 @@ void kg__admin_http_handle(kg_worker_t *worker, h2o_req_t *req, h2o_iovec_t path
     peer_address(req, job->remote_addr, sizeof(job->remote_addr));
     job->actor.remote_addr = job->remote_addr;
     job->method = kg_xstrndup(req->method.base, req->method.len);
-    job->path = kg_xstrndup(path.base, path.len);
+    /* The raw path: the router splits it first and decodes each segment, so a name with an
+     * encoded '/' (a model like "org/llama-3") stays one segment. */
+    (void)path;
+    size_t raw_len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    const char *raw = req->path.base;
+    if (raw_len >= 7 && memcmp(raw, "/api/v1", 7) == 0 && (raw_len == 7 || raw[7] == '/'))
+        raw += 4, raw_len -= 4;
+    job->path = kg_xstrndup(raw, raw_len);
     if (req->query_at != SIZE_MAX)
         job->query = kg_xstrndup(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);
     job->body_len = req->entity.base != NULL ? req->entity.len : 0;

@@ -59,8 +59,8 @@ static kg_err_t refuse(kg_decision_t *d, kg_err_t code, const char *rule, const 
 
 static bool has_prompt(const kg_key_policy_t *policy, const kg_decision_t *d)
 {
-    const char *target = d->agent != NULL ? d->agent->prompt_json : d->model->prompt_json;
-    return target != NULL || kg_key_policy_has_prompt(policy);
+    return d->model->prompt_json != NULL || (d->agent != NULL && d->agent->prompt_json != NULL) ||
+           kg_key_policy_has_prompt(policy);
 }
 
 kg_err_t kg_policy_decide(const kg_catalog_t *cat, const kg_key_view_t *key, const kg_key_policy_t *policy,
@@ -164,8 +164,8 @@ static size_t build(const kg_catalog_t *cat, const kg_key_view_t *key, const kg_
     static const char head[] = "{\"role\":\"system\",\"content\":\"", tail[] = "\"}", sep[] = "\\n\\n";
     const char *pieces[64];
     size_t n = 0, at = 0, total;
+    /* An agent's text already holds its raw model's modules first (catalog.c), each once. */
     const char *target = d->agent != NULL ? d->agent->prompt_json : d->model->prompt_json;
-
     if (target != NULL)
         pieces[n++] = target;
     for (size_t i = 0; i < policy->n_prompt_modules && n < 62; i++) {

@@ -22,7 +22,7 @@
 #include "core/log.h"
 
 /*
- * TLS contexts per upstream endpoint ("tls|host|port|ca_file"), shared by every loop. They are
+ * TLS contexts per host and CA file (whatever the port), shared by every loop. They are
  * made when a catalog is prepared (loading CA files is disk I/O: never on the request path);
  * entries are only ever appended, so loops read them without a lock once `n` is published.
  */
@@ -41,7 +41,7 @@ struct kg_upstreams {
 
 typedef struct loop_pool {
     struct loop_pool *next;
-    const endpoint_t *endpoint;
+    char *key; /* the provider's endpoint */
     h2o_socketpool_t pool;
     h2o_http1client_ctx_t client_ctx;
 } loop_pool_t;
@@ -122,7 +122,7 @@ bool kg_upstreams_prepare(kg_upstreams_t *ups, const kg_catalog_t *cat, char *er
     pthread_mutex_lock(&ups->lock);
     for (size_t i = 0; i < cat->n_providers; i++) {
         const kg_provider_t *p = &cat->providers[i];
-        if (p->type != KG_PROVIDER_OPENAI || find_endpoint(ups, p->endpoint) != NULL)
+        if (p->type != KG_PROVIDER_OPENAI || !p->tls || find_endpoint(ups, p->tls_key) != NULL)
             continue;
         size_t n = atomic_load(&ups->n);
         if (n == MAX_ENDPOINTS) {
@@ -130,12 +130,12 @@ bool kg_upstreams_prepare(kg_upstreams_t *ups, const kg_catalog_t *cat, char *er
             ok = false;
             break;
         }
-        SSL_CTX *ssl = NULL;
-        if (p->tls && (ssl = make_ssl_ctx(p, err, err_cap)) == NULL) {
+        SSL_CTX *ssl = make_ssl_ctx(p, err, err_cap);
+        if (ssl == NULL) {
             ok = false;
             continue; /* this provider will answer 502; the others work */
         }
-        ups->entries[n] = (endpoint_t){kg_xstrdup(p->endpoint), ssl};
+        ups->entries[n] = (endpoint_t){kg_xstrdup(p->tls_key), ssl};
         atomic_store_explicit(&ups->n, n + 1, memory_order_release);
     }
     pthread_mutex_unlock(&ups->lock);
@@ -161,6 +161,7 @@ void kg_upstream_loop_free(kg_upstream_loop_t *ul)
     while (ul->pools != NULL) {
         loop_pool_t *next = ul->pools->next;
         h2o_socketpool_dispose(&ul->pools->pool);
+        free(ul->pools->key);
         free(ul->pools);
         ul->pools = next;
     }
@@ -174,19 +175,19 @@ void kg_upstream_loop_free(kg_upstream_loop_t *ul)
 static loop_pool_t *pool_for(kg_upstream_loop_t *ul, const kg_provider_t *p)
 {
     for (loop_pool_t *lp = ul->pools; lp != NULL; lp = lp->next)
-        if (strcmp(lp->endpoint->key, p->endpoint) == 0)
+        if (strcmp(lp->key, p->endpoint) == 0)
             return lp;
-    const endpoint_t *ep = find_endpoint(ul->ups, p->endpoint);
-    if (ep == NULL)
+    const endpoint_t *ep = p->tls ? find_endpoint(ul->ups, p->tls_key) : NULL;
+    if (p->tls && ep == NULL)
         return NULL;
     loop_pool_t *lp = kg_xcalloc(1, sizeof(*lp)); /* cold path: once per endpoint and loop */
-    lp->endpoint = ep;
+    lp->key = kg_xstrdup(p->endpoint);
     h2o_socketpool_init_by_hostport(&lp->pool, h2o_iovec_init(p->host, strlen(p->host)), p->port, p->tls, 256);
     h2o_socketpool_set_timeout(&lp->pool, ul->loop, 2000); /* idle upstream connections live 2 s */
     lp->client_ctx.loop = ul->loop;
     lp->client_ctx.getaddr_receiver = &ul->getaddr_receiver;
     lp->client_ctx.io_timeout = &ul->io_timeout;
-    lp->client_ctx.ssl_ctx = ep->ssl;
+    lp->client_ctx.ssl_ctx = ep != NULL ? ep->ssl : NULL;
     lp->next = ul->pools;
     ul->pools = lp;
     return lp;
