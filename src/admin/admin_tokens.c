@@ -13,6 +13,7 @@
 
 #include "core/alloc.h"
 #include "keys/key_hash.h"
+#include "policy/origin.h"
 
 #define MAX_GRACE_SECONDS (30 * 86400)
 #define MAX_POLICY_TEXT (16 * 1024)
@@ -142,19 +143,6 @@ static bool allow_entry_ok(const char *s)
 {
     const char *star = strchr(s, '*');
     return star == NULL || star[1] == '\0';
-}
-
-static bool domain_ok(const char *s)
-{
-    size_t len = strlen(s);
-    if (strncmp(s, "*.", 2) == 0)
-        s += 2, len -= 2;
-    if (len == 0 || len > 253 || s[0] == '.' || s[0] == '-' || s[len - 1] == '.')
-        return false;
-    for (const char *p = s; *p != '\0'; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.'))
-            return false;
-    return strstr(s, "..") == NULL;
 }
 
 static kg_err_t check_allow(const json_t *v, kg_error_t *err)
@@ -330,7 +318,26 @@ static kg_err_t apply_field(kg__admin_call_t *c, kg_token_t *t, const char *name
     } else if (strcmp(name, "allow") == 0) {
         rv = check_allow(v, err);
     } else if (strcmp(name, "allowed_domains") == 0) {
-        rv = check_string_list(v, name, 256, 253, domain_ok, err);
+        /* Stored normalised (lower case, punycode, no trailing dot): what the origin check compares. */
+        size_t i;
+        json_t *item, *norm = json_array();
+        rv = check_string_list(v, name, 256, 253, NULL, err);
+        json_array_foreach (v, i, item) {
+            char buf[KG_ORIGIN_HOST_MAX + 2];
+            if (rv == KG_OK && !kg_origin_pattern_normalize(json_string_value(item), buf, sizeof(buf)))
+                rv = kg_error_set(err, KG_EINVALID_VALUE, name,
+                                  "'%.64s' is not a host name or a '*.'-prefixed host name.", json_string_value(item));
+            else if (rv == KG_OK)
+                json_array_append_new(norm, json_string(buf));
+        }
+        if (rv == KG_OK && json_array_size(norm) == 0)
+            json_decref(norm), norm = json_null(); /* [] means "not publishable" */
+        if (rv == KG_OK) {
+            free(t->allowed_domains);
+            t->allowed_domains = kg__json_dump(norm);
+        }
+        json_decref(norm);
+        return rv;
     } else if (strcmp(name, "prompt_modules") == 0) {
         size_t i;
         json_t *item;
@@ -367,6 +374,49 @@ static kg_err_t apply_field(kg__admin_call_t *c, kg_token_t *t, const char *name
     free(*text_member);
     *text_member = text;
     return KG_OK;
+}
+
+/*
+ * A publishable key (one with allowed_domains) authenticates by its public id from a web page:
+ * it must be low-privilege by construction (SPEC §2) — an explicit model and agent allowlist,
+ * rpm, tpm and a budget.
+ */
+static kg_err_t check_publishable(const kg_token_t *t, kg_error_t *err)
+{
+    if (t->allowed_domains == NULL)
+        return KG_OK;
+    json_t *allow = t->allow != NULL ? json_loads(t->allow, 0, NULL) : NULL;
+    json_t *limits = t->rate_limits != NULL ? json_loads(t->rate_limits, 0, NULL) : NULL;
+    json_t *budget = t->budget != NULL ? json_loads(t->budget, 0, NULL) : NULL;
+    const char *missing = NULL;
+    json_t *models = json_object_get(allow, "models"), *agents = json_object_get(allow, "agents");
+    if (!json_is_array(models) || !json_is_array(agents))
+        missing = "an explicit allow.models and allow.agents (lists, not \"*\")";
+    else if (json_array_size(models) + json_array_size(agents) == 0)
+        missing = "at least one model or agent in allow";
+    else {
+        size_t i;
+        json_t *item;
+        json_array_foreach (models, i, item) {
+            if (json_is_string(item) && strcmp(json_string_value(item), "*") == 0)
+                missing = "allow.models naming models, not \"*\"";
+        }
+        json_array_foreach (agents, i, item) {
+            if (json_is_string(item) && strcmp(json_string_value(item), "*") == 0)
+                missing = "allow.agents naming agents, not \"*\"";
+        }
+    }
+    if (missing == NULL && !json_is_integer(json_object_get(limits, "rpm")))
+        missing = "rate_limits.rpm";
+    if (missing == NULL && !json_is_integer(json_object_get(limits, "tpm")))
+        missing = "rate_limits.tpm";
+    if (missing == NULL && !json_is_number(json_object_get(budget, "limit_credits")))
+        missing = "a budget (budget.limit_credits)";
+    json_decref(allow), json_decref(limits), json_decref(budget);
+    if (missing == NULL)
+        return KG_OK;
+    return kg_error_set(err, KG_EINVALID_VALUE, "allowed_domains",
+                        "A publishable key (one with allowed_domains) must be low-privilege: it needs %s.", missing);
 }
 
 /* ==== JSON shape ==== */
@@ -605,6 +655,8 @@ kg_err_t kg__token_create(kg__admin_call_t *c, const char *org_id, json_t *body,
         if ((rv = apply_field(c, &t, k, v, purpose, err)) != KG_OK)
             goto out;
     }
+    if ((rv = check_publishable(&t, err)) != KG_OK)
+        goto out;
     if (t.type == KG_TOKEN_ACCESS && t.scopes == NULL) {
         rv = kg_error_set(err, KG_EINVALID_VALUE, "scopes", "An access key needs at least its purpose's scopes.");
         goto out;
@@ -840,6 +892,8 @@ static void route_update(kg__admin_call_t *c)
         if (apply_field(c, &t, k, v, purpose != NULL ? purpose : &purposes[0], &err) != KG_OK)
             break;
     }
+    if (err.code == KG_OK)
+        check_publishable(&t, &err);
     if (err.code != KG_OK) {
         kg_store_rollback(c->a->store);
         kg__admin_reply_error(c, &err);

@@ -12,6 +12,7 @@
 #include "keys/credential.h"
 #include "keys/key_format.h"
 #include "keys/key_hash.h"
+#include "policy/origin.h"
 
 /* Collects every value of a header into out[] (at most cap; the returned count may exceed cap). */
 static size_t header_values(h2o_req_t *req, const h2o_token_t *token, const char *name, size_t name_len,
@@ -72,8 +73,26 @@ kg_err_t kg__http_authenticate(kg_worker_t *worker, h2o_req_t *req, kg_key_view_
         return KG_EINVALID_API_KEY;
     if ((rv = kg_credential_parse(auth, n_auth, api_key, n_key, &cred)) != KG_OK)
         return rv;
-    if (cred.secret.len == 0) /* publishable mode needs the origin rules of a later issue */
-        return KG_EINVALID_API_KEY;
+    if (cred.secret.len == 0) {
+        /* Publishable mode: the public id alone, from a page on one of the key's domains. */
+        /* The key's policy is read under the read lock (callers may hold it already: it nests). */
+        kg_key_index_read_lock();
+        if ((rv = kg_key_index_lookup_id(worker->server->opts.index, cred.pk.base, cred.pk.len, (int64_t)time(NULL),
+                                         view)) != KG_OK) {
+            kg_key_index_read_unlock();
+            return rv;
+        }
+        kg_slice_t origin[2], referer[2];
+        size_t n_origin = header_values(req, NULL, H2O_STRLIT("origin"), origin, 2);
+        size_t n_referer = header_values(req, H2O_TOKEN_REFERER, NULL, 0, referer, 2);
+        if (n_origin > 1 || n_referer > 1 ||
+            !kg_origin_allowed(n_origin ? origin[0].base : NULL, n_origin ? origin[0].len : 0,
+                               n_referer ? referer[0].base : NULL, n_referer ? referer[0].len : 0,
+                               view->policy->domains, view->policy->n_domains))
+            rv = KG_EORIGIN_NOT_ALLOWED;
+        kg_key_index_read_unlock();
+        return rv;
+    }
     if ((rv = kg_key_secret_parse(cred.secret.base, cred.secret.len, &ref)) != KG_OK)
         return rv;
     if (!kg_key_hash(cred.secret.base, cred.secret.len, hash))

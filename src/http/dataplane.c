@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "json/body_scan.h"
+#include "policy/origin.h"
 #include "policy/policy.h"
 #include "proxy/mock.h"
 #include "proxy/upstream.h"
@@ -285,10 +286,81 @@ static void next_request_id(kg_worker_t *w, h2o_req_t *req)
 
 static void handle_authenticated(kg_worker_t *w, h2o_req_t *req, route_t route, h2o_iovec_t model_id);
 
+/* ==== CORS (SPEC §2) ==== */
+
+/*
+ * Whether the request's Origin belongs to an active publishable key's domains (the union kept
+ * by the key index). Writes the exact Origin to echo into *echo.
+ */
+static bool origin_listed(kg_worker_t *w, h2o_req_t *req, h2o_iovec_t *echo)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), -1);
+    char host[KG_ORIGIN_HOST_MAX];
+    bool listed = false;
+    if (i == -1 || h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), i) != -1)
+        return false;
+    *echo = req->headers.entries[i].value;
+    if (!kg_origin_host(echo->base, echo->len, false, host, sizeof(host)))
+        return false;
+    kg_key_index_read_lock();
+    const kg_domain_set_t *set = kg_key_index_domains(w->server->opts.index);
+    for (size_t k = 0; set != NULL && k < set->n && !listed; k++)
+        listed = kg_origin_match(host, set->patterns[k]);
+    kg_key_index_read_unlock();
+    return listed;
+}
+
+static void add_cors(h2o_req_t *req, h2o_iovec_t origin)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-origin"), 0, NULL,
+                          h2o_strdup(&req->pool, origin.base, origin.len).base, origin.len);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-expose-headers"), 0, NULL,
+                          H2O_STRLIT("x-request-id, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, "
+                                     "x-ratelimit-reset-requests, x-ratelimit-limit-tokens, "
+                                     "x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens"));
+}
+
+/* A preflight carries no key: it is answered for listed origins only, echoing the origin (never
+ * "*") and the headers the browser asks for (the OpenAI SDK sends x-stainless-*). */
+static void preflight(kg_worker_t *w, h2o_req_t *req)
+{
+    static h2o_generator_t generator = {NULL, NULL};
+    h2o_iovec_t origin;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Origin"));
+    if (!origin_listed(w, req, &origin)) {
+        kg__http_fail(req, KG_EORIGIN_NOT_ALLOWED, "This origin may not call this gateway from a browser.");
+        return;
+    }
+    add_cors(req, origin);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-methods"), 0, NULL,
+                          H2O_STRLIT("GET, POST, OPTIONS"));
+    ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("access-control-request-headers"), -1);
+    if (i != -1)
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-headers"), 0, NULL,
+                              req->headers.entries[i].value.base, req->headers.entries[i].value.len);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-max-age"), 0, NULL,
+                          H2O_STRLIT("600"));
+    req->res.status = 204;
+    req->res.reason = "No Content";
+    req->res.content_length = 0;
+    h2o_start_response(req, &generator);
+    h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+}
+
 void kg__dataplane_handle(kg_worker_t *w, h2o_req_t *req, h2o_iovec_t path)
 {
-    h2o_iovec_t model_id = {NULL, 0};
+    h2o_iovec_t model_id = {NULL, 0}, origin;
     route_t route = match_route(path, &model_id);
+
+    if (method_is(req, H2O_STRLIT("OPTIONS"))) {
+        preflight(w, req);
+        return;
+    }
+    /* Answers to listed origins carry CORS headers, errors included (the page must read them). */
+    if (origin_listed(w, req, &origin)) {
+        add_cors(req, origin);
+    }
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Origin"));
 
     next_request_id(w, req);
     bool is_get = method_is(req, H2O_STRLIT("GET")) || method_is(req, H2O_STRLIT("HEAD"));

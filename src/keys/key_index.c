@@ -27,8 +27,17 @@ typedef struct key_state {
     /* writer only: the hashes currently in idx->by_hash for this token */
     uint8_t hashes[MAX_SECRETS_PER_TOKEN][KG_KEY_HASH_BYTES];
     size_t n_hashes;
+    /* writer only: the web origins this key adds to the CORS set (an active publishable key) */
+    char **domains;
+    size_t n_domains;
+    struct key_rec *current; /* RCU: the current secret's record (publishable lookups by id) */
     struct rcu_head rcu;
 } key_state_t;
+
+typedef struct domain_count {
+    char *pattern;
+    size_t count;
+} domain_count_t;
 
 typedef struct key_rec {
     struct cds_lfht_node node; /* in idx->by_hash */
@@ -47,11 +56,16 @@ struct kg_key_index {
     struct cds_lfht *by_hash;
     struct cds_lfht *by_id;
     pthread_mutex_t write_lock;
-    size_t n_records; /* writer only */
-    size_t n_buckets; /* writer only: the size last asked of both tables */
+    domain_count_t *domain_counts; /* writer only: every active publishable key's patterns */
+    size_t n_domain_counts;
+    kg_domain_set_t *domains; /* RCU: the distinct patterns, for CORS preflight */
+    size_t n_records;         /* writer only */
+    size_t n_buckets;         /* writer only: the size last asked of both tables */
 };
 
 #define INITIAL_BUCKETS 4096
+
+static void free_domain_set(kg_domain_set_t *set);
 
 /*
  * The tables are grown by the writer itself, ahead of need: liburcu's lazy automatic resize
@@ -112,7 +126,11 @@ static void free_rec_rcu(struct rcu_head *head)
 
 static void free_state_rcu(struct rcu_head *head)
 {
-    free(caa_container_of(head, key_state_t, rcu));
+    key_state_t *st = caa_container_of(head, key_state_t, rcu);
+    for (size_t i = 0; i < st->n_domains; i++)
+        free(st->domains[i]);
+    free(st->domains);
+    free(st);
 }
 
 kg_key_index_t *kg_key_index_new(void)
@@ -149,6 +167,10 @@ void kg_key_index_free(kg_key_index_t *idx)
     }
     rcu_read_unlock();
     rcu_barrier(); /* every free queued above (and earlier) has run */
+    for (size_t i = 0; i < idx->n_domain_counts; i++)
+        free(idx->domain_counts[i].pattern);
+    free(idx->domain_counts);
+    free_domain_set(idx->domains);
     cds_lfht_destroy(idx->by_hash, NULL);
     cds_lfht_destroy(idx->by_id, NULL);
     pthread_mutex_destroy(&idx->write_lock);
@@ -213,6 +235,89 @@ static bool hash_in(const uint8_t hash[KG_KEY_HASH_BYTES], const kg_token_secret
     return false;
 }
 
+/* ==== The CORS origin set (writer side) ==== */
+
+static void free_domain_set(kg_domain_set_t *set)
+{
+    if (set == NULL)
+        return;
+    for (size_t i = 0; i < set->n; i++)
+        free(set->patterns[i]);
+    free(set->patterns);
+    free(set);
+}
+
+typedef struct retired_set {
+    struct rcu_head rcu;
+    kg_domain_set_t *set;
+} retired_set_t;
+
+static void free_set_rcu(struct rcu_head *head)
+{
+    retired_set_t *r = caa_container_of(head, retired_set_t, rcu);
+    free_domain_set(r->set);
+    free(r);
+}
+
+/* Publishes the distinct patterns with a positive count. */
+static void publish_domains(kg_key_index_t *idx)
+{
+    kg_domain_set_t *set = kg_xcalloc(1, sizeof(*set));
+    set->patterns = kg_xcalloc(idx->n_domain_counts + 1, sizeof(char *));
+    for (size_t i = 0; i < idx->n_domain_counts; i++)
+        set->patterns[set->n++] = kg_xstrdup(idx->domain_counts[i].pattern);
+    kg_domain_set_t *old = rcu_xchg_pointer(&idx->domains, set);
+    if (old != NULL) {
+        retired_set_t *r = kg_xcalloc(1, sizeof(*r));
+        r->set = old;
+        call_rcu(&r->rcu, free_set_rcu);
+    }
+}
+
+/* Moves a key's contribution to the origin set from its old domains to `domains`. */
+static void set_key_domains(kg_key_index_t *idx, key_state_t *st, char *const *domains, size_t n)
+{
+    bool changed = false;
+    for (size_t i = 0; i < st->n_domains; i++) {
+        for (size_t j = 0; j < idx->n_domain_counts; j++) {
+            if (strcmp(idx->domain_counts[j].pattern, st->domains[i]) != 0)
+                continue;
+            if (--idx->domain_counts[j].count == 0) {
+                free(idx->domain_counts[j].pattern);
+                idx->domain_counts[j] = idx->domain_counts[--idx->n_domain_counts];
+                changed = true;
+            }
+            break;
+        }
+        free(st->domains[i]);
+    }
+    free(st->domains);
+    st->domains = n > 0 ? kg_xcalloc(n, sizeof(char *)) : NULL;
+    st->n_domains = n;
+    for (size_t i = 0; i < n; i++) {
+        st->domains[i] = kg_xstrdup(domains[i]);
+        size_t j = 0;
+        while (j < idx->n_domain_counts && strcmp(idx->domain_counts[j].pattern, domains[i]) != 0)
+            j++;
+        if (j == idx->n_domain_counts) {
+            idx->domain_counts = realloc(idx->domain_counts, (j + 1) * sizeof(*idx->domain_counts));
+            if (idx->domain_counts == NULL)
+                abort();
+            idx->domain_counts[j] = (domain_count_t){kg_xstrdup(domains[i]), 0};
+            idx->n_domain_counts++;
+            changed = true;
+        }
+        idx->domain_counts[j].count++;
+    }
+    if (changed)
+        publish_domains(idx);
+}
+
+const kg_domain_set_t *kg_key_index_domains(kg_key_index_t *idx)
+{
+    return rcu_dereference(idx->domains);
+}
+
 void kg_key_index_put(kg_key_index_t *idx, const kg_token_t *t, const kg_token_secret_t *secrets, size_t n_secrets)
 {
     if (n_secrets > MAX_SECRETS_PER_TOKEN)
@@ -250,9 +355,16 @@ void kg_key_index_put(kg_key_index_t *idx, const kg_token_t *t, const kg_token_s
         if (old != NULL)
             call_rcu(&caa_container_of(old, key_rec_t, node)->rcu, free_rec_rcu);
         memcpy(st->hashes[i], secrets[i].hash, KG_KEY_HASH_BYTES);
+        if (i == 0)
+            rcu_assign_pointer(st->current, rec);
     }
+    if (n_secrets == 0)
+        rcu_assign_pointer(st->current, NULL);
     idx->n_records = idx->n_records - st->n_hashes + n_secrets;
     st->n_hashes = n_secrets;
+    /* Only an active publishable key widens the CORS set (expiry is judged per request). */
+    bool counts = n_secrets > 0 && t->enabled && t->revoked_at == 0 && st->current != NULL;
+    set_key_domains(idx, st, counts ? st->current->policy->domains : NULL, counts ? st->current->policy->n_domains : 0);
     rcu_read_unlock();
     pthread_mutex_unlock(&idx->write_lock);
 }
@@ -272,10 +384,37 @@ void kg_key_index_remove(kg_key_index_t *idx, const char *id)
             rec_del(idx, st->hashes[i]);
         idx->n_records -= st->n_hashes;
         st->n_hashes = 0;
+        rcu_assign_pointer(st->current, NULL);
+        set_key_domains(idx, st, NULL, 0);
         /* The state stays: records freed after the grace period may still point to it. */
     }
     rcu_read_unlock();
     pthread_mutex_unlock(&idx->write_lock);
+}
+
+kg_err_t kg_key_index_lookup_id(kg_key_index_t *idx, const char *id, size_t len, int64_t now, kg_key_view_t *out)
+{
+    struct cds_lfht_iter iter;
+    struct cds_lfht_node *node;
+    char buf[KG_KEY_ID_LEN + 1];
+    uint8_t hash[KG_KEY_HASH_BYTES];
+    kg_err_t rv = KG_EINVALID_API_KEY;
+
+    if (!kg_key_id_is_valid(id, len))
+        return KG_EINVALID_API_KEY;
+    memcpy(buf, id, len);
+    buf[len] = '\0';
+    rcu_read_lock();
+    cds_lfht_lookup(idx->by_id, hash_of_id(buf), match_id, buf, &iter);
+    node = cds_lfht_iter_get_node(&iter);
+    const key_rec_t *rec = node != NULL ? rcu_dereference(caa_container_of(node, key_state_t, node)->current) : NULL;
+    if (rec != NULL && rec->policy->n_domains > 0) {
+        /* The status checks are the secret path's own: look the current secret's record up by hash. */
+        memcpy(hash, rec->hash, sizeof(hash));
+        rv = kg_key_index_lookup(idx, hash, now, out);
+    }
+    rcu_read_unlock();
+    return rv;
 }
 
 kg_err_t kg_key_index_lookup(kg_key_index_t *idx, const uint8_t hash[KG_KEY_HASH_BYTES], int64_t now,

@@ -68,6 +68,23 @@ void kg_key_index_remove(kg_key_index_t *idx, const char *id);
 kg_err_t kg_key_index_lookup(kg_key_index_t *idx, const uint8_t hash[KG_KEY_HASH_BYTES], int64_t now,
                              kg_key_view_t *out) KG_MUST_CHECK;
 
+/**
+ * Authenticates a publishable key by its public id alone (SPEC §2 form 3): only a key with
+ * allowed_domains qualifies (else KG_EINVALID_API_KEY, as for an unknown id); statuses as for
+ * kg_key_index_lookup. The caller still checks the request's origin against view->policy.
+ */
+kg_err_t kg_key_index_lookup_id(kg_key_index_t *idx, const char *id, size_t len, int64_t now,
+                                kg_key_view_t *out) KG_MUST_CHECK;
+
+/** The distinct allowed_domains patterns of every active publishable key (CORS preflight). */
+typedef struct kg_domain_set {
+    size_t n;
+    char **patterns;
+} kg_domain_set_t;
+
+/** The current set: use inside kg_key_index_read_lock(); may be NULL (no publishable key). */
+const kg_domain_set_t *kg_key_index_domains(kg_key_index_t *idx);
+
 /** Number of records (one per live secret hash). */
 size_t kg_key_index_size(kg_key_index_t *idx);
 

@@ -110,6 +110,15 @@ kg_key_policy_t *kg_key_policy_new(const kg_token_t *t)
                 p->prompt_modules[p->n_prompt_modules++] = kg_xstrdup(json_string_value(item));
         }
     }
+    json_t *domains = t->allowed_domains != NULL ? json_loads(t->allowed_domains, 0, NULL) : NULL;
+    if (json_is_array(domains) && t->type == KG_TOKEN_ACCESS) {
+        p->domains = kg_xcalloc(json_array_size(domains), sizeof(char *));
+        json_array_foreach (domains, i, item) {
+            if (json_is_string(item))
+                p->domains[p->n_domains++] = kg_xstrdup(json_string_value(item));
+        }
+    }
+    json_decref(domains);
     if (t->prompt_text != NULL && t->prompt_text[0] != '\0')
         p->prompt_text_json = kg_json_escape_dup(t->prompt_text);
     json_decref(scopes), json_decref(allow), json_decref(modules);
@@ -126,6 +135,9 @@ void kg_key_policy_free(kg_key_policy_t *p)
         free(p->prompt_modules[i]);
     free(p->prompt_modules);
     free(p->prompt_text_json);
+    for (size_t i = 0; i < p->n_domains; i++)
+        free(p->domains[i]);
+    free(p->domains);
     free(p);
 }
 

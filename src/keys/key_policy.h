@@ -42,6 +42,8 @@ typedef struct kg_key_policy {
     char **prompt_modules; /* names, in order */
     size_t n_prompt_modules;
     char *prompt_text_json; /* the key's prompt_text, JSON-escaped without quotes; NULL if none */
+    char **domains;         /* allowed_domains, normalised; a key with any is publishable */
+    size_t n_domains;
 } kg_key_policy_t;
 
 /** Compiles t's policy members. Never fails (unparsable members compile to "nothing allowed"). */

@@ -371,7 +371,7 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
         if (h2o_iovec_is_token(name)) {
             const h2o_token_t *token = H2O_STRUCT_FROM_MEMBER(h2o_token_t, buf, name);
             if (token->proxy_should_drop_for_res || token == H2O_TOKEN_SERVER || token == H2O_TOKEN_SET_COOKIE ||
-                token == H2O_TOKEN_CONTENT_ENCODING)
+                token == H2O_TOKEN_CONTENT_ENCODING || token == H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN)
                 continue;
             if (token == H2O_TOKEN_CONTENT_LENGTH) {
                 if (req->res.content_length != SIZE_MAX ||
@@ -392,7 +392,7 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
         }
         /* The upstream's identity and limits are its business, not the caller's (ours replace them). */
         if (name_is(name, H2O_STRLIT("openai-organization")) || name_is(name, H2O_STRLIT("openai-project")) ||
-            name_has_prefix(name, H2O_STRLIT("x-ratelimit-")))
+            name_has_prefix(name, H2O_STRLIT("x-ratelimit-")) || name_has_prefix(name, H2O_STRLIT("access-control-")))
             continue;
         h2o_iovec_t value = h2o_strdup(&req->pool, headers[i].value.base, headers[i].value.len);
         if (name_is(name, H2O_STRLIT("x-request-id"))) {

@@ -160,7 +160,7 @@ describe('admin API: token routes', () => {
         metadata: { k: 'v' },
         expires_at: exp,
         scopes: ['inference:chat', 'inference:embed'],
-        allow: { models: ['demo-*'] },
+        allow: { models: ['demo-*'], agents: [] }, // a publishable key (allowed_domains) needs explicit lists
         allowed_domains: ['app.example.com'],
         budget: { limit_credits: 1.5, period: 'day' },
       };
