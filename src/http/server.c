@@ -301,6 +301,36 @@ static int bind_listener(const char *listen_addr, int *port_out, char *err, size
     return fd;
 }
 
+/*
+ * SO_REUSEPORT would let this process join a port another gateway already listens on, and the
+ * two would split the traffic silently. A probe bind without it fails if anyone holds the port.
+ */
+static bool port_free(const char *listen_addr, char *err, size_t err_cap)
+{
+    char host[256];
+    const char *colon = strrchr(listen_addr, ':');
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res = NULL;
+    if (colon == NULL || (size_t)(colon - listen_addr) >= sizeof(host) || strcmp(colon + 1, "0") == 0)
+        return true; /* bind_listener reports bad addresses; port 0 is always free */
+    memcpy(host, listen_addr, (size_t)(colon - listen_addr));
+    host[colon - listen_addr] = '\0';
+    if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+        memmove(host, host + 1, strlen(host));
+        host[strlen(host) - 1] = '\0';
+    }
+    if (getaddrinfo(host[0] != '\0' ? host : NULL, colon + 1, &hints, &res) != 0)
+        return true;
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+    bool ok = fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+              bind(fd, res->ai_addr, res->ai_addrlen) == 0;
+    if (!ok)
+        snprintf(err, err_cap, "cannot listen on %s: %s", listen_addr, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    freeaddrinfo(res);
+    return ok;
+}
+
 kg_server_t *kg_server_start(const kg_server_options_t *opts, char *err, size_t err_cap)
 {
     kg_server_t *s = kg_xcalloc(1, sizeof(*s));
@@ -327,6 +357,12 @@ kg_server_t *kg_server_start(const kg_server_options_t *opts, char *err, size_t 
     /* Bind every listener first: a bad address fails start-up before any thread runs. The first
      * bind may pick the port (":0"); the others join it through SO_REUSEPORT. */
     snprintf(addr, sizeof(addr), "%s", opts->listen);
+    if (!port_free(addr, err, err_cap)) {
+        h2o_config_dispose(&s->config);
+        free(s->workers);
+        free(s);
+        return NULL;
+    }
     for (size_t i = 0; i < s->n_workers; i++) {
         s->workers[i].listen_fd = bind_listener(addr, &s->port, err, err_cap);
         if (s->workers[i].listen_fd < 0) {
