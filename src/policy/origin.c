@@ -39,7 +39,7 @@ static bool normalize_host(const char *in, size_t len, char *out, size_t cap)
 {
     char buf[KG_ORIGIN_HOST_MAX];
     bool ascii = true;
-    if (len == 0 || len >= sizeof(buf))
+    if (len == 0 || len >= sizeof(buf) || memchr(in, '\0', len) != NULL)
         return false;
     memcpy(buf, in, len);
     buf[len] = '\0';
@@ -87,7 +87,7 @@ bool kg_origin_pattern_normalize(const char *in, char *out, size_t cap)
 bool kg_origin_host(const char *value, size_t len, bool is_referer, char *out, size_t cap)
 {
     const char *p, *end = value + len;
-    if (len == 4 && strncasecmp(value, "null", 4) == 0)
+    if (memchr(value, '\0', len) != NULL || (len == 4 && strncasecmp(value, "null", 4) == 0))
         return false;
     if (len > 8 && strncasecmp(value, "https://", 8) == 0)
         p = value + 8;
@@ -128,7 +128,8 @@ bool kg_origin_host(const char *value, size_t len, bool is_referer, char *out, s
     }
     if (*host == '[') {
         size_t hl = (size_t)(host_end - host);
-        if (hl >= cap)
+        /* "[" address "]": something inside, and no other bracket */
+        if (hl < 4 || hl >= cap || memchr(host + 1, '[', hl - 1) != NULL || memchr(host + 1, ']', hl - 2) != NULL)
             return false;
         for (size_t i = 0; i < hl; i++) {
             char c = host[i];
