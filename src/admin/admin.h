@@ -23,6 +23,7 @@ typedef struct kg_actor {
     char id[KG_KEY_ID_LEN + 1 > 16 ? KG_KEY_ID_LEN + 1 : 16]; /* an admin key's pk id, or "cli:local" */
     char org_id[KG_NAME_MAX + 1];
     bool is_root;
+    bool access_key;         /* an access key minting its own ephemeral tokens (only that route) */
     const char *remote_addr; /* borrowed; NULL for the local CLI */
 } kg_actor_t;
 

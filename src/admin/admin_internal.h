@@ -58,6 +58,8 @@ void kg__admin_tokens(kg__admin_call_t *c);
 void kg__admin_orgs(kg__admin_call_t *c);
 void kg__admin_environments(kg__admin_call_t *c);
 void kg__admin_audit(kg__admin_call_t *c);
+/** Mints an ephemeral token of parent_id (POST /v1/tokens/{id}/ephemeral, /v1/ephemeral-tokens). */
+void kg__admin_mint_ephemeral(kg__admin_call_t *c, const char *parent_id);
 /** /v1/admin/{providers,models,agents,prompt-modules}; `resource` is the route segment. */
 void kg__admin_catalog(kg__admin_call_t *c, const char *resource);
 /** Writes the config file's catalog into org `default` (source "config"), inside a transaction. */

@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/random.h>
+
 #include "core/alloc.h"
+#include "keys/ephemeral.h"
 
 static bool valid_name(const char *s)
 {
@@ -408,6 +411,14 @@ kg_err_t kg_admin_bootstrap(kg_admin_t *a, int64_t now, char root_secret[KG_KEY_
         rv = sync_config_environments(a, KG_DEFAULT_ORG_ID, now);
     if (rv == KG_OK)
         rv = kg__admin_catalog_sync_config(a, now);
+    if (rv == KG_OK) { /* the deployment's ephemeral-token signing key, made once */
+        uint8_t key[KG_EPH_KEY_BYTES];
+        if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key))
+            rv = KG_EINTERNAL;
+        else
+            rv = kg_store_meta_put_new(a->store, KG_EPH_META_KEY, key, sizeof(key));
+        kg_secret_wipe(key, sizeof(key));
+    }
     if (rv == KG_OK)
         rv = kg_store_root_exists(a->store, &root_exists);
     if (rv == KG_OK && !root_exists) {

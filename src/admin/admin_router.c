@@ -20,8 +20,8 @@ static bool has_prefix(const char *path, size_t len, const char *prefix)
 bool kg_admin_path_is_admin(const char *path, size_t len)
 {
     return has_prefix(path, len, "/v1/tokens") || has_prefix(path, len, "/v1/gateway-keys") ||
-           has_prefix(path, len, "/v1/admin") || has_prefix(path, len, "/v1/audit-events") ||
-           has_prefix(path, len, "/v1/usage");
+           has_prefix(path, len, "/v1/ephemeral-tokens") || has_prefix(path, len, "/v1/admin") ||
+           has_prefix(path, len, "/v1/audit-events") || has_prefix(path, len, "/v1/usage");
 }
 
 static int hexval(char ch)
@@ -79,6 +79,14 @@ void kg_admin_handle(kg_admin_t *a, const kg_admin_request_t *req, kg_admin_resp
     if (n - base > 4)
         goto not_found;
 
+    /* The one admin-side route an access key may call: minting its own ephemeral tokens. */
+    if (req->actor->access_key) {
+        if (n == 2 && strcmp(parts[1], "ephemeral-tokens") == 0 && strcmp(req->method, "POST") == 0)
+            kg__admin_mint_ephemeral(&c, req->actor->id);
+        else
+            kg__admin_fail(&c, KG_EADMIN_REQUIRED, NULL, "This route needs an admin key.");
+        return;
+    }
     if (strcmp(parts[1], "tokens") == 0) {
         kg__admin_tokens(&c);
     } else if (strcmp(parts[1], "gateway-keys") == 0) {

@@ -12,7 +12,9 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "keys/ephemeral.h"
 #include "keys/key_hash.h"
+#include "keys/key_policy.h"
 #include "policy/origin.h"
 
 #define MAX_GRACE_SECONDS (30 * 86400)
@@ -688,6 +690,168 @@ out:
     return rv;
 }
 
+/* ==== Ephemeral tokens (SPEC §3) ==== */
+
+/* Appends "<tag>=a,b,c;" for a requested list after checking each entry is within `parent`. */
+static bool narrow_list(json_t *v, const kg_allow_list_t *parent, const char *tag, const char *param, char *out,
+                        size_t cap, size_t *at, kg_error_t *err)
+{
+    size_t i;
+    json_t *item;
+    if (v == NULL)
+        return true;
+    if (!json_is_array(v) || json_array_size(v) > 64) {
+        kg_error_set(err, KG_EINVALID_VALUE, param, "'%s' must be a list of names within the key's own.", param);
+        return false;
+    }
+    *at += (size_t)snprintf(out + *at, *at < cap ? cap - *at : 0, "%s=", tag);
+    json_array_foreach (v, i, item) {
+        const char *name = json_string_value(item);
+        if (name == NULL || strlen(name) > 128 || strpbrk(name, ",;=") != NULL ||
+            !kg_allow_list_match(parent, name, strlen(name))) {
+            kg_error_set(err, KG_EINVALID_VALUE, param, "'%s' may only narrow the key's own allowlist.", param);
+            return false;
+        }
+        *at += (size_t)snprintf(out + *at, *at < cap ? cap - *at : 0, "%s%s", i > 0 ? "," : "", name);
+    }
+    *at += (size_t)snprintf(out + *at, *at < cap ? cap - *at : 0, ";");
+    if (*at >= cap) {
+        kg_error_set(err, KG_EINVALID_VALUE, param, "The narrowed allowlist is too long for a token.");
+        return false;
+    }
+    return true;
+}
+
+void kg__admin_mint_ephemeral(kg__admin_call_t *c, const char *parent_id)
+{
+    kg_token_t t = {0};
+    kg_error_t err = {0};
+    kg_eph_claims_t claims = {0};
+    uint8_t key[KG_EPH_KEY_BYTES];
+    char token[KG_EPH_TOKEN_MAX];
+    kg_key_policy_t *policy = NULL;
+    json_t *body = kg__admin_body(c, true);
+    const char *k;
+    json_t *v;
+    int64_t ttl = 600;
+
+    if (body == NULL)
+        return;
+    json_object_foreach (body, k, v) {
+        if (strcmp(k, "ttl_seconds") != 0 && strcmp(k, "scopes") != 0 && strcmp(k, "allow") != 0) {
+            kg__admin_fail(c, KG_EUNKNOWN_PARAMETER, k, "Unknown parameter '%s'.", k);
+            goto out;
+        }
+    }
+    if ((v = json_object_get(body, "ttl_seconds")) != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > KG_EPH_MAX_TTL) {
+            kg__admin_fail(c, KG_EINVALID_VALUE, "ttl_seconds", "'ttl_seconds' must be 1 to %d.", KG_EPH_MAX_TTL);
+            goto out;
+        }
+        ttl = json_integer_value(v);
+    }
+    if (kg_store_begin(c->a->store) != KG_OK) {
+        kg__admin_fail(c, KG_ESTORE, NULL, NULL);
+        goto out;
+    }
+    if (!kg_key_id_is_valid(parent_id, strlen(parent_id)) ||
+        kg_store_token_get(c->a->store, parent_id, c->req->actor->org_id, &t) != KG_OK) {
+        kg_error_set(&err, KG_ENOT_FOUND, NULL, "No token with that id.");
+        goto fail;
+    }
+    if (t.type != KG_TOKEN_ACCESS || kg_token_status(&t, c->req->now) != KG_STATUS_ACTIVE) {
+        kg_error_set(&err, KG_EINVALID_VALUE, NULL, "Ephemeral tokens are minted from an active access key.");
+        goto fail;
+    }
+    policy = kg_key_policy_new(&t);
+    claims.scopes = policy->scopes;
+    if ((v = json_object_get(body, "scopes")) != NULL) {
+        size_t i;
+        json_t *item;
+        claims.scopes = 0;
+        if (!json_is_array(v) || json_array_size(v) == 0) {
+            kg_error_set(&err, KG_EINVALID_VALUE, "scopes", "'scopes' must be a non-empty list.");
+            goto fail;
+        }
+        json_array_foreach (v, i, item) {
+            uint32_t bit = json_is_string(item) ? kg_scope_parse(json_string_value(item)) : 0;
+            if (bit == 0 || (policy->scopes & bit) == 0) {
+                kg_error_set(&err, KG_EINVALID_VALUE, "scopes", "'scopes' may only narrow the key's own scopes.");
+                goto fail;
+            }
+            claims.scopes |= bit;
+        }
+    }
+    if ((v = json_object_get(body, "allow")) != NULL) {
+        size_t at = 0;
+        const char *ak;
+        json_t *av;
+        if (!json_is_object(v)) {
+            kg_error_set(&err, KG_EINVALID_VALUE, "allow", "'allow' must be an object with models and/or agents.");
+            goto fail;
+        }
+        json_object_foreach (v, ak, av) {
+            if (strcmp(ak, "models") != 0 && strcmp(ak, "agents") != 0) {
+                kg_error_set(&err, KG_EUNKNOWN_PARAMETER, "allow", "Unknown member '%s' in 'allow'.", ak);
+                goto fail;
+            }
+        }
+        if (!narrow_list(json_object_get(v, "models"), &policy->models, "m", "allow.models", claims.allow,
+                         sizeof(claims.allow), &at, &err) ||
+            !narrow_list(json_object_get(v, "agents"), &policy->agents, "a", "allow.agents", claims.allow,
+                         sizeof(claims.allow), &at, &err))
+            goto fail;
+    }
+    if (kg_store_meta_get(c->a->store, KG_EPH_META_KEY, key, sizeof(key)) != KG_OK) {
+        kg_error_set(&err, KG_ESTORE, NULL, "The deployment's signing key is missing: run keygate init.");
+        goto fail;
+    }
+    snprintf(claims.parent_id, sizeof(claims.parent_id), "%s", t.id);
+    claims.issued_at = c->req->now;
+    claims.expires_at = c->req->now + ttl;
+    claims.generation = t.last_rotated_at;
+    size_t len = kg_eph_mint(c->a->cfg->brand, key, &claims, token, sizeof(token));
+    kg_secret_wipe(key, sizeof(key));
+    if (len == 0) {
+        kg_error_set(&err, KG_EINTERNAL, NULL, "The token could not be made.");
+        goto fail;
+    }
+    /* One audit event per mint, on the parent; never the token itself. */
+    json_t *changes =
+        json_pack("{s:I, s:I, s:O?, s:O?}", "ttl_seconds", (json_int_t)ttl, "expires_at", (json_int_t)claims.expires_at,
+                  "scopes", json_object_get(body, "scopes"), "allow", json_object_get(body, "allow"));
+    char *changes_text = json_dumps(changes, JSON_COMPACT);
+    kg_audit_event_t event = {.org_id = t.org_id,
+                              .actor = (char *)c->req->actor->id,
+                              .action = "token.ephemeral_minted",
+                              .object_type = "token",
+                              .object_id = t.id,
+                              .changes = changes_text,
+                              .remote_addr = (char *)c->req->actor->remote_addr,
+                              .created_at = c->req->now};
+    kg_err_t rv = changes_text != NULL ? kg_store_audit_insert(c->a->store, &event) : KG_ENOMEM;
+    json_decref(changes);
+    free(changes_text);
+    if (rv != KG_OK) {
+        kg_error_set(&err, rv, NULL, NULL);
+        goto fail;
+    }
+    if (kg__admin_commit(c))
+        kg__admin_reply_json(c, 201,
+                             json_pack("{s:s, s:s, s:s, s:I, s:I}", "object", "ephemeral_token", "token", token,
+                                       "parent_id", t.id, "expires_at", (json_int_t)claims.expires_at, "ttl_seconds",
+                                       (json_int_t)ttl));
+    kg_secret_wipe(token, sizeof(token));
+    goto out;
+fail:
+    kg_store_rollback(c->a->store);
+    kg__admin_reply_error(c, &err);
+out:
+    kg_key_policy_free(policy);
+    kg_token_dispose(&t);
+    json_decref(body);
+}
+
 /* ==== Routes ==== */
 
 /* The org whose tokens the actor manages. */
@@ -1047,8 +1211,9 @@ void kg__admin_tokens(kg__admin_call_t *c)
     if (c->n_seg == 2) {
         const char *verb = c->seg[1];
         bool known = strcmp(verb, "rotate") == 0 ||
-                     (!c->legacy_gk && (strcmp(verb, "disable") == 0 || strcmp(verb, "enable") == 0));
-        if (!known) /* ephemeral tokens arrive with their own issue: 404 until then (SPEC §4) */
+                     (!c->legacy_gk &&
+                      (strcmp(verb, "disable") == 0 || strcmp(verb, "enable") == 0 || strcmp(verb, "ephemeral") == 0));
+        if (!known)
             goto not_found;
         if (!post) {
             kg__admin_fail(c, KG_EMETHOD_NOT_ALLOWED, NULL, "Use POST on this route.");
@@ -1056,6 +1221,8 @@ void kg__admin_tokens(kg__admin_call_t *c)
         }
         if (strcmp(verb, "rotate") == 0)
             route_rotate(c);
+        else if (strcmp(verb, "ephemeral") == 0)
+            kg__admin_mint_ephemeral(c, c->seg[0]);
         else
             route_set_enabled(c, strcmp(verb, "enable") == 0);
         return;

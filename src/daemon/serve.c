@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "sync/feed.h"
 #include "http/server.h"
+#include "keys/ephemeral.h"
 #include "keys/key_hash.h"
 #include "proxy/upstream.h"
 
@@ -107,6 +108,7 @@ int kg_serve_main(int argc, char **argv)
     kg_feed_t *feed = NULL;
     kg_server_t *server = NULL;
     kg_upstreams_t *upstreams = kg_upstreams_new();
+    static uint8_t eph_key[KG_EPH_KEY_BYTES]; /* lives as long as the server */
     kg_feed_catalog_t catalog_feed = {.cfg = &cfg, .prepare = prepare_catalog, .prepare_ctx = upstreams};
     kg_store_t *store = kg_store_open(db_path, err, sizeof(err));
     if (store == NULL) {
@@ -128,6 +130,10 @@ int kg_serve_main(int argc, char **argv)
         }
         kg_log_info("new store %s: the root admin key was written to %s (mode 0600)", db_path, key_path);
     }
+    if (kg_store_meta_get(store, KG_EPH_META_KEY, eph_key, sizeof(eph_key)) != KG_OK) {
+        kg_log_error("the store has no ephemeral-token signing key");
+        goto out;
+    }
     index = kg_key_index_new();
     /* The feed loads the keys and publishes the first catalog before anything is served. */
     if ((feed = kg_feed_start(db_path, index, &catalog_feed, err, sizeof(err))) == NULL) {
@@ -142,6 +148,7 @@ int kg_serve_main(int argc, char **argv)
         .upstream_timeout_ms = (uint64_t)cfg.upstream_timeout_ms,
         .request_timeout_ms = (uint64_t)cfg.request_timeout_ms,
         .upstreams = upstreams,
+        .eph_key = eph_key,
         .catalog_feed = &catalog_feed,
         .index = index,
         .admin_store = store,
@@ -168,6 +175,7 @@ out:
     kg_store_close(store);
     kg_key_index_free(index);
     kg_catalog_retire_all();
+    kg_secret_wipe(eph_key, sizeof(eph_key));
     kg_upstreams_free(upstreams);
     kg_key_index_thread_offline();
     kg_config_dispose(&cfg);

@@ -191,13 +191,22 @@ static void peer_address(h2o_req_t *req, char *buf, size_t cap)
 }
 
 /* Authenticates an admin key. Returns KG_OK with actor filled, or the error to answer. */
-static kg_err_t authenticate_admin(kg_worker_t *worker, h2o_req_t *req, kg_actor_t *actor)
+static kg_err_t authenticate_admin(kg_worker_t *worker, h2o_req_t *req, h2o_iovec_t path, kg_actor_t *actor)
 {
-    kg_key_view_t view;
+    kg_key_view_t view = {0};
     kg_err_t rv = kg__http_authenticate(worker, req, &view);
     if (rv != KG_OK)
         return rv;
-    if (view.type != KG_TOKEN_ADMIN)
+    /* POST /v1/ephemeral-tokens: an access key mints its own, with its own secret (not with its
+     * public id alone, nor with an ephemeral token). */
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/v1/ephemeral-tokens")) && view.type == KG_TOKEN_ACCESS &&
+        !view.publishable && !view.ephemeral) {
+        snprintf(actor->id, sizeof(actor->id), "%s", view.id);
+        snprintf(actor->org_id, sizeof(actor->org_id), "%s", view.org_id);
+        actor->access_key = true;
+        return KG_OK;
+    }
+    if (view.type != KG_TOKEN_ADMIN || view.publishable || view.ephemeral)
         return KG_EADMIN_REQUIRED;
     snprintf(actor->id, sizeof(actor->id), "%s", view.id);
     snprintf(actor->org_id, sizeof(actor->org_id), "%s", view.org_id);
@@ -208,7 +217,7 @@ static kg_err_t authenticate_admin(kg_worker_t *worker, h2o_req_t *req, kg_actor
 void kg__admin_http_handle(kg_worker_t *worker, h2o_req_t *req, h2o_iovec_t path)
 {
     kg_actor_t actor = {0};
-    kg_err_t rv = authenticate_admin(worker, req, &actor);
+    kg_err_t rv = authenticate_admin(worker, req, path, &actor);
     if (rv != KG_OK) {
         const char *msg = rv == KG_EADMIN_REQUIRED ? "This route needs an admin key." : NULL;
         kg__http_fail(req, rv, msg);

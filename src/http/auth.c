@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "keys/credential.h"
+#include "keys/ephemeral.h"
 #include "keys/key_format.h"
 #include "keys/key_hash.h"
 #include "policy/origin.h"
@@ -59,6 +60,37 @@ static bool query_has_key(h2o_req_t *req)
     return false;
 }
 
+/*
+ * An ephemeral token: its signature first (no store, no lookup before it holds), then its
+ * expiry, then its parent as any request of the parent would find it — disabled, revoked and
+ * expired parents answer as themselves — and the parent's rotations: a rotation without grace
+ * ends every token minted before it; with grace, they live until the grace ends.
+ */
+static kg_err_t authenticate_ephemeral(kg_worker_t *worker, h2o_req_t *req, const kg_credential_t *cred,
+                                       kg_key_view_t *view)
+{
+    kg_eph_claims_t claims;
+    const uint8_t *key = worker->server->opts.eph_key;
+    int64_t now = (int64_t)time(NULL);
+    kg_err_t rv;
+    if (key == NULL || kg_eph_verify(cred->secret.base, cred->secret.len, key, &claims) != KG_OK)
+        return KG_EINVALID_API_KEY;
+    if (cred->pk.len != 0 &&
+        (cred->pk.len != KG_KEY_ID_LEN || memcmp(cred->pk.base, claims.parent_id, KG_KEY_ID_LEN) != 0))
+        return KG_EINVALID_API_KEY;
+    if (now >= claims.expires_at)
+        return KG_EKEY_EXPIRED;
+    if ((rv = kg_key_index_lookup_id(worker->server->opts.index, claims.parent_id, KG_KEY_ID_LEN, now, false, view)) !=
+        KG_OK)
+        return rv;
+    if (claims.generation != view->rotated_at && !(claims.generation < view->rotated_at && now < view->grace_until))
+        return KG_EINVALID_API_KEY; /* minted before a rotation that ended it */
+    view->ephemeral = true;
+    view->eph_scopes = claims.scopes;
+    view->eph_allow = h2o_strdup(&req->pool, claims.allow, SIZE_MAX).base;
+    return KG_OK;
+}
+
 kg_err_t kg__http_authenticate(kg_worker_t *worker, h2o_req_t *req, kg_key_view_t *view)
 {
     kg_slice_t auth[2], api_key[2];
@@ -78,7 +110,7 @@ kg_err_t kg__http_authenticate(kg_worker_t *worker, h2o_req_t *req, kg_key_view_
         /* The key's policy is read under the read lock (callers may hold it already: it nests). */
         kg_key_index_read_lock();
         if ((rv = kg_key_index_lookup_id(worker->server->opts.index, cred.pk.base, cred.pk.len, (int64_t)time(NULL),
-                                         view)) != KG_OK) {
+                                         true, view)) != KG_OK) {
             kg_key_index_read_unlock();
             return rv;
         }
@@ -90,9 +122,12 @@ kg_err_t kg__http_authenticate(kg_worker_t *worker, h2o_req_t *req, kg_key_view_
                                n_referer ? referer[0].base : NULL, n_referer ? referer[0].len : 0,
                                view->policy->domains, view->policy->n_domains))
             rv = KG_EORIGIN_NOT_ALLOWED;
+        view->publishable = rv == KG_OK;
         kg_key_index_read_unlock();
         return rv;
     }
+    if (kg_eph_looks_like(cred.secret.base, cred.secret.len))
+        return authenticate_ephemeral(worker, req, &cred, view);
     if ((rv = kg_key_secret_parse(cred.secret.base, cred.secret.len, &ref)) != KG_OK)
         return rv;
     if (!kg_key_hash(cred.secret.base, cred.secret.len, hash))

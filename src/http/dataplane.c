@@ -71,6 +71,33 @@ static void track(kg_worker_t *w, h2o_req_t *req)
     w->in_flight++;
 }
 
+/*
+ * An ephemeral token's narrowing: "m=a,b*;a=c;" — a tag that is absent leaves the key's own list;
+ * a present one must also allow the name (exact, or a prefix ending in '*').
+ */
+static bool eph_allows(const char *allow, char tag, const char *name, size_t len)
+{
+    for (const char *p = allow; p != NULL && *p != '\0';) {
+        const char *end = strchr(p, ';');
+        if (end == NULL)
+            return false;
+        if (p[0] == tag && p[1] == '=') {
+            for (const char *e = p + 2; e < end;) {
+                const char *comma = memchr(e, ',', (size_t)(end - e));
+                const char *stop = comma != NULL ? comma : end;
+                size_t elen = (size_t)(stop - e);
+                if (elen > 0 && e[elen - 1] == '*' ? len >= elen - 1 && memcmp(e, name, elen - 1) == 0
+                                                   : elen == len && memcmp(e, name, len) == 0)
+                    return true;
+                e = stop + 1;
+            }
+            return false;
+        }
+        p = end + 1;
+    }
+    return true;
+}
+
 /* ==== Models ==== */
 
 static bool method_is(h2o_req_t *req, const char *m, size_t len)
@@ -99,7 +126,8 @@ static void list_models(h2o_req_t *req, const kg_key_view_t *view, bool agents_o
     {
         for (size_t i = 0; i < cat->n_models && !agents_only; i++) {
             const kg_model_t *m = &cat->models[i];
-            if (!kg_catalog_same_org(m->org_id, view->org_id) || !kg_policy_lists_model(view, view->policy, m))
+            if (!kg_catalog_same_org(m->org_id, view->org_id) || !kg_policy_lists_model(view, view->policy, m) ||
+                (view->ephemeral && !eph_allows(view->eph_allow, 'm', m->name, strlen(m->name))))
                 continue;
             at += (size_t)snprintf(buf + at, cap - at, "%s", first ? "" : ",");
             at += model_json(buf + at, cap - at, m->name, m->provider->name, cat->created_at, m->provider->available,
@@ -108,7 +136,8 @@ static void list_models(h2o_req_t *req, const kg_key_view_t *view, bool agents_o
         }
         for (size_t i = 0; i < cat->n_agents; i++) {
             const kg_agent_t *a = &cat->agents[i];
-            if (!kg_catalog_same_org(a->org_id, view->org_id) || !kg_policy_lists_agent(view, view->policy, a))
+            if (!kg_catalog_same_org(a->org_id, view->org_id) || !kg_policy_lists_agent(view, view->policy, a) ||
+                (view->ephemeral && !eph_allows(view->eph_allow, 'a', a->name, strlen(a->name))))
                 continue;
             at += (size_t)snprintf(buf + at, cap - at, "%s", first ? "" : ",");
             at += model_json(buf + at, cap - at, a->name, "keygate", cat->created_at,
@@ -225,7 +254,18 @@ static void inference(kg_worker_t *w, h2o_req_t *req, const kg_key_view_t *view,
                            : route == R_COMPLETIONS ? KG_ROUTE_COMPLETIONS
                                                     : KG_ROUTE_EMBEDDINGS;
     kg_decision_t d;
-    if (kg_policy_decide(cat, view, view->policy, kind, info.model, info.model_len, &d) != KG_OK) {
+    if (view->ephemeral && (view->eph_scopes & kg_route_scope(kind)) == 0) {
+        kg__http_fail(req, KG_EINSUFFICIENT_SCOPE, "This ephemeral token may not call this route.");
+        return;
+    }
+    if (kg_policy_decide(cat, view, view->policy, kind, info.model, info.model_len, &d) == KG_OK && view->ephemeral &&
+        !eph_allows(view->eph_allow, d.agent != NULL ? 'a' : 'm', info.model, info.model_len)) {
+        kg_error_set(&err, KG_EMODEL_NOT_ALLOWED, "model", "This ephemeral token may not use the model '%.128s'.",
+                     info.model);
+        kg__http_send_error(req, &err);
+        return;
+    }
+    if (d.code != KG_OK) {
         bool about_model = d.code != KG_EINSUFFICIENT_SCOPE && d.code != KG_EPOLICY_UNSUPPORTED_ROUTE;
         kg_error_set(&err, d.code, about_model ? "model" : NULL, "%s", d.message);
         kg__http_send_error(req, &err);

@@ -20,8 +20,9 @@ struct kg_upstreams;
 struct kg_feed_catalog;
 
 typedef struct kg_server_options {
-    const char *listen; /* "host:port" */
-    int workers;        /* >= 1 */
+    const char *listen;     /* "host:port" */
+    int workers;            /* >= 1 */
+    const uint8_t *eph_key; /* borrowed: the ephemeral-token signing key (NULL: none accepted) */
     size_t max_body_bytes;
     size_t max_header_bytes;
     uint64_t upstream_timeout_ms;

@@ -347,6 +347,8 @@ void kg_key_index_put(kg_key_index_t *idx, const kg_token_t *t, const kg_token_s
         rec->policy = kg_key_policy_new(t); /* cold path: per key change */
         rec->view.policy = rec->policy;
         rec->view.type = t->type;
+        rec->view.rotated_at = t->last_rotated_at;
+        rec->view.grace_until = n_secrets > 1 ? secrets[1].expires_at : 0;
         rec->view.is_root = t->is_root;
         rec->state = st;
         cds_lfht_node_init(&rec->node);
@@ -392,7 +394,8 @@ void kg_key_index_remove(kg_key_index_t *idx, const char *id)
     pthread_mutex_unlock(&idx->write_lock);
 }
 
-kg_err_t kg_key_index_lookup_id(kg_key_index_t *idx, const char *id, size_t len, int64_t now, kg_key_view_t *out)
+kg_err_t kg_key_index_lookup_id(kg_key_index_t *idx, const char *id, size_t len, int64_t now, bool publishable_only,
+                                kg_key_view_t *out)
 {
     struct cds_lfht_iter iter;
     struct cds_lfht_node *node;
@@ -408,7 +411,7 @@ kg_err_t kg_key_index_lookup_id(kg_key_index_t *idx, const char *id, size_t len,
     cds_lfht_lookup(idx->by_id, hash_of_id(buf), match_id, buf, &iter);
     node = cds_lfht_iter_get_node(&iter);
     const key_rec_t *rec = node != NULL ? rcu_dereference(caa_container_of(node, key_state_t, node)->current) : NULL;
-    if (rec != NULL && rec->policy->n_domains > 0) {
+    if (rec != NULL && (!publishable_only || rec->policy->n_domains > 0)) {
         /* The status checks are the secret path's own: look the current secret's record up by hash. */
         memcpy(hash, rec->hash, sizeof(hash));
         rv = kg_key_index_lookup(idx, hash, now, out);

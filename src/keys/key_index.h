@@ -30,8 +30,15 @@ typedef struct kg_key_view {
     char team_id[KG_NAME_MAX + 1];
     kg_token_type_t type;
     bool is_root;
+    int64_t rotated_at;  /* the key's last rotation (an ephemeral token's generation) */
+    int64_t grace_until; /* the end of that rotation's grace, 0 if none */
     /* The key's compiled policy: valid only until the caller's kg_key_index_read_unlock(). */
     const kg_key_policy_t *policy;
+    /* How the request authenticated (set by the HTTP layer, not the index). */
+    bool publishable; /* by the public id alone, from an allowed origin */
+    bool ephemeral;   /* by an ephemeral token of this key: narrowed further below */
+    uint32_t eph_scopes;
+    const char *eph_allow; /* "m=a,b;a=c;" (absent tag: the key's own list); borrowed from the request pool */
 } kg_key_view_t;
 
 kg_key_index_t *kg_key_index_new(void);
@@ -73,7 +80,7 @@ kg_err_t kg_key_index_lookup(kg_key_index_t *idx, const uint8_t hash[KG_KEY_HASH
  * allowed_domains qualifies (else KG_EINVALID_API_KEY, as for an unknown id); statuses as for
  * kg_key_index_lookup. The caller still checks the request's origin against view->policy.
  */
-kg_err_t kg_key_index_lookup_id(kg_key_index_t *idx, const char *id, size_t len, int64_t now,
+kg_err_t kg_key_index_lookup_id(kg_key_index_t *idx, const char *id, size_t len, int64_t now, bool publishable_only,
                                 kg_key_view_t *out) KG_MUST_CHECK;
 
 /** The distinct allowed_domains patterns of every active publishable key (CORS preflight). */

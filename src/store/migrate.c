@@ -43,6 +43,8 @@ static const char *const migrations[] = {
     "  org_id TEXT NOT NULL REFERENCES orgs(id), kind TEXT NOT NULL, name TEXT NOT NULL, spec TEXT NOT NULL,"
     "  source TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
     "  PRIMARY KEY (org_id, kind, name));",
+    /* 3: deployment-wide values (the ephemeral-token signing key) */
+    "CREATE TABLE meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);",
 };
 
 int kg__store_migrate(sqlite3 *db, char *err, size_t err_cap)

@@ -148,6 +148,13 @@ kg_err_t kg_store_catalog_delete_source(kg_store_t *st, const char *org_id, cons
 kg_err_t kg_store_catalog_list(kg_store_t *st, const char *org_id, const char *kind, kg_catalog_row_t **out,
                                size_t *n_out) KG_MUST_CHECK;
 
+/* ==== Deployment values ==== */
+
+/** Reads meta value `k` into out (exactly `len` bytes expected). KG_ENOT_FOUND if absent. */
+kg_err_t kg_store_meta_get(kg_store_t *st, const char *k, void *out, size_t len) KG_MUST_CHECK;
+/** Writes meta value `k` unless it exists (first writer wins). */
+kg_err_t kg_store_meta_put_new(kg_store_t *st, const char *k, const void *v, size_t len) KG_MUST_CHECK;
+
 /* ==== Audit ==== */
 
 typedef struct kg_audit_event {

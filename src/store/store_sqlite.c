@@ -741,6 +741,36 @@ kg_err_t kg_store_catalog_list(kg_store_t *st, const char *org_id, const char *k
     return KG_OK;
 }
 
+/* ==== Deployment values ==== */
+
+kg_err_t kg_store_meta_get(kg_store_t *st, const char *k, void *out, size_t len)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(st->db, "SELECT v FROM meta WHERE k = ?1", -1, &s, NULL) != SQLITE_OK)
+        return KG_ESTORE;
+    bind_text(s, 1, k);
+    int rc = sqlite3_step(s);
+    kg_err_t rv = rc == SQLITE_ROW ? KG_OK : rc == SQLITE_DONE ? KG_ENOT_FOUND : KG_ESTORE;
+    if (rv == KG_OK && (size_t)sqlite3_column_bytes(s, 0) == len)
+        memcpy(out, sqlite3_column_blob(s, 0), len);
+    else if (rv == KG_OK)
+        rv = KG_ESTORE;
+    sqlite3_finalize(s);
+    return rv;
+}
+
+kg_err_t kg_store_meta_put_new(kg_store_t *st, const char *k, const void *v, size_t len)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(st->db, "INSERT OR IGNORE INTO meta (k, v) VALUES (?1, ?2)", -1, &s, NULL) != SQLITE_OK)
+        return KG_ESTORE;
+    bind_text(s, 1, k);
+    sqlite3_bind_blob(s, 2, v, (int)len, SQLITE_STATIC);
+    kg_err_t rv = exec_done(st, s);
+    sqlite3_finalize(s);
+    return rv;
+}
+
 /* ==== Audit ==== */
 
 void kg_audit_event_dispose(kg_audit_event_t *e)

@@ -83,7 +83,6 @@ describe('routes', () => {
       ['GET', '/v1/tokensx', root],
       ['GET', `/v1/tokens/${t.id}/nope`, root],
       ['GET', `/v1/tokens/${t.id}/rotate/again`, root],
-      ['POST', `/v1/tokens/${t.id}/ephemeral`, root],
       ['GET', '/v1/admin', root],
       ['GET', '/v1/admin/nope', root],
       ['GET', '/v1/audit-events/1', root],

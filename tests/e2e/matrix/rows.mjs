@@ -656,7 +656,6 @@ function generate() {
     rows.push(reqRow(key, 'POST', '/v1/audio/transcriptions', { body: { model: 'gpt-4o' } }));
     rows.push(reqRow(key, 'POST', '/v1/images/generations', { body: { model: 'gpt-4o', prompt: 'a cat' } }));
     rows.push(reqRow(key, 'POST', '/v1/responses', { body: { model: 'gpt-4o', input: 'hi' } }));
-    rows.push(reqRow(key, 'POST', '/v1/ephemeral-tokens', { body: { ttl_seconds: 60 } }));
   }
   for (const key of ['full', 'm-wild']) {
     rows.push(reqRow(key, 'GET', '/v1/models/gpt-4o*'));
