@@ -19,6 +19,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "keys/key_index.h"
 #include "keys/key_policy.h"
 #include "keys/token.h"
 
@@ -421,26 +422,14 @@ void kg_catalog_free(kg_catalog_t *cat)
 
 static kg_catalog_t *current;
 
-typedef struct retired {
-    struct rcu_head rcu;
-    kg_catalog_t *cat;
-} retired_t;
-
-static void free_retired(struct rcu_head *head)
+static void destroy_catalog(void *cat)
 {
-    retired_t *r = caa_container_of(head, retired_t, rcu);
-    kg_catalog_free(r->cat);
-    free(r);
+    kg_catalog_free(cat);
 }
 
 void kg_catalog_publish(kg_catalog_t *cat)
 {
-    kg_catalog_t *old = rcu_xchg_pointer(&current, cat);
-    if (old != NULL) {
-        retired_t *r = kg_xcalloc(1, sizeof(*r));
-        r->cat = old;
-        call_rcu(&r->rcu, free_retired);
-    }
+    kg_rcu_retire(rcu_xchg_pointer(&current, cat), destroy_catalog);
 }
 
 const kg_catalog_t *kg_catalog_current(void)

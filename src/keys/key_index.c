@@ -247,16 +247,31 @@ static void free_domain_set(kg_domain_set_t *set)
     free(set);
 }
 
-typedef struct retired_set {
+typedef struct retired {
     struct rcu_head rcu;
-    kg_domain_set_t *set;
-} retired_set_t;
+    void *obj;
+    void (*destroy)(void *);
+} retired_t;
 
-static void free_set_rcu(struct rcu_head *head)
+static void free_retired(struct rcu_head *head)
 {
-    retired_set_t *r = caa_container_of(head, retired_set_t, rcu);
-    free_domain_set(r->set);
+    retired_t *r = caa_container_of(head, retired_t, rcu);
+    r->destroy(r->obj);
     free(r);
+}
+
+void kg_rcu_retire(void *obj, void (*destroy)(void *))
+{
+    if (obj == NULL)
+        return;
+    retired_t *r = kg_xcalloc(1, sizeof(*r));
+    r->obj = obj, r->destroy = destroy;
+    call_rcu(&r->rcu, free_retired);
+}
+
+static void destroy_domain_set(void *set)
+{
+    free_domain_set(set);
 }
 
 /* Publishes the distinct patterns with a positive count. */
@@ -266,12 +281,7 @@ static void publish_domains(kg_key_index_t *idx)
     set->patterns = kg_xcalloc(idx->n_domain_counts + 1, sizeof(char *));
     for (size_t i = 0; i < idx->n_domain_counts; i++)
         set->patterns[set->n++] = kg_xstrdup(idx->domain_counts[i].pattern);
-    kg_domain_set_t *old = rcu_xchg_pointer(&idx->domains, set);
-    if (old != NULL) {
-        retired_set_t *r = kg_xcalloc(1, sizeof(*r));
-        r->set = old;
-        call_rcu(&r->rcu, free_set_rcu);
-    }
+    kg_rcu_retire(rcu_xchg_pointer(&idx->domains, set), destroy_domain_set);
 }
 
 /* Moves a key's contribution to the origin set from its old domains to `domains`. */

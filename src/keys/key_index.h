@@ -52,6 +52,12 @@ void kg_key_index_free(kg_key_index_t *idx);
 void kg_key_index_read_lock(void);
 void kg_key_index_read_unlock(void);
 
+/**
+ * Frees `obj` with `destroy` once every reader that may still see it has moved on (call_rcu).
+ * For read-mostly snapshots that a writer has just replaced with rcu_xchg_pointer.
+ */
+void kg_rcu_retire(void *obj, void (*destroy)(void *));
+
 /** Registers / unregisters the calling thread as an RCU reader (once per thread). */
 void kg_key_index_thread_online(void);
 void kg_key_index_thread_offline(void);

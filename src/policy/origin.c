@@ -4,10 +4,12 @@
  */
 #include "policy/origin.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include <arpa/inet.h>
 #include <idn2.h>
 
 /* A host name made of labels of [a-z0-9-] (1..63, no leading or trailing '-'), or an IPv4 literal. */
@@ -127,19 +129,18 @@ bool kg_origin_host(const char *value, size_t len, bool is_referer, char *out, s
             return false;
     }
     if (*host == '[') {
+        /* An IPv6 literal: valid (inet_pton), written back in its canonical form, in brackets. */
         size_t hl = (size_t)(host_end - host);
-        /* "[" address "]": something inside, and no other bracket */
-        if (hl < 4 || hl >= cap || memchr(host + 1, '[', hl - 1) != NULL || memchr(host + 1, ']', hl - 2) != NULL)
+        char inside[INET6_ADDRSTRLEN + 1], canon[INET6_ADDRSTRLEN];
+        struct in6_addr a6;
+        if (hl < 4 || hl - 2 >= sizeof(inside))
             return false;
-        for (size_t i = 0; i < hl; i++) {
-            char c = host[i];
-            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' || c == '[' ||
-                  c == ']' || c == '.'))
-                return false;
-            out[i] = (char)(c >= 'A' && c <= 'F' ? c + 32 : c);
-        }
-        out[hl] = '\0';
-        return true;
+        memcpy(inside, host + 1, hl - 2);
+        inside[hl - 2] = '\0';
+        if (inet_pton(AF_INET6, inside, &a6) != 1 || inet_ntop(AF_INET6, &a6, canon, sizeof(canon)) == NULL)
+            return false;
+        int n = snprintf(out, cap, "[%s]", canon);
+        return n > 0 && (size_t)n < cap;
     }
     return normalize_host(host, (size_t)(host_end - host), out, cap);
 }
