@@ -24,6 +24,7 @@ typedef struct kg_actor {
     char org_id[KG_NAME_MAX + 1];
     bool is_root;
     bool access_key;         /* an access key minting its own ephemeral tokens (only that route) */
+    bool old_secret;         /* it authenticated with a secret in rotation grace */
     const char *remote_addr; /* borrowed; NULL for the local CLI */
 } kg_actor_t;
 

@@ -809,7 +809,9 @@ void kg__admin_mint_ephemeral(kg__admin_call_t *c, const char *parent_id)
     snprintf(claims.parent_id, sizeof(claims.parent_id), "%s", t.id);
     claims.issued_at = c->req->now;
     claims.expires_at = c->req->now + ttl;
-    claims.generation = t.last_rotated_at;
+    /* Minted with the secret of the previous rotation (still in its grace)? Then the token lives
+     * under that generation, and dies with that secret's grace. */
+    claims.generation = t.rotations - (c->req->actor->old_secret && t.rotations > 0 ? 1 : 0);
     size_t len = kg_eph_mint(c->a->cfg->brand, key, &claims, token, sizeof(token));
     kg_secret_wipe(key, sizeof(key));
     if (len == 0) {
@@ -1174,6 +1176,7 @@ static void route_rotate(kg__admin_call_t *c)
         return;
     }
     t.last_rotated_at = c->req->now;
+    t.rotations++;
     json_t *changes = json_pack("{s:I, s:{s:s, s:s}, s:{s:s, s:s}}", "grace_seconds", (json_int_t)grace, "prefix",
                                 "from", old_prefix, "to", t.prefix, "last4", "from", old_last4, "to", t.last4);
     json_t *extra = json_pack("{s:s, s:o}", "key", secret, "grace_until",

@@ -204,6 +204,7 @@ static kg_err_t authenticate_admin(kg_worker_t *worker, h2o_req_t *req, h2o_iove
         snprintf(actor->id, sizeof(actor->id), "%s", view.id);
         snprintf(actor->org_id, sizeof(actor->org_id), "%s", view.org_id);
         actor->access_key = true;
+        actor->old_secret = view.old_secret;
         return KG_OK;
     }
     if (view.type != KG_TOKEN_ADMIN || view.publishable || view.ephemeral)

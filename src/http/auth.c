@@ -83,8 +83,9 @@ static kg_err_t authenticate_ephemeral(kg_worker_t *worker, h2o_req_t *req, cons
     if ((rv = kg_key_index_lookup_id(worker->server->opts.index, claims.parent_id, KG_KEY_ID_LEN, now, false, view)) !=
         KG_OK)
         return rv;
-    if (claims.generation != view->rotated_at && !(claims.generation < view->rotated_at && now < view->grace_until))
-        return KG_EINVALID_API_KEY; /* minted before a rotation that ended it */
+    /* Minted under the current secret, or under the previous one while its grace lasts. */
+    if (claims.generation != view->rotations && !(claims.generation == view->rotations - 1 && now < view->grace_until))
+        return KG_EINVALID_API_KEY;
     view->ephemeral = true;
     view->eph_scopes = claims.scopes;
     view->eph_allow = h2o_strdup(&req->pool, claims.allow, SIZE_MAX).base;

@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "json/body_scan.h"
 #include "policy/origin.h"
@@ -156,6 +157,11 @@ static void get_model(h2o_req_t *req, const kg_key_view_t *view, h2o_iovec_t id)
     char buf[1024];
     size_t len;
     kg_policy_decide(cat, view, view->policy, KG_ROUTE_MODELS, id.base, id.len, &d);
+    if ((d.code == KG_OK || d.code == KG_EPROVIDER_UNAVAILABLE) && view->ephemeral &&
+        !eph_allows(view->eph_allow, d.agent != NULL ? 'a' : 'm', id.base, id.len)) {
+        d.code = KG_EMODEL_NOT_ALLOWED;
+        snprintf(d.message, sizeof(d.message), "This ephemeral token may not use this model.");
+    }
     if (d.code != KG_OK && d.code != KG_EPROVIDER_UNAVAILABLE) {
         kg_error_t err = {.code = d.code};
         snprintf(err.message, sizeof(err.message), "%s", d.message);
@@ -344,8 +350,9 @@ static bool origin_listed(kg_worker_t *w, h2o_req_t *req, h2o_iovec_t *echo)
         return false;
     kg_key_index_read_lock();
     const kg_domain_set_t *set = kg_key_index_domains(w->server->opts.index);
+    int64_t now = (int64_t)time(NULL);
     for (size_t k = 0; set != NULL && k < set->n && !listed; k++)
-        listed = kg_origin_match(host, set->patterns[k]);
+        listed = (set->expires_at[k] == 0 || now < set->expires_at[k]) && kg_origin_match(host, set->patterns[k]);
     kg_key_index_read_unlock();
     return listed;
 }
@@ -366,12 +373,11 @@ static void preflight(kg_worker_t *w, h2o_req_t *req)
 {
     static h2o_generator_t generator = {NULL, NULL};
     h2o_iovec_t origin;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Origin"));
+    /* Vary and, for a listed origin, the allow-origin headers were added by kg__cors_apply. */
     if (!origin_listed(w, req, &origin)) {
         kg__http_fail(req, KG_EORIGIN_NOT_ALLOWED, "This origin may not call this gateway from a browser.");
         return;
     }
-    add_cors(req, origin);
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-methods"), 0, NULL,
                           H2O_STRLIT("GET, POST, OPTIONS"));
     ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("access-control-request-headers"), -1);
@@ -387,20 +393,24 @@ static void preflight(kg_worker_t *w, h2o_req_t *req)
     h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
 }
 
+void kg__cors_apply(kg_worker_t *w, h2o_req_t *req)
+{
+    h2o_iovec_t origin;
+    /* Answers to listed origins carry CORS headers, errors included (the page must read them). */
+    if (origin_listed(w, req, &origin))
+        add_cors(req, origin);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Origin"));
+}
+
 void kg__dataplane_handle(kg_worker_t *w, h2o_req_t *req, h2o_iovec_t path)
 {
-    h2o_iovec_t model_id = {NULL, 0}, origin;
+    h2o_iovec_t model_id = {NULL, 0};
     route_t route = match_route(path, &model_id);
 
     if (method_is(req, H2O_STRLIT("OPTIONS"))) {
         preflight(w, req);
         return;
     }
-    /* Answers to listed origins carry CORS headers, errors included (the page must read them). */
-    if (origin_listed(w, req, &origin)) {
-        add_cors(req, origin);
-    }
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Origin"));
 
     next_request_id(w, req);
     bool is_get = method_is(req, H2O_STRLIT("GET")) || method_is(req, H2O_STRLIT("HEAD"));

@@ -74,6 +74,8 @@ void kg__watch_linger(h2o_req_t *req);
 
 /* dataplane.c */
 bool kg__dataplane_matches(h2o_iovec_t path);
+/** Adds Vary: Origin and, for an origin of an active publishable key, the CORS answer headers. */
+void kg__cors_apply(kg_worker_t *worker, h2o_req_t *req);
 void kg__dataplane_handle(kg_worker_t *worker, h2o_req_t *req, h2o_iovec_t path);
 
 /* admin_http.c */

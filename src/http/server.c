@@ -138,11 +138,15 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         kg__http_send_json(req, 200, H2O_STRLIT("{\"status\":\"ok\"}"));
         return 0;
     }
+    /* Everything outside the admin API answers browsers of listed origins, errors included. */
+    bool admin = kg_admin_path_is_admin(path.base, path.len);
+    if (!admin)
+        kg__cors_apply(worker, req);
     if (headers_too_large(req, worker->server->opts.max_header_bytes)) {
         kg__http_fail(req, KG_EHEADERS_TOO_LARGE, "The request headers are larger than this gateway accepts.");
         return 0;
     }
-    if (kg_admin_path_is_admin(path.base, path.len)) {
+    if (admin) {
         kg__admin_http_handle(worker, req, path);
         return 0;
     }
@@ -188,6 +192,11 @@ static void json_error_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
         size_t len = kg_err_render(&err, buf, sizeof(buf));
         if (!req->http1_is_persistent)
             kg__watch_linger(req); /* libh2o closes after this answer, maybe with input unread */
+        h2o_iovec_t path = req->path_normalized;
+        if (path.len >= 7 && memcmp(path.base, "/api/v1", 7) == 0)
+            path.base += 4, path.len -= 4;
+        if (!kg_admin_path_is_admin(path.base, path.len) && req->conn != NULL)
+            kg__cors_apply(H2O_STRUCT_FROM_MEMBER(kg_worker_t, ctx, req->conn->ctx), req);
         json_error_ostream_t *o = (json_error_ostream_t *)h2o_add_ostream(req, sizeof(*o), slot);
         o->super.do_send = json_error_send;
         o->body = h2o_strdup(&req->pool, buf, len);

@@ -34,10 +34,11 @@ typedef struct key_state {
     struct rcu_head rcu;
 } key_state_t;
 
-typedef struct domain_count {
+typedef struct domain_entry {
+    const void *owner; /* the key_state_t that contributed it */
     char *pattern;
-    size_t count;
-} domain_count_t;
+    int64_t expires_at; /* the key's expiry (0: never): expired keys stop counting without a change */
+} domain_entry_t;
 
 typedef struct key_rec {
     struct cds_lfht_node node; /* in idx->by_hash */
@@ -56,8 +57,8 @@ struct kg_key_index {
     struct cds_lfht *by_hash;
     struct cds_lfht *by_id;
     pthread_mutex_t write_lock;
-    domain_count_t *domain_counts; /* writer only: every active publishable key's patterns */
-    size_t n_domain_counts;
+    domain_entry_t *domain_entries; /* writer only: every active publishable key's patterns */
+    size_t n_domain_entries;
     kg_domain_set_t *domains; /* RCU: the distinct patterns, for CORS preflight */
     size_t n_records;         /* writer only */
     size_t n_buckets;         /* writer only: the size last asked of both tables */
@@ -167,9 +168,9 @@ void kg_key_index_free(kg_key_index_t *idx)
     }
     rcu_read_unlock();
     rcu_barrier(); /* every free queued above (and earlier) has run */
-    for (size_t i = 0; i < idx->n_domain_counts; i++)
-        free(idx->domain_counts[i].pattern);
-    free(idx->domain_counts);
+    for (size_t i = 0; i < idx->n_domain_entries; i++)
+        free(idx->domain_entries[i].pattern);
+    free(idx->domain_entries);
     free_domain_set(idx->domains);
     cds_lfht_destroy(idx->by_hash, NULL);
     cds_lfht_destroy(idx->by_id, NULL);
@@ -244,6 +245,7 @@ static void free_domain_set(kg_domain_set_t *set)
     for (size_t i = 0; i < set->n; i++)
         free(set->patterns[i]);
     free(set->patterns);
+    free(set->expires_at);
     free(set);
 }
 
@@ -274,50 +276,40 @@ static void destroy_domain_set(void *set)
     free_domain_set(set);
 }
 
-/* Publishes the distinct patterns with a positive count. */
+/* Publishes every (pattern, expiry) of the active publishable keys. */
 static void publish_domains(kg_key_index_t *idx)
 {
     kg_domain_set_t *set = kg_xcalloc(1, sizeof(*set));
-    set->patterns = kg_xcalloc(idx->n_domain_counts + 1, sizeof(char *));
-    for (size_t i = 0; i < idx->n_domain_counts; i++)
-        set->patterns[set->n++] = kg_xstrdup(idx->domain_counts[i].pattern);
+    set->patterns = kg_xcalloc(idx->n_domain_entries + 1, sizeof(char *));
+    set->expires_at = kg_xcalloc(idx->n_domain_entries + 1, sizeof(int64_t));
+    for (size_t i = 0; i < idx->n_domain_entries; i++) {
+        set->patterns[set->n] = kg_xstrdup(idx->domain_entries[i].pattern);
+        set->expires_at[set->n++] = idx->domain_entries[i].expires_at;
+    }
     kg_rcu_retire(rcu_xchg_pointer(&idx->domains, set), destroy_domain_set);
 }
 
-/* Moves a key's contribution to the origin set from its old domains to `domains`. */
-static void set_key_domains(kg_key_index_t *idx, key_state_t *st, char *const *domains, size_t n)
+/* Replaces a key's entries in the origin set by `domains` (none: the key no longer counts). */
+static void set_key_domains(kg_key_index_t *idx, key_state_t *st, char *const *domains, size_t n, int64_t expires_at)
 {
     bool changed = false;
-    for (size_t i = 0; i < st->n_domains; i++) {
-        for (size_t j = 0; j < idx->n_domain_counts; j++) {
-            if (strcmp(idx->domain_counts[j].pattern, st->domains[i]) != 0)
-                continue;
-            if (--idx->domain_counts[j].count == 0) {
-                free(idx->domain_counts[j].pattern);
-                idx->domain_counts[j] = idx->domain_counts[--idx->n_domain_counts];
-                changed = true;
-            }
-            break;
-        }
-        free(st->domains[i]);
-    }
-    free(st->domains);
-    st->domains = n > 0 ? kg_xcalloc(n, sizeof(char *)) : NULL;
-    st->n_domains = n;
-    for (size_t i = 0; i < n; i++) {
-        st->domains[i] = kg_xstrdup(domains[i]);
-        size_t j = 0;
-        while (j < idx->n_domain_counts && strcmp(idx->domain_counts[j].pattern, domains[i]) != 0)
-            j++;
-        if (j == idx->n_domain_counts) {
-            idx->domain_counts = realloc(idx->domain_counts, (j + 1) * sizeof(*idx->domain_counts));
-            if (idx->domain_counts == NULL)
-                abort();
-            idx->domain_counts[j] = (domain_count_t){kg_xstrdup(domains[i]), 0};
-            idx->n_domain_counts++;
+    for (size_t j = 0; j < idx->n_domain_entries;) {
+        if (idx->domain_entries[j].owner == st) {
+            free(idx->domain_entries[j].pattern);
+            idx->domain_entries[j] = idx->domain_entries[--idx->n_domain_entries];
             changed = true;
+        } else {
+            j++;
         }
-        idx->domain_counts[j].count++;
+    }
+    if (n > 0) {
+        domain_entry_t *grown = realloc(idx->domain_entries, (idx->n_domain_entries + n) * sizeof(*grown));
+        if (grown == NULL)
+            abort();
+        idx->domain_entries = grown;
+        for (size_t i = 0; i < n; i++)
+            idx->domain_entries[idx->n_domain_entries++] = (domain_entry_t){st, kg_xstrdup(domains[i]), expires_at};
+        changed = true;
     }
     if (changed)
         publish_domains(idx);
@@ -357,7 +349,8 @@ void kg_key_index_put(kg_key_index_t *idx, const kg_token_t *t, const kg_token_s
         rec->policy = kg_key_policy_new(t); /* cold path: per key change */
         rec->view.policy = rec->policy;
         rec->view.type = t->type;
-        rec->view.rotated_at = t->last_rotated_at;
+        rec->view.rotations = t->rotations;
+        rec->view.old_secret = secrets[i].expires_at != 0;
         rec->view.grace_until = n_secrets > 1 ? secrets[1].expires_at : 0;
         rec->view.is_root = t->is_root;
         rec->state = st;
@@ -376,7 +369,8 @@ void kg_key_index_put(kg_key_index_t *idx, const kg_token_t *t, const kg_token_s
     st->n_hashes = n_secrets;
     /* Only an active publishable key widens the CORS set (expiry is judged per request). */
     bool counts = n_secrets > 0 && t->enabled && t->revoked_at == 0 && st->current != NULL;
-    set_key_domains(idx, st, counts ? st->current->policy->domains : NULL, counts ? st->current->policy->n_domains : 0);
+    set_key_domains(idx, st, counts ? st->current->policy->domains : NULL, counts ? st->current->policy->n_domains : 0,
+                    t->expires_at);
     rcu_read_unlock();
     pthread_mutex_unlock(&idx->write_lock);
 }
@@ -397,7 +391,7 @@ void kg_key_index_remove(kg_key_index_t *idx, const char *id)
         idx->n_records -= st->n_hashes;
         st->n_hashes = 0;
         rcu_assign_pointer(st->current, NULL);
-        set_key_domains(idx, st, NULL, 0);
+        set_key_domains(idx, st, NULL, 0, 0);
         /* The state stays: records freed after the grace period may still point to it. */
     }
     rcu_read_unlock();

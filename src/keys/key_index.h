@@ -30,8 +30,9 @@ typedef struct kg_key_view {
     char team_id[KG_NAME_MAX + 1];
     kg_token_type_t type;
     bool is_root;
-    int64_t rotated_at;  /* the key's last rotation (an ephemeral token's generation) */
-    int64_t grace_until; /* the end of that rotation's grace, 0 if none */
+    int64_t rotations;   /* the key's rotation count (an ephemeral token's generation) */
+    int64_t grace_until; /* the end of the last rotation's grace, 0 if none */
+    bool old_secret;     /* the secret presented is the previous one, in its grace */
     /* The key's compiled policy: valid only until the caller's kg_key_index_read_unlock(). */
     const kg_key_policy_t *policy;
     /* How the request authenticated (set by the HTTP layer, not the index). */
@@ -89,10 +90,11 @@ kg_err_t kg_key_index_lookup(kg_key_index_t *idx, const uint8_t hash[KG_KEY_HASH
 kg_err_t kg_key_index_lookup_id(kg_key_index_t *idx, const char *id, size_t len, int64_t now, bool publishable_only,
                                 kg_key_view_t *out) KG_MUST_CHECK;
 
-/** The distinct allowed_domains patterns of every active publishable key (CORS preflight). */
+/** Every allowed_domains pattern of the enabled, unrevoked publishable keys (CORS preflight). */
 typedef struct kg_domain_set {
     size_t n;
     char **patterns;
+    int64_t *expires_at; /* per pattern: its key's expiry (0: never); judge it at `now` */
 } kg_domain_set_t;
 
 /** The current set: use inside kg_key_index_read_lock(); may be NULL (no publishable key). */

@@ -53,6 +53,7 @@ typedef struct kg_token {
     char *created_by;
     int64_t last_used_at;
     int64_t last_rotated_at;
+    int64_t rotations;  /* how many times it was rotated: ephemeral tokens are minted under one */
     int64_t revoked_at; /* 0: not revoked */
     char *revoked_by;
     char prefix[KG_KEY_PREFIX_CHARS + 1];

@@ -45,6 +45,8 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (org_id, kind, name));",
     /* 3: deployment-wide values (the ephemeral-token signing key) */
     "CREATE TABLE meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);",
+    /* 4: a token's rotation count (the generation ephemeral tokens are minted under) */
+    "ALTER TABLE tokens ADD COLUMN rotations INTEGER NOT NULL DEFAULT 0;",
 };
 
 int kg__store_migrate(sqlite3 *db, char *err, size_t err_cap)

@@ -63,12 +63,12 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_TOKEN_GET] = "SELECT id, org_id, team_id, name, description, environment, token_type, purpose, scopes, allow,"
                     " allowed_domains, prompt_modules, prompt_text, rate_limits, budget, metadata, enabled, is_root,"
                     " legacy_gk, expires_at, created_at, created_by, last_used_at, last_rotated_at, revoked_at,"
-                    " revoked_by, prefix, last4 FROM tokens WHERE id = ?1 AND (?2 IS NULL OR org_id = ?2)",
+                    " revoked_by, prefix, last4, rotations FROM tokens WHERE id = ?1 AND (?2 IS NULL OR org_id = ?2)",
     [Q_TOKEN_UPDATE] =
         "UPDATE tokens SET team_id = ?2, name = ?3, description = ?4, scopes = ?5, allow = ?6, allowed_domains = ?7,"
         " prompt_modules = ?8, prompt_text = ?9, rate_limits = ?10, budget = ?11, metadata = ?12, enabled = ?13,"
-        " expires_at = ?14, last_rotated_at = ?15, revoked_at = ?16, revoked_by = ?17, prefix = ?18, last4 = ?19"
-        " WHERE id = ?1",
+        " expires_at = ?14, last_rotated_at = ?15, revoked_at = ?16, revoked_by = ?17, prefix = ?18, last4 = ?19,"
+        " rotations = ?20 WHERE id = ?1",
     [Q_SECRET_DROP_GRACED] = "DELETE FROM token_secrets WHERE token_id = ?1 AND expires_at IS NOT NULL",
     [Q_SECRET_DROP_ALL] = "DELETE FROM token_secrets WHERE token_id = ?1",
     [Q_SECRET_SET_GRACE] = "UPDATE token_secrets SET expires_at = ?2 WHERE token_id = ?1 AND expires_at IS NULL",
@@ -389,7 +389,7 @@ kg_err_t kg_store_environment_token_count(kg_store_t *st, const char *org_id, co
     "id, org_id, team_id, name, description, environment, token_type, purpose, scopes, allow, allowed_domains,"        \
     " prompt_modules, prompt_text, rate_limits, budget, metadata, enabled, is_root, legacy_gk, expires_at, "           \
     "created_at,"                                                                                                      \
-    " created_by, last_used_at, last_rotated_at, revoked_at, revoked_by, prefix, last4"
+    " created_by, last_used_at, last_rotated_at, revoked_at, revoked_by, prefix, last4, rotations"
 
 static void read_token(sqlite3_stmt *s, kg_token_t *t)
 {
@@ -411,6 +411,7 @@ static void read_token(sqlite3_stmt *s, kg_token_t *t)
     t->revoked_by = col_text(s, 25);
     snprintf(t->prefix, sizeof(t->prefix), "%s", (const char *)sqlite3_column_text(s, 26));
     snprintf(t->last4, sizeof(t->last4), "%s", (const char *)sqlite3_column_text(s, 27));
+    t->rotations = sqlite3_column_int64(s, 28);
 }
 
 kg_err_t kg_store_token_insert(kg_store_t *st, const kg_token_t *t, const uint8_t hash[KG_KEY_HASH_BYTES])
@@ -462,6 +463,7 @@ kg_err_t kg_store_token_update(kg_store_t *st, const kg_token_t *t)
     bind_text(s, 11, t->budget), bind_text(s, 12, t->metadata), sqlite3_bind_int(s, 13, t->enabled);
     bind_time(s, 14, t->expires_at), bind_time(s, 15, t->last_rotated_at), bind_time(s, 16, t->revoked_at);
     bind_text(s, 17, t->revoked_by), bind_text(s, 18, t->prefix), bind_text(s, 19, t->last4);
+    sqlite3_bind_int64(s, 20, t->rotations);
     kg_err_t rv = exec_done(st, s);
     if (rv == KG_OK && sqlite3_changes(st->db) == 0)
         rv = KG_ENOT_FOUND;
