@@ -74,6 +74,23 @@ static bool normalize_host(const char *in, size_t len, char *out, size_t cap)
     return ok;
 }
 
+/* "[addr]": a valid IPv6 address (inet_pton), written back in its canonical form (inet_ntop,
+ * as browsers serialize it), in brackets; false if it is not one. */
+static bool canonical_ipv6(const char *in, size_t len, char *out, size_t cap)
+{
+    char inside[INET6_ADDRSTRLEN + 1], canon[INET6_ADDRSTRLEN];
+    struct in6_addr a6;
+    if (len < 4 || in[0] != '[' || in[len - 1] != ']' || len - 2 >= sizeof(inside))
+        return false;
+    memcpy(inside, in + 1, len - 2);
+    inside[len - 2] = '\0';
+    if (memchr(inside, '\0', len - 2) != NULL || inet_pton(AF_INET6, inside, &a6) != 1 ||
+        inet_ntop(AF_INET6, &a6, canon, sizeof(canon)) == NULL)
+        return false;
+    int n = snprintf(out, cap, "[%s]", canon);
+    return n > 0 && (size_t)n < cap;
+}
+
 bool kg_origin_pattern_normalize(const char *in, char *out, size_t cap)
 {
     size_t len = strlen(in);
@@ -83,6 +100,8 @@ bool kg_origin_pattern_normalize(const char *in, char *out, size_t cap)
         memcpy(out, "*.", 2);
         return normalize_host(in + 2, len - 2, out + 2, cap - 2);
     }
+    if (len > 0 && in[0] == '[') /* an IPv6 literal: exact, never a wildcard */
+        return canonical_ipv6(in, len, out, cap);
     return normalize_host(in, len, out, cap);
 }
 
@@ -128,20 +147,8 @@ bool kg_origin_host(const char *value, size_t len, bool is_referer, char *out, s
         if (port < 1 || port > 65535)
             return false;
     }
-    if (*host == '[') {
-        /* An IPv6 literal: valid (inet_pton), written back in its canonical form, in brackets. */
-        size_t hl = (size_t)(host_end - host);
-        char inside[INET6_ADDRSTRLEN + 1], canon[INET6_ADDRSTRLEN];
-        struct in6_addr a6;
-        if (hl < 4 || hl - 2 >= sizeof(inside))
-            return false;
-        memcpy(inside, host + 1, hl - 2);
-        inside[hl - 2] = '\0';
-        if (inet_pton(AF_INET6, inside, &a6) != 1 || inet_ntop(AF_INET6, &a6, canon, sizeof(canon)) == NULL)
-            return false;
-        int n = snprintf(out, cap, "[%s]", canon);
-        return n > 0 && (size_t)n < cap;
-    }
+    if (*host == '[')
+        return canonical_ipv6(host, (size_t)(host_end - host), out, cap);
     return normalize_host(host, (size_t)(host_end - host), out, cap);
 }
 

@@ -37,7 +37,11 @@ int kg_test_failures;
     X(test_body_scan_reads)                                                                                            \
     X(test_body_scan_refusals)                                                                                         \
     X(test_policy_decisions)                                                                                           \
-    X(test_policy_system_message)
+    X(test_policy_system_message)                                                                                      \
+    X(test_origin_table)                                                                                               \
+    X(test_origin_host)                                                                                                \
+    X(test_origin_pattern_normalize)                                                                                   \
+    X(test_origin_match)
 
 #define DECLARE(name) void name(void);
 TESTS(DECLARE)
