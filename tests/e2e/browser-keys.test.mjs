@@ -543,6 +543,21 @@ describe('browser-facing keys: publishable keys, CORS, ephemeral tokens', () => 
       graceNewTok = await mintOk(rot.key, { ttl_seconds: 600 });
     });
 
+    test('a token\'s use is charged to its parent: the parent\'s last_used_at moves', async () => {
+      // Minted by an admin, so the parent's own secret is never presented.
+      const quiet = await createToken(gw, root, { name: 'eph-charged' });
+      const t = await mintOk(root, { ttl_seconds: 60 }, { parent: quiet.id, viaAdmin: true });
+      const before = ok(await api(gw, 'GET', `/v1/tokens/${quiet.id}`, { key: root }));
+      assert.equal(before.last_used_at, null, 'the parent was never used');
+      const t0 = nowSec();
+      ok(await chat(t.token), 200, 'chat with the token');
+      const { value } = await waitFor(
+        async () => ok(await api(gw, 'GET', `/v1/tokens/${quiet.id}`, { key: root })).last_used_at ?? false,
+        { timeoutMs: 5000, intervalMs: 100, what: 'the parent\'s last_used_at' },
+      );
+      assert.ok(value >= t0 && value <= nowSec(), `last_used_at ${value}`);
+    });
+
     test('POST /v1/ephemeral-tokens with the access key\'s own secret → 201 token', async () => {
       const t0 = nowSec();
       const r = await mint(parent.key, { ttl_seconds: 300 });
