@@ -41,7 +41,12 @@ int kg_test_failures;
     X(test_origin_table)                                                                                               \
     X(test_origin_host)                                                                                                \
     X(test_origin_pattern_normalize)                                                                                   \
-    X(test_origin_match)
+    X(test_origin_match)                                                                                               \
+    X(test_gcra_burst_then_steady_rate)                                                                                \
+    X(test_gcra_rounding_never_admits_more_than_the_limit)                                                             \
+    X(test_gcra_all_or_nothing)                                                                                        \
+    X(test_gcra_reconcile)                                                                                             \
+    X(test_gcra_exact_under_threads)
 
 #define DECLARE(name) void name(void);
 TESTS(DECLARE)
