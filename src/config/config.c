@@ -456,7 +456,7 @@ static bool top_pair(walk_t *w, void *obj, const char *key, const yaml_node_t *v
         if (!read_string(w, v, "brand", &cfg->brand))
             return false;
         if (cfg->brand == NULL || !kg_key_brand_is_valid(cfg->brand, strlen(cfg->brand)))
-            return fail(w, v, "brand: must match [a-z][a-z0-9]{1,15}");
+            return fail(w, v, "brand: must match [a-z][a-z0-9]{1,15} and not be \"pk\"");
         return true;
     }
     if (strcmp(key, "allow_private_upstreams") == 0)
@@ -680,7 +680,7 @@ bool kg_config_load(kg_config_t *cfg, const char *path, char *err, size_t err_ca
     }
     if ((v = getenv("KEYGATE_BRAND")) != NULL && *v != '\0') {
         if (!kg_key_brand_is_valid(v, strlen(v))) {
-            snprintf(err, err_cap, "KEYGATE_BRAND: must match [a-z][a-z0-9]{1,15}");
+            snprintf(err, err_cap, "KEYGATE_BRAND: must match [a-z][a-z0-9]{1,15} and not be \"pk\"");
             return false;
         }
         kg_config_set(&cfg->brand, v);

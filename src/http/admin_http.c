@@ -36,6 +36,8 @@ struct admin_job {
     h2o_req_t *req;     /* NULL once the request is gone */
     job_guard_t *guard; /* NULL once the request is gone */
     kg_actor_t actor;
+    uint8_t secret_hash[KG_KEY_HASH_BYTES]; /* the caller's secret, checked again when the job runs */
+    bool has_hash;
     char remote_addr[64];
     char *method, *path, *query, *body;
     size_t body_len;
@@ -57,6 +59,7 @@ struct kg_admin_worker {
 static void job_free(admin_job_t *job)
 {
     free(job->method), free(job->path), free(job->query);
+    kg_secret_wipe(job->secret_hash, sizeof(job->secret_hash));
     if (job->body != NULL)
         kg_secret_wipe(job->body, job->body_len);
     free(job->body);
@@ -68,6 +71,36 @@ static void job_free(admin_job_t *job)
 }
 
 /* ==== The worker thread ==== */
+
+/*
+ * The caller was authenticated on the event loop, but a job runs later, after every job queued
+ * before it: a rotation, disable or revoke among those must stop it too. So the presented
+ * secret is looked up again, in the index this worker keeps current, right before the job runs;
+ * and whether it is now a secret in rotation grace is taken from that look-up.
+ */
+static kg_err_t reauthenticate(kg_admin_worker_t *w, admin_job_t *job, int64_t now)
+{
+    kg_key_view_t view;
+    kg_err_t rv;
+    if (!job->has_hash)
+        return KG_EINVALID_API_KEY;
+    if ((rv = kg_key_index_lookup(w->index, job->secret_hash, now, &view)) != KG_OK)
+        return rv;
+    if (strcmp(view.id, job->actor.id) != 0)
+        return KG_EINVALID_API_KEY;
+    job->actor.old_secret = view.old_secret;
+    return KG_OK;
+}
+
+static void fail_job(admin_job_t *job, kg_err_t code)
+{
+    kg_error_t err;
+    char buf[KG_ERR_RENDER_MAX];
+    kg_error_set(&err, code, NULL, NULL);
+    kg_err_render(&err, buf, sizeof(buf));
+    job->res.status = kg_err_http_status(code);
+    job->res.body = kg_xstrdup(buf);
+}
 
 static void *admin_worker_main(void *arg)
 {
@@ -94,7 +127,11 @@ static void *admin_worker_main(void *arg)
             .actor = &job->actor,
             .now = (int64_t)time(NULL),
         };
-        kg_admin_handle(&w->admin, &req, &job->res);
+        kg_err_t auth = reauthenticate(w, job, req.now);
+        if (auth == KG_OK)
+            kg_admin_handle(&w->admin, &req, &job->res);
+        else
+            fail_job(job, auth);
         /* A change is live on every worker before its reply leaves ("the very next request"). */
         if (strcmp(job->method, "GET") != 0 &&
             kg_feed_apply(w->admin.store, w->index, w->catalog, req.now, &w->seq) != KG_OK)
@@ -191,10 +228,11 @@ static void peer_address(h2o_req_t *req, char *buf, size_t cap)
 }
 
 /* Authenticates an admin key. Returns KG_OK with actor filled, or the error to answer. */
-static kg_err_t authenticate_admin(kg_worker_t *worker, h2o_req_t *req, h2o_iovec_t path, kg_actor_t *actor)
+static kg_err_t authenticate_admin(kg_worker_t *worker, h2o_req_t *req, h2o_iovec_t path, kg_actor_t *actor,
+                                   uint8_t secret_hash[KG_KEY_HASH_BYTES], bool *has_hash)
 {
     kg_key_view_t view = {0};
-    kg_err_t rv = kg__http_authenticate(worker, req, &view);
+    kg_err_t rv = kg__http_authenticate(worker, req, &view, secret_hash, has_hash);
     if (rv != KG_OK)
         return rv;
     /* POST /v1/ephemeral-tokens: an access key mints its own, with its own secret (not with its
@@ -218,13 +256,17 @@ static kg_err_t authenticate_admin(kg_worker_t *worker, h2o_req_t *req, h2o_iove
 void kg__admin_http_handle(kg_worker_t *worker, h2o_req_t *req, h2o_iovec_t path)
 {
     kg_actor_t actor = {0};
-    kg_err_t rv = authenticate_admin(worker, req, path, &actor);
+    uint8_t secret_hash[KG_KEY_HASH_BYTES];
+    bool has_hash = false;
+    kg_err_t rv = authenticate_admin(worker, req, path, &actor, secret_hash, &has_hash);
     if (rv != KG_OK) {
+        kg_secret_wipe(secret_hash, sizeof(secret_hash));
         const char *msg = rv == KG_EADMIN_REQUIRED ? "This route needs an admin key." : NULL;
         kg__http_fail(req, rv, msg);
         return;
     }
     if (worker->stopping) {
+        kg_secret_wipe(secret_hash, sizeof(secret_hash));
         kg__http_fail(req, KG_EPROVIDER_UNAVAILABLE, "The gateway is shutting down.");
         return;
     }
@@ -232,6 +274,9 @@ void kg__admin_http_handle(kg_worker_t *worker, h2o_req_t *req, h2o_iovec_t path
     job->worker = worker;
     job->req = req;
     job->actor = actor;
+    memcpy(job->secret_hash, secret_hash, sizeof(secret_hash));
+    kg_secret_wipe(secret_hash, sizeof(secret_hash));
+    job->has_hash = has_hash;
     peer_address(req, job->remote_addr, sizeof(job->remote_addr));
     job->actor.remote_addr = job->remote_addr;
     job->method = kg_xstrndup(req->method.base, req->method.len);

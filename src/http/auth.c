@@ -53,7 +53,8 @@ static bool query_has_key(h2o_req_t *req)
         for (const char *const *n = names; *n != NULL; n++)
             if (strlen(*n) == name_len && strncasecmp(*n, q, name_len) == 0)
                 return true;
-        if (eq != NULL && kg_key_secret_parse(eq + 1, (size_t)(stop - eq - 1), &ref) == KG_OK)
+        if (eq != NULL && (kg_key_secret_parse(eq + 1, (size_t)(stop - eq - 1), &ref) == KG_OK ||
+                           kg_eph_looks_like(eq + 1, (size_t)(stop - eq - 1))))
             return true;
         q = stop + 1;
     }
@@ -92,7 +93,8 @@ static kg_err_t authenticate_ephemeral(kg_worker_t *worker, h2o_req_t *req, cons
     return KG_OK;
 }
 
-kg_err_t kg__http_authenticate(kg_worker_t *worker, h2o_req_t *req, kg_key_view_t *view)
+kg_err_t kg__http_authenticate(kg_worker_t *worker, h2o_req_t *req, kg_key_view_t *view,
+                               uint8_t secret_hash[KG_KEY_HASH_BYTES], bool *has_hash)
 {
     kg_slice_t auth[2], api_key[2];
     size_t n_auth = header_values(req, H2O_TOKEN_AUTHORIZATION, NULL, 0, auth, 2);
@@ -102,6 +104,8 @@ kg_err_t kg__http_authenticate(kg_worker_t *worker, h2o_req_t *req, kg_key_view_
     uint8_t hash[KG_KEY_HASH_BYTES];
     kg_err_t rv;
 
+    if (has_hash != NULL)
+        *has_hash = false;
     if (query_has_key(req))
         return KG_EINVALID_API_KEY;
     if ((rv = kg_credential_parse(auth, n_auth, api_key, n_key, &cred)) != KG_OK)
@@ -118,7 +122,8 @@ kg_err_t kg__http_authenticate(kg_worker_t *worker, h2o_req_t *req, kg_key_view_
         kg_slice_t origin[2], referer[2];
         size_t n_origin = header_values(req, NULL, H2O_STRLIT("origin"), origin, 2);
         size_t n_referer = header_values(req, H2O_TOKEN_REFERER, NULL, 0, referer, 2);
-        if (n_origin > 1 || n_referer > 1 ||
+        /* A present but empty Origin is no browser's: refused, not read as absent. */
+        if (n_origin > 1 || n_referer > 1 || (n_origin == 1 && origin[0].len == 0) ||
             !kg_origin_allowed(n_origin ? origin[0].base : NULL, n_origin ? origin[0].len : 0,
                                n_referer ? referer[0].base : NULL, n_referer ? referer[0].len : 0,
                                view->policy->domains, view->policy->n_domains))
@@ -134,6 +139,10 @@ kg_err_t kg__http_authenticate(kg_worker_t *worker, h2o_req_t *req, kg_key_view_
     if (!kg_key_hash(cred.secret.base, cred.secret.len, hash))
         return KG_EINTERNAL;
     rv = kg_key_index_lookup(worker->server->opts.index, hash, (int64_t)time(NULL), view);
+    if (rv == KG_OK && secret_hash != NULL) {
+        memcpy(secret_hash, hash, sizeof(hash));
+        *has_hash = true;
+    }
     kg_secret_wipe(hash, sizeof(hash));
     if (rv != KG_OK)
         return rv;

@@ -428,7 +428,7 @@ void kg__dataplane_handle(kg_worker_t *w, h2o_req_t *req, h2o_iovec_t path)
 static void handle_authenticated(kg_worker_t *w, h2o_req_t *req, route_t route, h2o_iovec_t model_id)
 {
     kg_key_view_t view;
-    kg_err_t rv = kg__http_authenticate(w, req, &view);
+    kg_err_t rv = kg__http_authenticate(w, req, &view, NULL, NULL);
     if (rv != KG_OK) {
         kg__http_fail(req, rv, NULL);
         return;

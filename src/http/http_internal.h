@@ -11,6 +11,7 @@
 #include <h2o.h>
 
 #include "core/err.h"
+#include "keys/key_hash.h"
 #include "http/server.h"
 
 typedef struct kg_admin_worker kg_admin_worker_t;
@@ -59,10 +60,12 @@ void kg__http_fail(h2o_req_t *req, kg_err_t code, const char *message);
 /**
  * Authenticates the request's credential (SPEC §2 forms) against the key index: KG_OK with
  * *view filled, or the error to answer (missing, invalid, conflicting, disabled, expired,
- * revoked). Publishable `pk` credentials are refused here (they need origin rules, later).
- * No allocation, no store access; the presented secret's hash is wiped.
+ * revoked, origin not allowed). No allocation, no store access. When a secret was presented
+ * and secret_hash is not NULL, its hash is written there (the admin worker checks it again
+ * when the job runs; the caller wipes it) and *has_hash set; otherwise the hash is wiped.
  */
-kg_err_t kg__http_authenticate(kg_worker_t *worker, h2o_req_t *req, kg_key_view_t *view) KG_MUST_CHECK;
+kg_err_t kg__http_authenticate(kg_worker_t *worker, h2o_req_t *req, kg_key_view_t *view,
+                               uint8_t secret_hash[KG_KEY_HASH_BYTES], bool *has_hash) KG_MUST_CHECK;
 
 /* slow_client.c */
 /** Starts watching a new connection for a request that is too slow to arrive (408). */

@@ -122,8 +122,14 @@ kg_err_t kg_eph_verify(const char *s, size_t len, const uint8_t key[KG_EPH_KEY_B
     if (dot == NULL || dot < body)
         return KG_EINVALID_API_KEY;
     /* The signature first: nothing of an unsigned payload is read. */
-    if (b64url_decode(dot + 1, (size_t)(s + len - dot - 1), given, sizeof(given)) != MAC_LEN ||
-        !mac(key, s, (size_t)(dot - s), expect) || CRYPTO_memcmp(given, expect, MAC_LEN) != 0)
+    /* The mac's text must be the one canonical spelling (its 43rd character carries 2 spare
+     * bits): one token, one string, so a token can be matched or blocked by its text. */
+    char canonical[4 * ((MAC_LEN + 2) / 3) + 1];
+    size_t mac_text_len = (size_t)(s + len - dot - 1);
+    if (b64url_decode(dot + 1, mac_text_len, given, sizeof(given)) != MAC_LEN ||
+        b64url_encode(given, MAC_LEN, canonical, sizeof(canonical)) != mac_text_len ||
+        memcmp(canonical, dot + 1, mac_text_len) != 0 || !mac(key, s, (size_t)(dot - s), expect) ||
+        CRYPTO_memcmp(given, expect, MAC_LEN) != 0)
         return KG_EINVALID_API_KEY;
     long n = b64url_decode(body, (size_t)(dot - body), payload, sizeof(payload));
     if (n < FIXED_LEN || payload[0] != VERSION)

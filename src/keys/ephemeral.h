@@ -26,7 +26,7 @@ typedef struct kg_eph_claims {
     char parent_id[KG_KEY_ID_LEN + 1];
     int64_t issued_at;
     int64_t expires_at;
-    int64_t generation;               /* the parent's last_rotated_at when minted (0: never rotated) */
+    int64_t generation;               /* the parent's rotation count when minted (0: never rotated) */
     uint32_t scopes;                  /* bit set of kg_scope_t */
     char allow[KG_EPH_ALLOW_MAX + 1]; /* {"models":[...],"agents":[...]} or "" (the parent's) */
 } kg_eph_claims_t;

@@ -30,6 +30,8 @@ bool kg_key_brand_is_valid(const char *brand, size_t len)
 {
     if (len < 2 || len > KG_KEY_BRAND_MAX || !(brand[0] >= 'a' && brand[0] <= 'z'))
         return false;
+    if (len == 2 && memcmp(brand, "pk", 2) == 0) /* "pk_" starts a public id: secrets must not */
+        return false;
     for (size_t i = 1; i < len; i++)
         if (!((brand[i] >= 'a' && brand[i] <= 'z') || (brand[i] >= '0' && brand[i] <= '9')))
             return false;

@@ -40,6 +40,9 @@ import {
 
 const MSG = [{ role: 'user', content: 'Say hello.' }];
 const CHAT_BODY = { model: 'demo-chat', messages: MSG };
+const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+/** The base64url character that differs from c only in its lowest bit. */
+const respell = (c) => B64URL[B64URL.indexOf(c) ^ 1];
 const EPH_RE = /^kg_eph_([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{43})$/;
 const RATELIMIT_HEADERS = [
   'x-ratelimit-limit-requests',
@@ -272,6 +275,7 @@ describe('browser-facing keys: publishable keys, CORS, ephemeral tokens', () => 
         ['null', ['Origin: null']],
         ['no Origin, no Referer', []],
         ['empty Origin', ['Origin: ']],
+        ['empty Origin, allowed Referer', ['Origin: ', 'Referer: https://example.com/']],
         ['Referer only, foreign host', ['Referer: https://evil.net/page']],
         ['Referer only, allowed host in the query', ['Referer: https://evil.net/?from=https://example.com']],
         ['a foreign Origin wins over an allowed Referer', ['Origin: https://evil.net', 'Referer: https://example.com/']],
@@ -710,6 +714,8 @@ describe('browser-facing keys: publishable keys, CORS, ephemeral tokens', () => 
         ['another token\'s signature', `kg_eph_${payload}.${short.token.match(EPH_RE)[2]}`],
         ['payload truncated', `kg_eph_${payload.slice(0, -4)}.${sig}`],
         ['another brand', `zz_eph_${payload}.${sig}`],
+        // The last character carries 2 spare bits: another spelling of the same signature bytes.
+        ['signature, a second spelling', `kg_eph_${payload}.${sig.slice(0, -1)}${respell(sig.at(-1))}`],
       ];
       const wrong = await chat(forgeSecret('live'));
       for (const [what, t] of variants) {
@@ -718,6 +724,9 @@ describe('browser-facing keys: publishable keys, CORS, ephemeral tokens', () => 
         assert.equal(r.text, wrong.text, `${what}: the same answer as any unknown key`);
       }
       ok(await chat(tok.token), 200, 'the original still works');
+      // Never in a URL: a token in the query string is refused even beside a good header.
+      const inQuery = await api(gw, 'POST', `/v1/chat/completions?token=${tok.token}`, { key: tok.token, body: CHAT_BODY });
+      assertError(inQuery, 401, 'invalid_api_key', { what: 'a token in the query string' });
     });
 
     test('parent disabled → key_disabled and back after enable; revoked → key_revoked', async () => {

@@ -57,6 +57,7 @@ void test_config_errors(void)
 {
     expect_error("listen: 1\nlisen: x\n", "t.yaml:2: unknown top-level field 'lisen'");
     expect_error("brand: KG\n", "brand: must match");
+    expect_error("brand: pk\n", "not be \"pk\""); /* "pk_" starts a public id, never a secret */
     expect_error("workers: 0\n", "workers");
     expect_error("limits: {max_body_bytes: -1}\n", "limits.max_body_bytes");
     expect_error("environments: [{name: prod}, {name: prod}]\n", "declared twice");
