@@ -288,8 +288,19 @@ kg_catalog_t *kg_catalog_build_rows(const kg_config_t *cfg, const kg_catalog_row
             provider_dispose(p);
             continue;
         }
-        if (str(specs[i], "credential") != NULL) {
-            p->credential = resolve_credential(cfg, str(specs[i], "credential"));
+        const char *cred = str(specs[i], "credential");
+        /* An API-made provider holds a credential only while the config grants it to its org:
+         * the grant was checked when the provider was saved, but the config may change since. */
+        bool granted =
+            cred != NULL && (strcmp(rows[i].source, "config") == 0 ||
+                             (rows[i].org_name != NULL && kg_config_credential_granted(cfg, cred, rows[i].org_name)));
+        if (cred != NULL && !granted) {
+            kg_log_warn("catalog: provider %s of %s names credential %s, which the configuration does not grant "
+                        "to its organization; it answers provider_unavailable",
+                        rows[i].name, rows[i].org_id, cred);
+            p->available = false;
+        } else if (cred != NULL) {
+            p->credential = resolve_credential(cfg, cred);
             p->available = p->credential != NULL;
         } else {
             p->available = true; /* a self-hosted upstream without authentication */
@@ -389,6 +400,12 @@ kg_catalog_t *kg_catalog_load(kg_store_t *st, const kg_config_t *cfg)
     size_t n = 0;
     if (kg_store_catalog_list(st, NULL, NULL, &rows, &n) != KG_OK)
         return NULL;
+    for (size_t i = 0; i < n; i++) {
+        kg_org_t o = {0};
+        if (strcmp(rows[i].kind, "provider") == 0 && kg_store_org_get(st, rows[i].org_id, &o) == KG_OK)
+            rows[i].org_name = kg_xstrdup(o.name);
+        kg_org_dispose(&o);
+    }
     kg_catalog_t *cat = kg_catalog_build_rows(cfg, rows, n);
     kg_catalog_rows_free(rows, n);
     return cat;

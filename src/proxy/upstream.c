@@ -441,14 +441,15 @@ static void on_dispose(void *p)
     h2o_doublebuffer_dispose(&f->sending);
 }
 
-/* Is this caller header one the upstream may see? (content, negotiation and SDK telemetry only) */
+/* Is this caller header one the upstream may see? (negotiation and SDK telemetry only; the
+ * content type is always ours: the body was read as JSON, and an upstream told otherwise could
+ * read another model out of it) */
 static bool forwardable(const h2o_header_t *h)
 {
     const h2o_iovec_t *n = h->name;
     if (h2o_iovec_is_token(n)) {
         const h2o_token_t *t = H2O_STRUCT_FROM_MEMBER(h2o_token_t, buf, n);
-        return t == H2O_TOKEN_CONTENT_TYPE || t == H2O_TOKEN_ACCEPT || t == H2O_TOKEN_USER_AGENT ||
-               t == H2O_TOKEN_ACCEPT_LANGUAGE;
+        return t == H2O_TOKEN_ACCEPT || t == H2O_TOKEN_USER_AGENT || t == H2O_TOKEN_ACCEPT_LANGUAGE;
     }
     return name_has_prefix(n, H2O_STRLIT("x-stainless-")) || name_is(n, H2O_STRLIT("idempotency-key")) ||
            name_is(n, H2O_STRLIT("openai-beta"));
@@ -476,7 +477,8 @@ static h2o_iovec_t build_head(h2o_req_t *req, const kg_forward_t *fwd)
     APPEND(fwd->path_suffix.base, fwd->path_suffix.len);
     APPEND_LIT(" HTTP/1.1\r\nhost: ");
     APPEND_STR(p->authority);
-    at += (size_t)snprintf(buf + at, cap - at, "\r\ncontent-length: %zu\r\n", fwd->body.len);
+    at += (size_t)snprintf(buf + at, cap - at, "\r\ncontent-length: %zu\r\ncontent-type: application/json\r\n",
+                           fwd->body.len);
     if (p->credential != NULL) {
         APPEND_LIT("authorization: Bearer ");
         APPEND_STR(p->credential);

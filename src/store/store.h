@@ -133,6 +133,7 @@ typedef struct kg_catalog_row {
     char *spec;   /* JSON object text */
     char *source; /* config | api */
     int64_t created_at, updated_at;
+    char *org_name; /* not stored: filled by kg_catalog_load for the credential grant check */
 } kg_catalog_row_t;
 
 void kg_catalog_row_dispose(kg_catalog_row_t *r);

@@ -634,7 +634,7 @@ kg_err_t kg_store_root_exists(kg_store_t *st, bool *exists)
 
 void kg_catalog_row_dispose(kg_catalog_row_t *r)
 {
-    free(r->org_id), free(r->kind), free(r->name), free(r->spec), free(r->source);
+    free(r->org_id), free(r->kind), free(r->name), free(r->spec), free(r->source), free(r->org_name);
     memset(r, 0, sizeof(*r));
 }
 

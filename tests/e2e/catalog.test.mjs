@@ -978,6 +978,36 @@ describe('org isolation (SPEC §1): nothing of one org\'s catalog is visible or 
   });
 });
 
+// ==== A grant taken back in the config takes the credential back ====
+
+describe('credential grants are checked again on every start', () => {
+  test('an org whose grant the config withdraws loses the credential (503, nothing upstream)', async () => {
+    const sb = sandbox('catalog-regrant');
+    fs.writeFileSync(sb.config, CONFIG_P);
+    let gw = await startGateway(sb, { env: { CAT_UP_KEY: up.apiKey } });
+    const root = readRootKey(sb);
+    const beta = await createOrg(gw, root, 'beta');
+    await create(gw, beta, 'provider', { name: 'bp', base_url: up.baseURL, credential: 'upshared' });
+    await create(gw, beta, 'model', { name: 'bm', provider: 'bp', upstream_model: 'gpt-4o-mini' });
+    const k = (await createAccessKey(gw, beta, 'beta-app')).key;
+    up.reset();
+    await chat(gw, k, 'bm');
+    assert.equal(up.last().headers.authorization, `Bearer ${up.apiKey}`, 'granted: the credential is used');
+
+    // The operator takes the grant back (beta no longer listed) and restarts.
+    await gw.stop('SIGTERM');
+    fs.writeFileSync(sb.config, CONFIG_P.replace('orgs: [default, beta]', 'orgs: [default]'));
+    gw = await startGateway(sb, { env: { CAT_UP_KEY: up.apiKey } });
+    up.reset();
+    await rejectsWith(chat(gw, k, 'bm'), 503, 'provider_unavailable', 'a withdrawn grant');
+    assert.equal(up.received.length, 0, 'nothing reached the upstream');
+    const m = ok(await api(gw, 'GET', '/v1/models', { key: k })).data.find((x) => x.id === 'bm');
+    assert.equal(m?.keygate?.available, false, 'listed as unavailable');
+    assert.match(gw.output, /does not grant/, 'the log says why');
+    assert.ok(!gw.output.includes(up.apiKey), 'the credential is not logged');
+  });
+});
+
 // ==== One org cannot exhaust what every org shares ====
 
 describe('shared upstream resources', () => {

@@ -168,6 +168,23 @@ describe('data plane through an upstream provider', () => {
     assert.equal(Number(rec.headers['content-length']), Buffer.byteLength(mine.body));
   });
 
+  test('the upstream is always told the body is JSON, whatever content type the caller sent', async () => {
+    // The gateway reads every body as JSON; an upstream told "form" would read other fields
+    // (another model) out of the same bytes.
+    const body = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"x":"&model=other&y="}';
+    for (const type of ['application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'text/plain', null]) {
+      up.reset();
+      const headers = type === null ? { 'content-type': '' } : { 'content-type': type };
+      const { res } = await postRaw('/v1/chat/completions', body, headers);
+      assert.equal(res.status, 200, `${type}: ${await res.text()}`);
+      const rec = up.last();
+      const types = rec.rawHeaders.filter((_, i) => i % 2 === 0 && rec.rawHeaders[i].toLowerCase() === 'content-type');
+      assert.equal(types.length, 1, `${type}: one content-type upstream`);
+      assert.equal(rec.headers['content-type'], 'application/json', `${type}: sent upstream as JSON`);
+      assert.equal(rec.body, body, `${type}: the body unchanged`);
+    }
+  });
+
   test('embeddings via the SDK: base64 by default and float, the upstream vectors exactly', async () => {
     const { client, sent } = sdk();
     up.reset();
