@@ -269,8 +269,12 @@ function appServer({ gateway, mintVia = gateway, publishableKey, backendSecret }
       res.end('error');
     }
   });
+  return { log, ...loopbackLifecycle(server) };
+}
+
+/** listen() on an ephemeral 127.0.0.1 port (resolves the port) and close(), for a test server. */
+function loopbackLifecycle(server) {
   return {
-    log,
     listen: () =>
       new Promise((resolve, reject) => {
         server.once('error', reject);
@@ -305,19 +309,7 @@ function countingProxy(target) {
     up.on('error', () => res.destroy());
     req.pipe(up);
   });
-  return {
-    log,
-    listen: () =>
-      new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', () => resolve(server.address().port));
-      }),
-    close: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections?.();
-        server.close(() => resolve());
-      }),
-  };
+  return { log, ...loopbackLifecycle(server) };
 }
 
 // ==== The browser ====

@@ -7,7 +7,6 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import OpenAI from 'openai';
 
 import {
@@ -16,16 +15,14 @@ import {
   breakChecksum,
   createAccessKey,
   createToken,
-  dataplaneYaml,
   forgeSecret,
   nowSec,
   ok,
   rawExchange,
   readRootKey,
   redact,
-  sandbox,
   sleep,
-  startGateway,
+  startWithUpstream,
   stopAll,
   waitFor,
 } from './lib/harness.mjs';
@@ -57,16 +54,7 @@ describe('data-plane authentication', () => {
 
   before(async () => {
     up = await startUpstream();
-    sb = sandbox('dp-auth');
-    fs.writeFileSync(
-      sb.config,
-      dataplaneYaml({
-        credentials: { up: 'env:TEST_UPSTREAM_KEY' },
-        providers: [{ name: 'up', base_url: up.baseURL, credential: 'up' }],
-        models: [{ name: 'gpt-4o-mini', provider: 'up' }],
-      })
-    );
-    gw = await startGateway(sb, { env: { TEST_UPSTREAM_KEY: up.apiKey } });
+    ({ sb, gw } = await startWithUpstream('dp-auth', up));
     root = readRootKey(sb);
     admin = await createToken(gw, root, { token_type: 'admin', name: 'dp-admin' });
 

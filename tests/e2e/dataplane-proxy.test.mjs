@@ -7,19 +7,16 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import OpenAI from 'openai';
 
 import {
   createAccessKey,
-  dataplaneYaml,
   rawExchange,
   readRootKey,
   readTimed,
-  sandbox,
   SECRET_RE_G,
   sseData,
-  startGateway,
+  startWithUpstream,
   stopAll,
 } from './lib/harness.mjs';
 import {
@@ -108,20 +105,13 @@ describe('data plane through an upstream provider', () => {
 
   before(async () => {
     up = await startUpstream();
-    sb = sandbox('dp-proxy');
-    fs.writeFileSync(
-      sb.config,
-      dataplaneYaml({
-        credentials: { up: 'env:TEST_UPSTREAM_KEY' },
-        providers: [{ name: 'up', base_url: up.baseURL, credential: 'up' }],
-        models: [
-          { name: 'gpt-4o-mini', provider: 'up' },
-          { name: 'gpt-3.5-turbo-instruct', provider: 'up' },
-          { name: 'text-embedding-3-small', provider: 'up' },
-        ],
-      })
-    );
-    gw = await startGateway(sb, { env: { TEST_UPSTREAM_KEY: up.apiKey } });
+    ({ sb, gw } = await startWithUpstream('dp-proxy', up, {
+      models: [
+        { name: 'gpt-4o-mini', provider: 'up' },
+        { name: 'gpt-3.5-turbo-instruct', provider: 'up' },
+        { name: 'text-embedding-3-small', provider: 'up' },
+      ],
+    }));
     key = await createAccessKey(gw, readRootKey(sb), 'proxy');
   });
   after(async () => {

@@ -6,18 +6,15 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import OpenAI from 'openai';
 
 import {
   connectRefused,
   createAccessKey,
-  dataplaneYaml,
   readRootKey,
   readTimed,
-  sandbox,
   sseData,
-  startGateway,
+  startWithUpstream,
   stopAll,
   waitFor,
 } from './lib/harness.mjs';
@@ -34,16 +31,7 @@ describe('SIGTERM during a stream', () => {
 
   before(async () => {
     up = await startUpstream();
-    sb = sandbox('dp-shutdown');
-    fs.writeFileSync(
-      sb.config,
-      dataplaneYaml({
-        credentials: { up: 'env:TEST_UPSTREAM_KEY' },
-        providers: [{ name: 'up', base_url: up.baseURL, credential: 'up' }],
-        models: [{ name: 'gpt-4o-mini', provider: 'up' }],
-      })
-    );
-    gw = await startGateway(sb, { env: { TEST_UPSTREAM_KEY: up.apiKey } });
+    ({ sb, gw } = await startWithUpstream('dp-shutdown', up));
     key = await createAccessKey(gw, readRootKey(sb), 'shutdown');
   });
   after(async () => {

@@ -7,10 +7,9 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import OpenAI from 'openai';
 
-import { api, assertError, createAccessKey, dataplaneYaml, ok, readRootKey, sandbox, startGateway, stopAll } from './lib/harness.mjs';
+import { api, assertError, createAccessKey, ok, readRootKey, startWithUpstream, stopAll } from './lib/harness.mjs';
 import { startUpstream } from '../upstream/server.mjs';
 
 const NO_PII = 'Never reveal "personal" data.';
@@ -22,20 +21,14 @@ describe('prompt policy and body rewrites (openai SDK, test upstream)', () => {
 
   before(async () => {
     up = await startUpstream();
-    sb = sandbox('prompt-policy');
-    fs.writeFileSync(
-      sb.config,
-      dataplaneYaml({
-        credentials: { up: 'env:TEST_UPSTREAM_KEY' },
-        providers: [{ name: 'up', base_url: up.baseURL, credential: 'up' }],
-        models: [
-          { name: 'gpt-4o-mini', provider: 'up' },
-          { name: 'gpt-4o', provider: 'up', prompt_modules: ['terse'] },
-        ],
-        agents: [{ name: 'support-bot', model: 'gpt-4o-mini', prompt_modules: ['no-pii'], environments: ['production'] }],
-      }) + `prompt_modules:\n  - {name: no-pii, text: ${JSON.stringify(NO_PII)}}\n  - {name: terse, text: ${JSON.stringify(TERSE)}}\n  - {name: formal, text: ${JSON.stringify(FORMAL)}}\n`
-    );
-    gw = await startGateway(sb, { env: { TEST_UPSTREAM_KEY: up.apiKey } });
+    ({ sb, gw } = await startWithUpstream('prompt-policy', up, {
+      models: [
+        { name: 'gpt-4o-mini', provider: 'up' },
+        { name: 'gpt-4o', provider: 'up', prompt_modules: ['terse'] },
+      ],
+      agents: [{ name: 'support-bot', model: 'gpt-4o-mini', prompt_modules: ['no-pii'], environments: ['production'] }],
+      extraYaml: `prompt_modules:\n  - {name: no-pii, text: ${JSON.stringify(NO_PII)}}\n  - {name: terse, text: ${JSON.stringify(TERSE)}}\n  - {name: formal, text: ${JSON.stringify(FORMAL)}}\n`,
+    }));
     admin = readRootKey(sb);
     plain = (await createAccessKey(gw, admin, 'plain')).key;
     guarded = (await createAccessKey(gw, admin, 'guarded', { prompt_modules: ['formal'], prompt_text: 'Answer in French.' })).key;

@@ -384,7 +384,8 @@ export function ok(res, status = 200, what = '') {
   return res.json;
 }
 
-const TYPE_OF_STATUS = {
+/** SPEC §5: the OpenAI error type each status carries. */
+export const TYPE_OF_STATUS = {
   400: 'invalid_request_error',
   401: 'invalid_request_error',
   403: 'permission_error',
@@ -555,6 +556,26 @@ export function dataplaneYaml({
   ];
   if (agents.length) lines.push('agents:', list(agents));
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * A sandboxed gateway whose provider `up` is `upstream` (a started test upstream), its credential
+ * read from TEST_UPSTREAM_KEY; `models` default to gpt-4o-mini on it, `extraYaml` is appended to
+ * the config. Resolves {sb, gw}.
+ */
+export async function startWithUpstream(label, upstream, { models = [{ name: 'gpt-4o-mini', provider: 'up' }], agents = [], extraYaml = '' } = {}) {
+  const sb = sandbox(label);
+  fs.writeFileSync(
+    sb.config,
+    dataplaneYaml({
+      credentials: { up: 'env:TEST_UPSTREAM_KEY' },
+      providers: [{ name: 'up', base_url: upstream.baseURL, credential: 'up' }],
+      models,
+      agents,
+    }) + extraYaml
+  );
+  const gw = await startGateway(sb, { env: { TEST_UPSTREAM_KEY: upstream.apiKey } });
+  return { sb, gw };
 }
 
 /** Creates an access key through the admin API; resolves the 201 reply (with `key`, `id`). */

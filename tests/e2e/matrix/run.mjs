@@ -14,16 +14,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { breakChecksum, forgeSecret, redact } from '../lib/harness.mjs';
+import { TYPE_OF_STATUS, breakChecksum, forgeSecret, redact } from '../lib/harness.mjs';
 import { CATALOG, PRINCIPALS, KEY_PRINCIPALS, ROWS, parseStep } from './rows.mjs';
-
-const TYPE_OF_STATUS = {
-  400: 'invalid_request_error',
-  401: 'invalid_request_error',
-  403: 'permission_error',
-  404: 'invalid_request_error',
-  405: 'invalid_request_error',
-};
 
 /** keygate.yaml for the matrix: production (live) + staging, everything on the mock provider. */
 export function matrixYaml(workers = 2) {
@@ -72,18 +64,21 @@ async function runJson(bin, args, cwd) {
   return JSON.parse(r.stdout);
 }
 
+/** The JSON of a reply body, or undefined when it is not JSON. */
+function parseJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 async function http(url, method, { key, body } = {}) {
   const headers = { 'content-type': 'application/json' };
   if (key) headers.authorization = `Bearer ${key}`;
   const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(10000) });
   const text = await res.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, json, text };
+  return { status: res.status, json: parseJson(text), text };
 }
 
 async function adminCall(gw, key, method, route, body) {
@@ -310,13 +305,7 @@ async function send(gw, row, keys) {
     signal: AbortSignal.timeout(10000),
   });
   const text = await res.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, headers: res.headers, text, json };
+  return { status: res.status, headers: res.headers, text, json: parseJson(text) };
 }
 
 /** Runs every row against `binaryPath`; see the file's head. */
