@@ -184,10 +184,10 @@ bool ref_allowed(const unsigned char *origin, size_t on, const unsigned char *re
                  const char *const *patterns, size_t n_patterns)
 {
     char host[REF_HOST_MAX];
-    if (on > 0) {
+    if (origin != NULL) {
         if (!ref_host(origin, on, false, host))
-            return false; /* a present Origin decides, even when it is useless */
-    } else if (rn > 0) {
+            return false; /* a present Origin decides, even an empty or useless one */
+    } else if (referer != NULL) {
         if (!ref_host(referer, rn, true, host))
             return false;
     } else {

@@ -22,7 +22,7 @@ bool ref_host(const unsigned char *v, size_t n, bool is_referer, char out[REF_HO
 /** A normalised host against a normalised pattern. */
 bool ref_match(const char *host, const char *pattern);
 
-/** Origin if present (n > 0), else Referer, against the patterns. */
+/** Origin if present (not NULL, even empty), else Referer if present, against the patterns. */
 bool ref_allowed(const unsigned char *origin, size_t on, const unsigned char *referer, size_t rn,
                  const char *const *patterns, size_t n_patterns);
 

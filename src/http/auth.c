@@ -122,8 +122,7 @@ kg_err_t kg__http_authenticate(kg_worker_t *worker, h2o_req_t *req, kg_key_view_
         kg_slice_t origin[2], referer[2];
         size_t n_origin = header_values(req, NULL, H2O_STRLIT("origin"), origin, 2);
         size_t n_referer = header_values(req, H2O_TOKEN_REFERER, NULL, 0, referer, 2);
-        /* A present but empty Origin is no browser's: refused, not read as absent. */
-        if (n_origin > 1 || n_referer > 1 || (n_origin == 1 && origin[0].len == 0) ||
+        if (n_origin > 1 || n_referer > 1 ||
             !kg_origin_allowed(n_origin ? origin[0].base : NULL, n_origin ? origin[0].len : 0,
                                n_referer ? referer[0].base : NULL, n_referer ? referer[0].len : 0,
                                view->policy->domains, view->policy->n_domains))

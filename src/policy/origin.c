@@ -165,8 +165,8 @@ bool kg_origin_allowed(const char *origin, size_t origin_len, const char *refere
                        char *const *patterns, size_t n_patterns)
 {
     char host[KG_ORIGIN_HOST_MAX];
-    bool have = origin_len > 0 ? kg_origin_host(origin, origin_len, false, host, sizeof(host))
-                               : referer_len > 0 && kg_origin_host(referer, referer_len, true, host, sizeof(host));
+    bool have = origin != NULL ? kg_origin_host(origin, origin_len, false, host, sizeof(host))
+                               : referer != NULL && kg_origin_host(referer, referer_len, true, host, sizeof(host));
     if (!have)
         return false;
     for (size_t i = 0; i < n_patterns; i++)

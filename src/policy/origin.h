@@ -34,7 +34,8 @@ bool kg_origin_match(const char *host, const char *pattern);
 
 /**
  * The whole check: the request's Origin (or, only when there is no Origin, its Referer)
- * against patterns. Values are borrowed slices (len 0: header absent).
+ * against patterns. Values are borrowed slices; NULL means the header is absent. A present
+ * Origin decides, even an empty one (no browser sends that: refused).
  */
 bool kg_origin_allowed(const char *origin, size_t origin_len, const char *referer, size_t referer_len,
                        char *const *patterns, size_t n_patterns);

@@ -176,6 +176,9 @@ static const origin_case_t cases[] = {
     {P1("[::1]"), V("http://localhost"), NONE, false},
     {P1("localhost"), NONE, V("http://[::1]:5173/app"), false},
     {P1("[::1]"), NONE, V("http://[::1]:5173/app"), true},
+    /* a present Origin decides, even an empty one (no browser sends it) */
+    {P1("example.com"), V(""), V("https://example.com/"), false},
+    {P1("example.com"), NONE, V(""), false},
     /* percent-encodings, spaces, control characters */
     {P1("example.com"), V("https://example%2ecom"), NONE, false},
     {P1("example.com"), V("https://%65xample.com"), NONE, false},
