@@ -238,7 +238,7 @@ if (sCpu) {
 if (kgPreflightFailed.length) {
   stand.push(
     `**Harness compatibility**: keygate failed part of \`run.sh\`'s preflight (${kgPreflightFailed.map((x) => x[1]).join(', ')}). ` +
-      'keygate forwards only an allowlist of caller headers (content type, accept, user agent, `x-stainless-*`, …), so the ' +
+      'keygate forwards only an allowlist of caller headers (accept, user agent, `x-stainless-*`, …; the content type is always its own `application/json`), so the ' +
       "stand-in's `X-Bench-Stream` switch never reaches the upstream and a `\"stream\": true` request comes back as a plain " +
       '`chat.completion`. That is by design (header hygiene), but it means `run.sh` alone cannot measure keygate streaming; ' +
       "the streaming figures above come from bench/run's own pass, in which keygate's provider base is the stand-in's " +
