@@ -248,7 +248,6 @@ static kg_err_t build_spec(kg__admin_call_t *c, const char *org_id, const char *
                 known = false;
             }
         } else if (strcmp(kind, "team") == 0) {
-            /* Tiers and their limits are enforced by the limits milestone; the names are fixed here. */
             if (strcmp(k, "description") == 0) {
                 if (!json_is_string(v) || json_string_length(v) > 1024)
                     rv = kg_error_set(err, KG_EINVALID_VALUE, k,
@@ -261,6 +260,12 @@ static kg_err_t build_spec(kg__admin_call_t *c, const char *org_id, const char *
             } else if (strcmp(k, "metadata") == 0) {
                 if (!json_is_object(v))
                     rv = kg_error_set(err, KG_EINVALID_VALUE, k, "'metadata' must be a JSON object.");
+            } else if (strcmp(k, "rate_limits") == 0) {
+                rv = json_is_null(v) ? KG_OK : kg__check_rate_limits(v, err);
+            } else if (strcmp(k, "budget") == 0) {
+                rv = json_is_null(v) ? KG_OK : kg__check_budget(v, err);
+            } else if (strcmp(k, "models") == 0) {
+                rv = kg__check_model_list(v, k, err);
             } else {
                 known = false;
             }
@@ -285,6 +290,12 @@ static kg_err_t build_spec(kg__admin_call_t *c, const char *org_id, const char *
     for (size_t i = 0; rv == KG_OK && i < sizeof(required) / sizeof(required[0]); i++)
         if (strcmp(required[i].kind, kind) == 0 && json_object_get(spec, required[i].member) == NULL)
             rv = kg_error_set(err, KG_EINVALID_VALUE, required[i].member, "'%s' is required.", required[i].member);
+    /* A preset tier fixes its limits; only a custom tier states its own. */
+    const char *tier = json_string_value(json_object_get(spec, "tier"));
+    if (rv == KG_OK && strcmp(kind, "team") == 0 && tier != NULL && strcmp(tier, "custom") != 0 &&
+        json_is_object(json_object_get(spec, "rate_limits")))
+        rv = kg_error_set(err, KG_EINVALID_VALUE, "rate_limits",
+                          "The %s tier has preset limits; use tier 'custom' to set rate_limits.", tier);
     if (rv != KG_OK) {
         json_decref(spec);
         return rv;
@@ -305,7 +316,8 @@ static json_t *defaults_of(const kg_catalog_row_t *r)
     if (strcmp(r->kind, "agent") == 0)
         return json_pack("{s:n, s:[], s:[]}", "model", "prompt_modules", "environments");
     if (strcmp(r->kind, "team") == 0)
-        return json_pack("{s:n, s:s, s:{}}", "description", "tier", "custom", "metadata");
+        return json_pack("{s:n, s:s, s:{}, s:n, s:n, s:s}", "description", "tier", "custom", "metadata", "rate_limits",
+                         "budget", "models", "*");
     return json_pack("{s:n}", "text");
 }
 

@@ -51,17 +51,22 @@ kg_err_t kg__admin_record(kg__admin_call_t *c, const char *org_id, const char *a
 bool kg__admin_commit(kg__admin_call_t *c);
 
 /* ---- token JSON (admin_tokens.c) ---- */
-json_t *kg__token_to_json(const kg_token_t *t, int64_t now);
+json_t *kg__token_to_json(const kg_token_t *t, int64_t now, kg_store_t *usage_from /* NULL: zeros */);
 
 /* ---- route groups ---- */
 void kg__admin_tokens(kg__admin_call_t *c);
 void kg__admin_orgs(kg__admin_call_t *c);
 void kg__admin_environments(kg__admin_call_t *c);
 void kg__admin_audit(kg__admin_call_t *c);
+void kg__admin_usage(kg__admin_call_t *c);
 /** Mints an ephemeral token of parent_id (POST /v1/tokens/{id}/ephemeral, /v1/ephemeral-tokens). */
 void kg__admin_mint_ephemeral(kg__admin_call_t *c, const char *parent_id);
 /** /v1/admin/{providers,models,agents,prompt-modules}; `resource` is the route segment. */
 void kg__admin_catalog(kg__admin_call_t *c, const char *resource);
+/* Shared by keys and teams (admin_tokens.c): `rate_limits`, `budget`, and a model list. */
+kg_err_t kg__check_rate_limits(const json_t *v, kg_error_t *err) KG_MUST_CHECK;
+kg_err_t kg__check_budget(const json_t *v, kg_error_t *err) KG_MUST_CHECK;
+kg_err_t kg__check_model_list(const json_t *v, const char *param, kg_error_t *err) KG_MUST_CHECK;
 /** Writes the config file's catalog into org `default` (source "config"), inside a transaction. */
 kg_err_t kg__admin_catalog_sync_config(kg_admin_t *a, int64_t now) KG_MUST_CHECK;
 

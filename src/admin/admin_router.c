@@ -94,6 +94,8 @@ void kg_admin_handle(kg_admin_t *a, const kg_admin_request_t *req, kg_admin_resp
         kg__admin_tokens(&c);
     } else if (strcmp(parts[1], "audit-events") == 0) {
         kg__admin_audit(&c);
+    } else if (strcmp(parts[1], "usage") == 0) {
+        kg__admin_usage(&c);
     } else if (base == 3 && strcmp(parts[2], "orgs") == 0) {
         if (!req->actor->is_root) {
             kg__admin_fail(&c, KG_EADMIN_REQUIRED, NULL, "Managing organizations requires the root admin key.");

@@ -147,6 +147,17 @@ static bool allow_entry_ok(const char *s)
     return star == NULL || star[1] == '\0';
 }
 
+/* A team's or key's model list: "*" or names/prefixes ending in one '*'. */
+kg_err_t kg__check_model_list(const json_t *v, const char *param, kg_error_t *err)
+{
+    if (json_is_string(v) && strcmp(json_string_value(v), "*") == 0)
+        return KG_OK;
+    if (check_string_list(v, param, 1024, 128, allow_entry_ok, err) != KG_OK)
+        return kg_error_set(err, KG_EINVALID_VALUE, param,
+                            "'%s' must be \"*\" or a list of names (a trailing '*' is a wildcard).", param);
+    return KG_OK;
+}
+
 static kg_err_t check_allow(const json_t *v, kg_error_t *err)
 {
     static const char *const kinds[] = {"agents", "models", "datasets", "prompts", NULL};
@@ -173,7 +184,7 @@ static kg_err_t check_allow(const json_t *v, kg_error_t *err)
     return KG_OK;
 }
 
-static kg_err_t check_rate_limits(const json_t *v, kg_error_t *err)
+kg_err_t kg__check_rate_limits(const json_t *v, kg_error_t *err)
 {
     static const char *const names[] = {"rpm", "tpm", "rpd", "max_concurrency", NULL};
     const char *k;
@@ -195,7 +206,7 @@ static kg_err_t check_rate_limits(const json_t *v, kg_error_t *err)
     return KG_OK;
 }
 
-static kg_err_t check_budget(const json_t *v, kg_error_t *err)
+kg_err_t kg__check_budget(const json_t *v, kg_error_t *err)
 {
     const char *k;
     json_t *val;
@@ -350,9 +361,9 @@ static kg_err_t apply_field(kg__admin_call_t *c, kg_token_t *t, const char *name
                                   json_string_value(item));
         }
     } else if (strcmp(name, "rate_limits") == 0) {
-        rv = check_rate_limits(v, err);
+        rv = kg__check_rate_limits(v, err);
     } else if (strcmp(name, "budget") == 0) {
-        rv = check_budget(v, err);
+        rv = kg__check_budget(v, err);
     } else if (strcmp(name, "metadata") == 0) {
         if (!json_is_object(v))
             rv = kg_error_set(err, KG_EINVALID_VALUE, name, "'metadata' must be a JSON object.");
@@ -439,7 +450,7 @@ static json_t *str_or_null(const char *s)
     return s != NULL ? json_string(s) : json_null();
 }
 
-json_t *kg__token_to_json(const kg_token_t *t, int64_t now)
+json_t *kg__token_to_json(const kg_token_t *t, int64_t now, kg_store_t *usage_from)
 {
     json_t *o = json_object();
     json_object_set_new(o, "id", json_string(t->id));
@@ -472,10 +483,14 @@ json_t *kg__token_to_json(const kg_token_t *t, int64_t now)
     json_object_set_new(o, "last4", json_string(t->last4));
     if (t->is_root)
         json_object_set_new(o, "root", json_true());
-    /* Usage is accounted by the limits issue; until then nothing has been used through a key. */
-    json_object_set_new(
-        o, "usage",
-        json_pack("{s:i, s:i, s:i, s:f}", "requests", 0, "input_tokens", 0, "output_tokens", 0, "cost", 0.0));
+    /* Stored usage: what the usage writer has flushed (it trails the requests by ~50 ms). */
+    kg_usage_totals_t u = {0};
+    if (usage_from != NULL && kg_store_usage_key_totals(usage_from, t->id, &u) != KG_OK)
+        memset(&u, 0, sizeof(u));
+    json_object_set_new(o, "usage",
+                        json_pack("{s:I, s:I, s:I, s:I, s:f}", "requests", (json_int_t)u.requests, "errors",
+                                  (json_int_t)u.errors, "input_tokens", (json_int_t)u.input_tokens, "output_tokens",
+                                  (json_int_t)u.output_tokens, "cost", (double)u.cost_micro / 1e6));
     return o;
 }
 
@@ -672,7 +687,7 @@ kg_err_t kg__token_create(kg__admin_call_t *c, const char *org_id, json_t *body,
         kg_error_set(err, rv, NULL, NULL);
         goto out;
     }
-    json_t *obj = kg__token_to_json(&t, c->req->now);
+    json_t *obj = kg__token_to_json(&t, c->req->now, c->a->store);
     json_t *audit = audit_snapshot(obj);
     rv = kg__admin_record(c, org_id, "token.created", "token", t.id, audit);
     json_decref(audit);
@@ -928,7 +943,7 @@ static void route_list(kg__admin_call_t *c)
     }
     json_t *data = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(data, kg__token_to_json(&list[i], c->req->now));
+        json_array_append_new(data, kg__token_to_json(&list[i], c->req->now, c->a->store));
     kg_token_list_free(list, n);
     kg__admin_reply_json(c, 200, kg__admin_list(data, has_more));
 }
@@ -956,7 +971,7 @@ static void route_get(kg__admin_call_t *c)
     kg_token_t t;
     if (!load_token(c, &t))
         return;
-    kg__admin_reply_json(c, 200, kg__token_to_json(&t, c->req->now));
+    kg__admin_reply_json(c, 200, kg__token_to_json(&t, c->req->now, c->a->store));
     kg_token_dispose(&t);
 }
 
@@ -970,7 +985,7 @@ static void save_and_reply(kg__admin_call_t *c, kg_token_t *t, const char *actio
         kg_store_rollback(c->a->store);
         kg__admin_fail(c, rv, NULL, NULL);
     } else if (kg__admin_commit(c)) {
-        json_t *obj = kg__token_to_json(t, c->req->now);
+        json_t *obj = kg__token_to_json(t, c->req->now, c->a->store);
         if (extra != NULL)
             json_object_update(obj, extra);
         kg__admin_reply_json(c, 200, obj);
@@ -1046,7 +1061,7 @@ static void route_update(kg__admin_call_t *c)
         json_decref(body);
         return;
     }
-    json_t *before = kg__token_to_json(&t, c->req->now);
+    json_t *before = kg__token_to_json(&t, c->req->now, NULL);
     const purpose_t *purpose = t.purpose != NULL ? purpose_find(t.purpose) : &purposes[0];
     json_t *changes = json_object();
     json_object_foreach (body, k, v) {
@@ -1067,7 +1082,7 @@ static void route_update(kg__admin_call_t *c)
         kg_token_dispose(&t);
         return;
     }
-    json_t *after = kg__token_to_json(&t, c->req->now);
+    json_t *after = kg__token_to_json(&t, c->req->now, NULL);
     json_object_foreach (body, k, v) {
         json_t *old = json_object_get(before, k), *new = json_object_get(after, k);
         if (!json_equal(old, new))
@@ -1117,7 +1132,7 @@ static void route_revoke(kg__admin_call_t *c)
     }
     if (t.revoked_at != 0) { /* already revoked: nothing changes, nothing is audited */
         kg_store_rollback(c->a->store);
-        json_t *obj = kg__token_to_json(&t, c->req->now);
+        json_t *obj = kg__token_to_json(&t, c->req->now, c->a->store);
         json_object_set_new(obj, "deleted", json_true());
         kg__admin_reply_json(c, 200, obj);
         kg_token_dispose(&t);

@@ -8,6 +8,8 @@
 #include "catalog/catalog.h"
 
 #include <errno.h>
+#include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -253,6 +255,7 @@ kg_catalog_t *kg_catalog_build_rows(const kg_config_t *cfg, const kg_catalog_row
     cat->providers = kg_xcalloc(n, sizeof(*cat->providers));
     cat->models = kg_xcalloc(n, sizeof(*cat->models));
     cat->agents = kg_xcalloc(n, sizeof(*cat->agents));
+    cat->teams = kg_xcalloc(n, sizeof(*cat->teams));
     for (size_t i = 0; i < n; i++)
         specs[i] = json_loads(rows[i].spec, 0, NULL);
 
@@ -326,6 +329,7 @@ kg_catalog_t *kg_catalog_build_rows(const kg_config_t *cfg, const kg_catalog_row
         m->provider = p;
         m->input_price = json_number_value(json_object_get(specs[i], "input"));
         m->output_price = json_number_value(json_object_get(specs[i], "output"));
+        m->input_micro = llround(m->input_price * 1e6), m->output_micro = llround(m->output_price * 1e6);
         m->prompt_json = join_modules(cat, rows[i].org_id, json_object_get(specs[i], "prompt_modules"));
     }
     for (size_t i = 0; i < n; i++) {
@@ -366,6 +370,25 @@ kg_catalog_t *kg_catalog_build_rows(const kg_config_t *cfg, const kg_catalog_row
         }
         a->prompt_json = join_modules(cat, rows[i].org_id, names);
         json_decref(names);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(rows[i].kind, "team") != 0)
+            continue;
+        kg_team_t *t = &cat->teams[cat->n_teams++];
+        t->org_id = kg_xstrdup(rows[i].org_id), t->name = kg_xstrdup(rows[i].name);
+        t->tier = kg_xstrdup(str(specs[i], "tier") != NULL ? str(specs[i], "tier") : "custom");
+        if (!kg_tier_preset(t->tier, &t->limits)) {
+            char *limits = json_dumps(json_object_get(specs[i], "rate_limits"), JSON_ENCODE_ANY);
+            t->limits = kg_rate_limits_parse(limits);
+            free(limits);
+        }
+        json_t *all = json_string("*"), *models = json_object_get(specs[i], "models");
+        kg_allow_list_compile(&t->models, models != NULL ? models : all);
+        json_decref(all);
+        char *budget = json_dumps(json_object_get(specs[i], "budget"), JSON_ENCODE_ANY);
+        t->budget = kg_budget_parse(budget);
+        free(budget);
+        t->state = kg_team_state(t->org_id, t->name);
     }
     for (size_t i = 0; i < n; i++)
         json_decref(specs[i]);
@@ -432,6 +455,12 @@ void kg_catalog_free(kg_catalog_t *cat)
             free(a->environments.items[k]);
         free(a->environments.items);
     }
+    for (size_t i = 0; i < cat->n_teams; i++) {
+        kg_team_t *t = &cat->teams[i];
+        free(t->org_id), free(t->name), free(t->tier);
+        kg_allow_list_dispose(&t->models);
+    }
+    free(cat->teams);
     free(cat->prompt_modules), free(cat->providers), free(cat->models), free(cat->agents), free(cat);
 }
 
@@ -454,10 +483,43 @@ const kg_catalog_t *kg_catalog_current(void)
     return rcu_dereference(current);
 }
 
+/* Team counters by (org, name): appended under the lock, never moved or freed before exit. */
+typedef struct team_state {
+    struct team_state *next;
+    char *org_id, *name;
+    kg_limit_state_t state;
+} team_state_t;
+
+static pthread_mutex_t team_states_lock = PTHREAD_MUTEX_INITIALIZER;
+static team_state_t *team_states;
+
+kg_limit_state_t *kg_team_state(const char *org_id, const char *name)
+{
+    pthread_mutex_lock(&team_states_lock);
+    team_state_t *ts = team_states;
+    while (ts != NULL && (strcmp(ts->org_id, org_id) != 0 || strcmp(ts->name, name) != 0))
+        ts = ts->next;
+    if (ts == NULL) {
+        ts = kg_xcalloc(1, sizeof(*ts));
+        ts->org_id = kg_xstrdup(org_id), ts->name = kg_xstrdup(name);
+        ts->next = team_states;
+        team_states = ts;
+    }
+    pthread_mutex_unlock(&team_states_lock);
+    return &ts->state;
+}
+
 void kg_catalog_retire_all(void)
 {
     kg_catalog_publish(NULL);
     rcu_barrier();
+    pthread_mutex_lock(&team_states_lock);
+    while (team_states != NULL) {
+        team_state_t *ts = team_states;
+        team_states = ts->next;
+        free(ts->org_id), free(ts->name), free(ts);
+    }
+    pthread_mutex_unlock(&team_states_lock);
 }
 
 /* ==== Lookups ==== */
@@ -482,6 +544,14 @@ const kg_model_t *kg_catalog_model(const kg_catalog_t *cat, const char *org_id, 
     for (size_t i = 0; i < cat->n_models; i++)
         if (name_is(cat->models[i].name, name, len) && kg_catalog_same_org(cat->models[i].org_id, org_id))
             return &cat->models[i];
+    return NULL;
+}
+
+const kg_team_t *kg_catalog_team(const kg_catalog_t *cat, const char *org_id, const char *name)
+{
+    for (size_t i = 0; i < cat->n_teams; i++)
+        if (strcmp(cat->teams[i].name, name) == 0 && kg_catalog_same_org(cat->teams[i].org_id, org_id))
+            return &cat->teams[i];
     return NULL;
 }
 

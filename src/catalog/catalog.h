@@ -16,6 +16,8 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "keys/key_policy.h"
+#include "limits/limits.h"
 #include "store/store.h"
 
 typedef enum kg_provider_type { KG_PROVIDER_OPENAI, KG_PROVIDER_MOCK } kg_provider_type_t;
@@ -50,8 +52,9 @@ typedef struct kg_model {
     char *name;
     char *upstream_model;
     const kg_provider_t *provider;
-    double input_price, output_price; /* credits per 1M tokens */
-    char *prompt_json;                /* its modules' texts joined, JSON-escaped; NULL if none */
+    double input_price, output_price;  /* credits per 1M tokens */
+    int64_t input_micro, output_micro; /* the same in micro-credits per 1M tokens (exact integer cost) */
+    char *prompt_json;                 /* its modules' texts joined, JSON-escaped; NULL if none */
 } kg_model_t;
 
 typedef struct kg_agent {
@@ -62,6 +65,17 @@ typedef struct kg_agent {
     char *prompt_json;                /* its modules' texts joined, JSON-escaped; NULL if none */
 } kg_agent_t;
 
+/* A team (SPEC §1): its tier's limits, the models its keys may reach, its credit pool. */
+typedef struct kg_team {
+    char *org_id;
+    char *name;
+    char *tier;
+    kg_rate_limits_t limits; /* the tier's preset, or a custom tier's own */
+    kg_allow_list_t models;  /* `models`: absent is all */
+    kg_budget_t budget;
+    kg_limit_state_t *state; /* shared by all its keys; outlives catalog rebuilds */
+} kg_team_t;
+
 typedef struct kg_catalog {
     kg_provider_t *providers;
     size_t n_providers;
@@ -71,6 +85,8 @@ typedef struct kg_catalog {
     size_t n_agents;
     kg_prompt_module_t *prompt_modules;
     size_t n_prompt_modules;
+    kg_team_t *teams;
+    size_t n_teams;
     int64_t created_at; /* reported as the models' `created` */
 } kg_catalog_t;
 
@@ -115,6 +131,13 @@ const kg_model_t *kg_catalog_model(const kg_catalog_t *cat, const char *org_id, 
 const kg_agent_t *kg_catalog_agent(const kg_catalog_t *cat, const char *org_id, const char *name, size_t len);
 /** The prompt module named `name` of org_id, or NULL. */
 const kg_prompt_module_t *kg_catalog_prompt_module(const kg_catalog_t *cat, const char *org_id, const char *name);
+/** The team named `name` of org_id, or NULL. */
+const kg_team_t *kg_catalog_team(const kg_catalog_t *cat, const char *org_id, const char *name);
+/**
+ * The counters of team (org_id, name), made on first use; they live until kg_catalog_retire_all,
+ * so a team keeps its counters across catalog rebuilds (writer side: takes a lock).
+ */
+kg_limit_state_t *kg_team_state(const char *org_id, const char *name);
 /** Whether `agent` is published to environment `env`. */
 bool kg_agent_published_to(const kg_agent_t *agent, const char *env);
 /** Whether an object of org `owner` is visible to org `org_id`. */

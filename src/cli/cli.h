@@ -114,6 +114,7 @@ int kg_cmd_keys(const char *noun, int argc, char **argv);
 int kg_cmd_org(int argc, char **argv);
 int kg_cmd_environment(int argc, char **argv);
 int kg_cmd_audit(int argc, char **argv);
+int kg_cmd_usage(int argc, char **argv);
 int kg_cmd_init(int argc, char **argv);
 int kg_cmd_explain(int argc, char **argv);
 int kg_cmd_catalog(const char *noun, int argc, char **argv);

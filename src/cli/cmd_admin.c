@@ -253,3 +253,68 @@ int kg_cmd_audit(int argc, char **argv)
     kg_cli_close(&cli);
     return rc;
 }
+
+/* ==== usage ==== */
+
+static void print_usage_series(const json_t *reply)
+{
+    kg_cli_table_t table;
+    size_t i;
+    json_t *b;
+    char when[32], cells[6][32];
+    kg_cli_table_init(&table, 7);
+    kg_cli_table_add(&table, (const char *[]){"BUCKET", "REQUESTS", "ERRORS", "INPUT", "OUTPUT", "COST", ""});
+    json_t *rows = json_array();
+    json_array_extend(rows, json_object_get(reply, "data"));
+    json_array_append(rows, json_object_get(reply, "totals"));
+    json_array_foreach (rows, i, b) {
+        bool total = i + 1 == json_array_size(rows);
+        snprintf(cells[0], sizeof(cells[0]), "%lld", (long long)json_integer_value(json_object_get(b, "requests")));
+        snprintf(cells[1], sizeof(cells[1]), "%lld", (long long)json_integer_value(json_object_get(b, "errors")));
+        snprintf(cells[2], sizeof(cells[2]), "%lld", (long long)json_integer_value(json_object_get(b, "input_tokens")));
+        snprintf(cells[3], sizeof(cells[3]), "%lld",
+                 (long long)json_integer_value(json_object_get(b, "output_tokens")));
+        snprintf(cells[4], sizeof(cells[4]), "%.6f", json_real_value(json_object_get(b, "cost")));
+        const char *row[] = {total ? "TOTAL" : kg_cli_time(json_object_get(b, "start_time"), "-", when, sizeof(when)),
+                             cells[0],
+                             cells[1],
+                             cells[2],
+                             cells[3],
+                             cells[4],
+                             ""};
+        kg_cli_table_add(&table, row);
+    }
+    json_decref(rows);
+    kg_cli_table_print(&table);
+}
+
+int kg_cmd_usage(int argc, char **argv)
+{
+    static const kg_cli_opt_spec_t specs[] = {{"key", true, false},
+                                              {"team", true, false},
+                                              {"since", true, false},
+                                              {"bucket", true, false},
+                                              {NULL, false, false}};
+    kg_cli_opts_t o;
+    kg_cli_t cli;
+    char query[256];
+    int64_t since = 86400;
+
+    if (!kg_cli_opts_parse(&o, specs, argc, argv))
+        return KG_EXIT_USAGE;
+    if (kg_cli_opt(&o, "since") != NULL && !kg_cli_parse_duration(kg_cli_opt(&o, "since"), &since)) {
+        fprintf(stderr, "keygate: --since takes a duration such as 24h or 7d\n");
+        return KG_EXIT_USAGE;
+    }
+    size_t at = (size_t)snprintf(query, sizeof(query), "from=%lld&bucket=%s", (long long)((int64_t)time(NULL) - since),
+                                 kg_cli_opt(&o, "bucket") != NULL ? kg_cli_opt(&o, "bucket") : "hour");
+    if (kg_cli_opt(&o, "key") != NULL && at < sizeof(query))
+        at += (size_t)snprintf(query + at, sizeof(query) - at, "&key=%s", kg_cli_opt(&o, "key"));
+    if (kg_cli_opt(&o, "team") != NULL && at < sizeof(query))
+        snprintf(query + at, sizeof(query) - at, "&team=%s", kg_cli_opt(&o, "team"));
+    if (!kg_cli_open(&cli, &o))
+        return kg_cli_open_failed(&cli);
+    int rc = call_and_print(&cli, "GET", "/v1/usage", query, NULL, print_usage_series);
+    kg_cli_close(&cli);
+    return rc;
+}

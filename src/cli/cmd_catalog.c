@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * This file implements `keygate provider|model|agent|prompt-module <verb>`: the catalog routes
+ * This file implements `keygate provider|model|agent|prompt-module|team <verb>`: the catalog routes
  * of the admin API (/v1/admin/...), with one table per noun that maps flags to members.
  */
 #include <stdio.h>
@@ -9,18 +9,20 @@
 
 #include "cli/cli.h"
 
-typedef enum field_kind { F_STRING, F_NUMBER, F_BOOL, F_LIST } field_kind_t;
+typedef enum field_kind { F_STRING, F_NUMBER, F_INT, F_BOOL, F_LIST } field_kind_t;
+
+#define MAX_FIELDS 10
 
 typedef struct field {
     const char *flag;   /* --flag */
-    const char *member; /* JSON member */
+    const char *member; /* JSON member; "a.b" sets member b of object a */
     field_kind_t kind;
 } field_t;
 
 typedef struct noun {
     const char *name;
     const char *route;
-    const field_t fields[6];
+    const field_t fields[MAX_FIELDS];
     const char *columns[3]; /* members shown by list, after the name */
 } noun_t;
 
@@ -46,14 +48,22 @@ static const noun_t nouns[] = {
     {"prompt-module", "/v1/admin/prompt-modules", {{"text", "text", F_STRING}}, {"text", NULL, NULL}},
     {"team",
      "/v1/admin/teams",
-     {{"tier", "tier", F_STRING}, {"description", "description", F_STRING}},
+     {{"tier", "tier", F_STRING},
+      {"description", "description", F_STRING},
+      {"model", "models", F_LIST},
+      {"rpm", "rate_limits.rpm", F_INT},
+      {"tpm", "rate_limits.tpm", F_INT},
+      {"rpd", "rate_limits.rpd", F_INT},
+      {"max-concurrency", "rate_limits.max_concurrency", F_INT},
+      {"budget", "budget.limit_credits", F_NUMBER},
+      {"period", "budget.period", F_STRING}},
      {"tier", "description", NULL}},
 };
 
 static int usage(const noun_t *n)
 {
     fprintf(stderr, "usage: keygate %s create --name NAME", n->name);
-    for (size_t i = 0; i < 6 && n->fields[i].flag != NULL; i++)
+    for (size_t i = 0; i < MAX_FIELDS && n->fields[i].flag != NULL; i++)
         fprintf(stderr, " [--%s%s]%s", n->fields[i].flag, n->fields[i].kind == F_BOOL ? "" : " V",
                 n->fields[i].kind == F_LIST ? "..." : "");
     fprintf(stderr, "\n       keygate %s list | show --name NAME | update --name NAME ... | delete --name NAME\n",
@@ -67,30 +77,41 @@ static json_t *body_from(const noun_t *n, const kg_cli_opts_t *o, bool with_name
     json_t *body = json_object();
     if (with_name)
         json_object_set_new(body, "name", json_string(kg_cli_opt(o, "name")));
-    for (size_t i = 0; i < 6 && n->fields[i].flag != NULL; i++) {
+    for (size_t i = 0; i < MAX_FIELDS && n->fields[i].flag != NULL; i++) {
         const field_t *f = &n->fields[i];
         const char *v = kg_cli_opt(o, f->flag), *many[KG_CLI_MAX_VALUES];
         if (v == NULL)
             continue;
+        /* A dotted member goes into a nested object (rate_limits.rpm, budget.period). */
+        json_t *into = body;
+        const char *member = f->member, *dot = strchr(member, '.');
+        if (dot != NULL) {
+            char outer[32];
+            snprintf(outer, sizeof(outer), "%.*s", (int)(dot - member), member);
+            if ((into = json_object_get(body, outer)) == NULL)
+                json_object_set_new(body, outer, into = json_object());
+            member = dot + 1;
+        }
         if (f->kind == F_STRING) {
-            json_object_set_new(body, f->member, json_string(v));
+            json_object_set_new(into, member, json_string(v));
         } else if (f->kind == F_BOOL) {
-            json_object_set_new(body, f->member, json_true());
-        } else if (f->kind == F_NUMBER) {
+            json_object_set_new(into, member, json_true());
+        } else if (f->kind == F_NUMBER || f->kind == F_INT) {
             char *end;
             double d = strtod(v, &end);
-            if (*v == '\0' || *end != '\0') {
-                fprintf(stderr, "keygate: --%s takes a number\n", f->flag);
+            if (*v == '\0' || *end != '\0' || (f->kind == F_INT && (d != (double)(long long)d || d < 1))) {
+                fprintf(stderr, "keygate: --%s takes a %s\n", f->flag,
+                        f->kind == F_INT ? "positive integer" : "number");
                 json_decref(body);
                 return NULL;
             }
-            json_object_set_new(body, f->member, json_real(d));
+            json_object_set_new(into, member, f->kind == F_INT ? json_integer((json_int_t)d) : json_real(d));
         } else {
             size_t count = kg_cli_opt_all(o, f->flag, many, KG_CLI_MAX_VALUES);
             json_t *a = json_array();
             for (size_t k = 0; k < count; k++)
                 json_array_append_new(a, json_string(many[k]));
-            json_object_set_new(body, f->member, a);
+            json_object_set_new(into, member, a);
         }
     }
     return body;
@@ -137,7 +158,7 @@ static void print_list(const noun_t *n, const json_t *reply)
 int kg_cmd_catalog(const char *noun_name, int argc, char **argv)
 {
     const noun_t *n = NULL;
-    kg_cli_opt_spec_t specs[10];
+    kg_cli_opt_spec_t specs[MAX_FIELDS + 2];
     size_t n_specs = 0;
     kg_cli_opts_t o;
     kg_cli_t cli;
@@ -155,7 +176,7 @@ int kg_cmd_catalog(const char *noun_name, int argc, char **argv)
         return usage(n);
     if (!list)
         specs[n_specs++] = (kg_cli_opt_spec_t){"name", true, false};
-    for (size_t i = 0; (create || update) && i < 6 && n->fields[i].flag != NULL; i++)
+    for (size_t i = 0; (create || update) && i < MAX_FIELDS && n->fields[i].flag != NULL; i++)
         specs[n_specs++] =
             (kg_cli_opt_spec_t){n->fields[i].flag, n->fields[i].kind != F_BOOL, n->fields[i].kind == F_LIST};
     specs[n_specs] = (kg_cli_opt_spec_t){NULL, false, false};

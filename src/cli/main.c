@@ -35,6 +35,7 @@ static int usage(FILE *to)
                 "  environment create|list|delete ...\n"
                 "  provider|model|agent|prompt-module|team create|list|show|update|delete ...\n"
                 "  audit [--key ID] [--since 24h]\n"
+                "  usage [--key ID] [--team T] [--since 24h] [--bucket minute|hour|day]\n"
                 "  explain --route /v1/chat/completions --model M [--origin O] (--id PK | secret on stdin)\n\n"
                 "Verbs work on the local store (--db, --config, ./keygate.db) or, with --url or KEYGATE_URL,\n"
                 "on a running gateway with the admin key in KEYGATE_ADMIN_KEY. --json prints JSON.\n");
@@ -77,6 +78,8 @@ int main(int argc, char **argv)
         rc = kg_cmd_environment(argc - 2, argv + 2);
     else if (strcmp(cmd, "audit") == 0)
         rc = kg_cmd_audit(argc - 2, argv + 2);
+    else if (strcmp(cmd, "usage") == 0)
+        rc = kg_cmd_usage(argc - 2, argv + 2);
     else if (strcmp(cmd, "explain") == 0)
         rc = kg_cmd_explain(argc - 2, argv + 2);
     else if (strcmp(cmd, "provider") == 0 || strcmp(cmd, "model") == 0 || strcmp(cmd, "agent") == 0 ||

@@ -23,6 +23,8 @@
 #include "keys/ephemeral.h"
 #include "keys/key_hash.h"
 #include "proxy/upstream.h"
+#include "limits/limits.h"
+#include "usage/usage_writer.h"
 
 #define DRAIN_MS 30000
 
@@ -107,6 +109,8 @@ int kg_serve_main(int argc, char **argv)
     kg_key_index_t *index = NULL;
     kg_feed_t *feed = NULL;
     kg_server_t *server = NULL;
+    kg_journal_t *journal = NULL;
+    kg_usage_writer_t *usage_writer = NULL;
     kg_upstreams_t *upstreams = kg_upstreams_new();
     static uint8_t eph_key[KG_EPH_KEY_BYTES]; /* lives as long as the server */
     kg_feed_catalog_t catalog_feed = {.cfg = &cfg, .prepare = prepare_catalog, .prepare_ctx = upstreams};
@@ -134,9 +138,31 @@ int kg_serve_main(int argc, char **argv)
         kg_log_error("the store has no ephemeral-token signing key");
         goto out;
     }
+    /* Usage an earlier process journaled (even if it was killed) reaches the store first, so
+     * the budgets below start from every request ever answered. */
+    snprintf(key_path, sizeof(key_path), "%s.journal", db_path);
+    if ((journal = kg_journal_open(key_path, err, sizeof(err))) == NULL) {
+        kg_log_error("%s", err);
+        goto out;
+    }
+    size_t replayed = 0;
+    if (kg_usage_drain(journal, store, &replayed) != KG_OK) {
+        kg_log_error("cannot replay the usage journal %s into the store", key_path);
+        goto out;
+    }
+    if (replayed > 0)
+        kg_log_info("usage: replayed %zu journaled records into the store", replayed);
     index = kg_key_index_new();
     /* The feed loads the keys and publishes the first catalog before anything is served. */
     if ((feed = kg_feed_start(db_path, index, &catalog_feed, err, sizeof(err))) == NULL) {
+        kg_log_error("%s", err);
+        goto out;
+    }
+    if (kg_usage_seed_spend(store, index, kg_wall_ms() / 1000) != KG_OK) {
+        kg_log_error("cannot read the stored usage to seed the budgets");
+        goto out;
+    }
+    if ((usage_writer = kg_usage_writer_start(journal, db_path, err, sizeof(err))) == NULL) {
         kg_log_error("%s", err);
         goto out;
     }
@@ -153,12 +179,19 @@ int kg_serve_main(int argc, char **argv)
         .index = index,
         .admin_store = store,
         .cfg = &cfg,
+        .journal = journal,
+        .metrics_listen = cfg.metrics_listen,
     };
     if ((server = kg_server_start(&opts, err, sizeof(err))) == NULL) {
         kg_log_error("%s", err);
         goto out;
     }
     store = NULL; /* the server's admin worker owns it now */
+    if (kg_server_metrics_port(server) != 0) {
+        const char *mcolon = strrchr(cfg.metrics_listen, ':');
+        kg_log_info("metrics on http://%.*s:%d/metrics", (int)(mcolon - cfg.metrics_listen), cfg.metrics_listen,
+                    kg_server_metrics_port(server));
+    }
     const char *colon = strrchr(cfg.listen, ':');
     kg_log_info("keygate listening on http://%.*s:%d (%d workers, %zu key secrets, config %s, store %s)",
                 (int)(colon - cfg.listen), cfg.listen, kg_server_port(server), opts.workers, kg_key_index_size(index),
@@ -171,6 +204,8 @@ int kg_serve_main(int argc, char **argv)
 out:
     if (server != NULL)
         kg_server_stop(server, DRAIN_MS);
+    kg_usage_writer_stop(usage_writer); /* after the workers: one last flush of their records */
+    kg_journal_close(journal);
     kg_feed_stop(feed); /* flushes pending last-use times */
     kg_store_close(store);
     kg_key_index_free(index);

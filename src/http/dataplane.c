@@ -17,6 +17,13 @@
 #include "policy/policy.h"
 #include "proxy/mock.h"
 #include "proxy/upstream.h"
+#include "metrics/metrics.h"
+#include "usage/meter.h"
+
+/* Completion tokens reserved when a request names no max_tokens (reconciled afterwards). */
+#define DEFAULT_RESERVED_COMPLETION 1024
+/* What an x-ratelimit-* header says of a measure with no limit (a number, as clients parse it). */
+#define UNLIMITED "2147483647"
 
 typedef enum route {
     R_NONE,
@@ -51,6 +58,46 @@ bool kg__dataplane_matches(h2o_iovec_t path)
 {
     h2o_iovec_t id;
     return match_route(path, &id) != R_NONE;
+}
+
+/* ==== Metrics: every data-plane request is counted when its memory is released ==== */
+
+typedef struct request_metric {
+    kg_worker_t *worker;
+    h2o_req_t *req;
+    kg_metrics_route_t route;
+    int64_t started_ns;
+    kg_meter_t *meter; /* set once the request was admitted */
+} request_metric_t;
+
+static void on_metric_dispose(void *p)
+{
+    request_metric_t *rm = p;
+    kg_meter_t *m = rm->meter;
+    int status = rm->req->res.status != 0 ? rm->req->res.status : 499;
+    if (m != NULL)
+        kg_meter_finish(m, status); /* whichever destructor runs first: the record is settled once */
+    kg_metrics_request(rm->worker->metrics, rm->route, status, m != NULL ? m->record.model : "",
+                       (kg_meter_now_ns() - rm->started_ns) / 1000,
+                       m != NULL && m->upstream_ns != 0 ? m->record.upstream_latency_us : -1);
+    if (m != NULL && m->journal_failed)
+        kg_metrics_journal_failure(rm->worker->metrics);
+}
+
+static request_metric_t *count_request(kg_worker_t *w, h2o_req_t *req, route_t route)
+{
+    static const kg_metrics_route_t routes[] = {
+        [R_NONE] = KG_MROUTE_OTHER,
+        [R_MODELS] = KG_MROUTE_MODELS,
+        [R_MODEL] = KG_MROUTE_MODELS,
+        [R_AGENTS] = KG_MROUTE_AGENTS,
+        [R_CHAT] = KG_MROUTE_CHAT,
+        [R_COMPLETIONS] = KG_MROUTE_COMPLETIONS,
+        [R_EMBEDDINGS] = KG_MROUTE_EMBEDDINGS,
+    };
+    request_metric_t *rm = h2o_mem_alloc_shared(&req->pool, sizeof(*rm), on_metric_dispose);
+    *rm = (request_metric_t){w, req, routes[route], kg_meter_now_ns(), NULL};
+    return rm;
 }
 
 /* ==== In-flight accounting (the drain on SIGTERM waits for these) ==== */
@@ -235,7 +282,119 @@ static h2o_iovec_t rewrite_body(h2o_req_t *req, const kg_key_view_t *view, const
     return h2o_iovec_init(out, at);
 }
 
-static void inference(kg_worker_t *w, h2o_req_t *req, const kg_key_view_t *view, route_t route)
+/* ==== Limits and accounting ==== */
+
+static void add_header(h2o_req_t *req, const char *name, size_t name_len, const char *value, size_t len)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, name_len, 0, NULL,
+                          h2o_strdup(&req->pool, value, len).base, len);
+}
+
+static void add_int_header(h2o_req_t *req, const char *name, size_t name_len, int64_t v)
+{
+    char buf[24];
+    add_header(req, name, name_len, buf, (size_t)snprintf(buf, sizeof(buf), "%lld", (long long)v));
+}
+
+/* SPEC §5's x-ratelimit-* triples, from the limiter's state after this request's admission. */
+static void add_ratelimit_headers(h2o_req_t *req, const kg_admission_t *a, int64_t now_ns)
+{
+    kg_gcra_state_t st[2];
+    static const char *const names[2][3] = {
+        {"x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"},
+        {"x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"}};
+    kg_admission_headers(a, now_ns, &st[0], &st[1]);
+    for (int i = 0; i < 2; i++) {
+        char reset[32];
+        if (st[i].limit == 0) {
+            add_header(req, names[i][0], strlen(names[i][0]), H2O_STRLIT(UNLIMITED));
+            add_header(req, names[i][1], strlen(names[i][1]), H2O_STRLIT(UNLIMITED));
+            add_header(req, names[i][2], strlen(names[i][2]), H2O_STRLIT("0s"));
+            continue;
+        }
+        add_int_header(req, names[i][0], strlen(names[i][0]), st[i].limit);
+        add_int_header(req, names[i][1], strlen(names[i][1]), st[i].remaining);
+        add_header(req, names[i][2], strlen(names[i][2]), reset, kg_reset_format(st[i].reset_ns, reset, sizeof(reset)));
+    }
+}
+
+/* A request abandoned by its client still gets its record, with the status it was sent (h2o
+ * runs pool destructors while the request itself is still intact). */
+typedef struct metered {
+    kg_meter_t meter;
+    h2o_req_t *req;
+} metered_t;
+
+static void on_meter_dispose(void *p)
+{
+    metered_t *mr = p;
+    kg_meter_finish(&mr->meter, mr->req->res.status != 0 ? mr->req->res.status : 499);
+}
+
+/*
+ * Admits the request against its key's and team's limits and budgets, and prepares its usage
+ * record. Returns the meter, or NULL after answering 403 (a model the team may not reach) or
+ * 429 (Retry-After and retry-after-ms; x-should-retry: false when retrying cannot help).
+ */
+static kg_meter_t *admit(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, const kg_key_view_t *view,
+                         const kg_decision_t *d, const kg_body_info_t *info, size_t body_len, route_t route)
+{
+    const kg_catalog_t *cat = kg_catalog_current(); /* under the read lock */
+    const kg_team_t *team = view->team_id[0] != '\0' ? kg_catalog_team(cat, view->org_id, view->team_id) : NULL;
+    kg_error_t err = {0};
+
+    if (team != NULL && !kg_allow_list_match(&team->models, d->model->name, strlen(d->model->name))) {
+        kg_error_set(&err, KG_EMODEL_NOT_ALLOWED, "model", "The team '%s' (tier %s) may not use the model '%.128s'.",
+                     team->name, team->tier, info->model);
+        kg__http_send_error(req, &err);
+        return NULL;
+    }
+    metered_t *mr = h2o_mem_alloc_shared(&req->pool, sizeof(*mr), on_meter_dispose);
+    memset(mr, 0, sizeof(*mr));
+    mr->req = req;
+    kg_meter_t *m = &mr->meter;
+    m->admission.holders[0] = (kg_holder_t){view->limit_state, view->policy->limits, view->policy->budget};
+    if (team != NULL)
+        m->admission.holders[1] = (kg_holder_t){team->state, team->limits, team->budget};
+    m->admission.n_holders = team != NULL ? 2 : 1;
+    m->input_micro = d->model->input_micro, m->output_micro = d->model->output_micro;
+    m->reserved_input = (int64_t)body_len / 4 + 1;
+    m->reserved_output = route == R_EMBEDDINGS  ? 0
+                         : info->max_tokens > 0 ? info->max_tokens
+                                                : DEFAULT_RESERVED_COMPLETION;
+    m->started_ns = rm->started_ns;
+    m->journal = w->journal;
+    kg_usage_record_t *r = &m->record;
+    snprintf(r->request_id, sizeof(r->request_id), "%s", w->request_id);
+    snprintf(r->key_id, sizeof(r->key_id), "%s", view->id);
+    snprintf(r->org_id, sizeof(r->org_id), "%s", view->org_id);
+    snprintf(r->team_id, sizeof(r->team_id), "%s", view->team_id);
+    snprintf(r->model, sizeof(r->model), "%.*s", KG_USAGE_MODEL_MAX, info->model); /* longer is not found */
+    snprintf(r->upstream_model, sizeof(r->upstream_model), "%s", d->model->upstream_model);
+    r->route = route == R_CHAT ? KG_USAGE_CHAT : route == R_COMPLETIONS ? KG_USAGE_COMPLETIONS : KG_USAGE_EMBEDDINGS;
+    r->stream = info->stream;
+
+    kg_refusal_t why;
+    rm->meter = m; /* the metrics name the model even of a refused call */
+    if (kg_meter_start(m, &why) != KG_OK) {
+        add_ratelimit_headers(req, &m->admission, m->started_ns);
+        if (why.retry_useless) {
+            add_header(req, H2O_STRLIT("x-should-retry"), H2O_STRLIT("false"));
+        } else {
+            int64_t ms = (why.retry_after_ns + 999999) / 1000000;
+            add_int_header(req, H2O_STRLIT("retry-after"), (ms + 999) / 1000);
+            add_int_header(req, H2O_STRLIT("retry-after-ms"), ms);
+        }
+        kg_metrics_refusal(w->metrics, why.code);
+        kg_error_set(&err, why.code, NULL, "%s", why.message);
+        kg__http_send_error(req, &err);
+        return NULL;
+    }
+    add_ratelimit_headers(req, &m->admission, kg_meter_now_ns());
+    return m;
+}
+
+static void inference(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, const kg_key_view_t *view, route_t route)
 {
     const kg_catalog_t *cat = kg_catalog_current(); /* under the read lock */
     kg_body_alloc_t alloc = {pool_alloc, &req->pool};
@@ -285,6 +444,9 @@ static void inference(kg_worker_t *w, h2o_req_t *req, const kg_key_view_t *view,
         kg__http_send_error(req, &err);
         return;
     }
+    kg_meter_t *meter = admit(w, req, rm, view, &d, &info, body.len, route);
+    if (meter == NULL)
+        return; /* refused: answered */
     bool renamed = d.agent != NULL || strcmp(d.model->name, d.model->upstream_model) != 0;
     if (renamed || d.prompt)
         body = rewrite_body(req, view, &d, &info, body, renamed);
@@ -300,7 +462,7 @@ static void inference(kg_worker_t *w, h2o_req_t *req, const kg_key_view_t *view,
         kg_mock_route_t mr = route == R_CHAT          ? KG_MOCK_CHAT
                              : route == R_COMPLETIONS ? KG_MOCK_COMPLETIONS
                                                       : KG_MOCK_EMBEDDINGS;
-        kg_mock_respond(req, &w->mock_tick, mr, &info, body.len, model->upstream_model, w->request_id);
+        kg_mock_respond(req, &w->mock_tick, mr, &info, body.len, model->upstream_model, w->request_id, meter);
         return;
     }
     static const h2o_iovec_t suffixes[] = {
@@ -317,6 +479,7 @@ static void inference(kg_worker_t *w, h2o_req_t *req, const kg_key_view_t *view,
         .key_id = view->id,
         .team_id = view->team_id,
         .environment = view->environment,
+        .meter = meter,
     };
     kg_upstream_forward(w->upstream, req, &fwd);
 }
@@ -330,7 +493,8 @@ static void next_request_id(kg_worker_t *w, h2o_req_t *req)
                           h2o_strdup(&req->pool, w->request_id, strlen(w->request_id)).base, strlen(w->request_id));
 }
 
-static void handle_authenticated(kg_worker_t *w, h2o_req_t *req, route_t route, h2o_iovec_t model_id);
+static void handle_authenticated(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, route_t route,
+                                 h2o_iovec_t model_id);
 
 /* ==== CORS (SPEC §2) ==== */
 
@@ -413,6 +577,7 @@ void kg__dataplane_handle(kg_worker_t *w, h2o_req_t *req, h2o_iovec_t path)
     }
 
     next_request_id(w, req);
+    request_metric_t *rm = count_request(w, req, route);
     bool is_get = method_is(req, H2O_STRLIT("GET")) || method_is(req, H2O_STRLIT("HEAD"));
     bool wants_get = route == R_MODELS || route == R_MODEL || route == R_AGENTS;
     if (wants_get ? !is_get : !method_is(req, H2O_STRLIT("POST"))) {
@@ -421,11 +586,12 @@ void kg__dataplane_handle(kg_worker_t *w, h2o_req_t *req, h2o_iovec_t path)
     }
     /* The key's policy is read under the index's read lock, for this synchronous part only. */
     kg_key_index_read_lock();
-    handle_authenticated(w, req, route, model_id);
+    handle_authenticated(w, req, rm, route, model_id);
     kg_key_index_read_unlock();
 }
 
-static void handle_authenticated(kg_worker_t *w, h2o_req_t *req, route_t route, h2o_iovec_t model_id)
+static void handle_authenticated(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, route_t route,
+                                 h2o_iovec_t model_id)
 {
     kg_key_view_t view;
     kg_err_t rv = kg__http_authenticate(w, req, &view, NULL, NULL);
@@ -445,6 +611,6 @@ static void handle_authenticated(kg_worker_t *w, h2o_req_t *req, route_t route, 
     case R_MODELS: list_models(req, &view, false); break;
     case R_AGENTS: list_models(req, &view, true); break;
     case R_MODEL: get_model(req, &view, model_id); break;
-    default: inference(w, req, &view, route); break;
+    default: inference(w, req, rm, &view, route); break;
     }
 }

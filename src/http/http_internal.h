@@ -16,6 +16,8 @@
 
 typedef struct kg_admin_worker kg_admin_worker_t;
 typedef struct kg_upstream_loop kg_upstream_loop_t;
+typedef struct kg_journal_writer kg_journal_writer_t;
+typedef struct kg_metrics kg_metrics_t;
 
 typedef struct kg_worker {
     h2o_context_t ctx; /* first: handlers find their worker from req->conn->ctx */
@@ -32,7 +34,11 @@ typedef struct kg_worker {
     h2o_timeout_t linger_timeout;             /* how long a closed connection's input is drained */
     char request_id_prefix[16];
     uint64_t request_counter;
-    char request_id[32]; /* of the request being handled */
+    char request_id[32];             /* of the request being handled */
+    kg_journal_writer_t *journal;    /* this worker's usage journal segment (NULL: not recorded) */
+    kg_metrics_t *metrics;           /* this worker's counters (only this thread writes them) */
+    h2o_accept_ctx_t metrics_accept; /* worker 0 only: the metrics listener's routes */
+    h2o_socket_t *metrics_listener;
     bool stopping;
     pthread_t tid;
     struct kg_server *server;
@@ -40,6 +46,8 @@ typedef struct kg_worker {
 
 struct kg_server {
     h2o_globalconf_t config;
+    h2o_globalconf_t metrics_config; /* the metrics listener: GET /metrics and nothing else */
+    int metrics_port;                /* 0: no metrics listener */
     kg_server_options_t opts;
     kg_worker_t *workers;
     size_t n_workers;
@@ -80,6 +88,12 @@ bool kg__dataplane_matches(h2o_iovec_t path);
 /** Adds Vary: Origin and, for an origin of an active publishable key, the CORS answer headers. */
 void kg__cors_apply(kg_worker_t *worker, h2o_req_t *req);
 void kg__dataplane_handle(kg_worker_t *worker, h2o_req_t *req, h2o_iovec_t path);
+
+/* metrics_http.c */
+/** Answers GET /metrics with every worker's counters (no authentication: the caller decided). */
+void kg__metrics_send(kg_worker_t *worker, h2o_req_t *req);
+/** GET /metrics on the main listener: the root admin key only. */
+void kg__metrics_handle_main(kg_worker_t *worker, h2o_req_t *req);
 
 /* admin_http.c */
 kg_admin_worker_t *kg__admin_worker_start(kg_store_t *store, const kg_config_t *cfg, kg_key_index_t *index,

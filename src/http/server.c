@@ -22,6 +22,8 @@
 #include "keys/key_format.h"
 #include "proxy/mock.h"
 #include "proxy/upstream.h"
+#include "metrics/metrics.h"
+#include "usage/journal.h"
 
 /* ==== Replies ==== */
 
@@ -150,11 +152,28 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         kg__admin_http_handle(worker, req, path);
         return 0;
     }
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/metrics"))) {
+        kg__metrics_handle_main(worker, req);
+        return 0;
+    }
     if (kg__dataplane_matches(path)) {
         kg__dataplane_handle(worker, req, path);
         return 0;
     }
     kg__http_fail(req, KG_ENOT_FOUND, "Unknown route.");
+    return 0;
+}
+
+/* The metrics listener: GET /metrics without a key (it listens on loopback by default). */
+static int on_metrics_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    kg_worker_t *worker = H2O_STRUCT_FROM_MEMBER(kg_worker_t, ctx, req->conn->ctx);
+    (void)self;
+    if (!h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/metrics"))) {
+        kg__http_fail(req, KG_ENOT_FOUND, "Only /metrics is served here.");
+        return 0;
+    }
+    kg__metrics_send(worker, req);
     return 0;
 }
 
@@ -223,6 +242,14 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     h2o_accept(&w->accept, sock);
 }
 
+static void on_metrics_accept(h2o_socket_t *listener, const char *err)
+{
+    kg_worker_t *w = listener->data;
+    h2o_socket_t *sock;
+    if (err == NULL && (sock = h2o_evloop_socket_accept(listener)) != NULL)
+        h2o_accept(&w->metrics_accept, sock);
+}
+
 typedef struct control_msg {
     h2o_multithread_message_t super;
 } control_msg_t;
@@ -242,6 +269,11 @@ static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
             h2o_socket_read_stop(w->listener);
             h2o_socket_close(w->listener);
             w->listener = NULL;
+        }
+        if (w->metrics_listener != NULL) {
+            h2o_socket_read_stop(w->metrics_listener);
+            h2o_socket_close(w->metrics_listener);
+            w->metrics_listener = NULL;
         }
         h2o_context_request_shutdown(&w->ctx);
     }
@@ -387,6 +419,25 @@ kg_server_t *kg_server_start(const kg_server_options_t *opts, char *err, size_t 
             snprintf(addr, sizeof(addr), "%.*s:%d", (int)(colon - opts->listen), opts->listen, s->port);
         }
     }
+    /* The metrics listener is a convenience: when its port is taken the gateway still serves
+     * (and /metrics stays on the main listener for the root admin key). */
+    int metrics_fd = -1;
+    if (opts->metrics_listen != NULL && opts->metrics_listen[0] != '\0' && strcmp(opts->metrics_listen, "off") != 0) {
+        char merr[300];
+        if (port_free(opts->metrics_listen, merr, sizeof(merr)))
+            metrics_fd = bind_listener(opts->metrics_listen, &s->metrics_port, merr, sizeof(merr));
+        if (metrics_fd < 0) {
+            kg_log_warn("metrics listener not started: %s", merr);
+            s->metrics_port = 0;
+        }
+        h2o_config_init(&s->metrics_config);
+        s->metrics_config.server_name = h2o_iovec_init(H2O_STRLIT("keygate"));
+        s->metrics_config.http1.upgrade_to_http2 = 0;
+        h2o_hostconf_t *mhost =
+            h2o_config_register_host(&s->metrics_config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+        h2o_handler_t *mh = h2o_create_handler(h2o_config_register_path(mhost, "/", 0), sizeof(*mh));
+        mh->on_req = on_metrics_req;
+    }
     s->upstreams = opts->upstreams;
     s->admin = kg__admin_worker_start(opts->admin_store, opts->cfg, opts->index, opts->catalog_feed);
     for (size_t i = 0; i < s->n_workers; i++) {
@@ -406,6 +457,15 @@ kg_server_t *kg_server_start(const kg_server_options_t *opts, char *err, size_t 
             snprintf(w->request_id_prefix, sizeof(w->request_id_prefix), "w%u", (unsigned)(i % 1000));
         else
             w->request_id_prefix[12] = '\0';
+        w->journal = opts->journal != NULL ? kg_journal_writer_new(opts->journal) : NULL;
+        w->metrics = kg_xcalloc(1, sizeof(*w->metrics));
+        if (i == 0 && metrics_fd >= 0) { /* one loop serves scrapes: they are rare and cheap */
+            w->metrics_accept.ctx = &w->ctx;
+            w->metrics_accept.hosts = s->metrics_config.hosts;
+            w->metrics_listener = h2o_evloop_socket_create(w->ctx.loop, metrics_fd, H2O_SOCKET_FLAG_DONT_READ);
+            w->metrics_listener->data = w;
+            h2o_socket_read_start(w->metrics_listener, on_metrics_accept);
+        }
         w->listener = h2o_evloop_socket_create(w->ctx.loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
         w->listener->data = w;
         h2o_socket_read_start(w->listener, on_accept);
@@ -417,6 +477,11 @@ kg_server_t *kg_server_start(const kg_server_options_t *opts, char *err, size_t 
 int kg_server_port(const kg_server_t *s)
 {
     return s->port;
+}
+
+int kg_server_metrics_port(const kg_server_t *s)
+{
+    return s->metrics_port;
 }
 
 void kg_server_stop(kg_server_t *s, int drain_ms)
@@ -434,6 +499,8 @@ void kg_server_stop(kg_server_t *s, int drain_ms)
         kg_worker_t *w = &s->workers[i];
         if (w->listener != NULL)
             h2o_socket_close(w->listener);
+        kg_journal_writer_free(w->journal); /* every request it served has been answered or abandoned */
+        free(w->metrics);
         /* Receivers stay registered (libh2o asserts that none has a message pending, and a late
          * admin reply may be); connections still open (idle keep-alive) end with the process,
          * and the loop is not destroyed: libh2o 2.2.5 cannot dispose of a loop with sockets. */

@@ -18,6 +18,7 @@
 typedef struct kg_server kg_server_t;
 struct kg_upstreams;
 struct kg_feed_catalog;
+struct kg_journal;
 
 typedef struct kg_server_options {
     const char *listen;     /* "host:port" */
@@ -33,6 +34,8 @@ typedef struct kg_server_options {
     kg_key_index_t *index;                      /* borrowed: read on every request */
     kg_store_t *admin_store;                    /* taken: the admin worker's own connection */
     const kg_config_t *cfg;                     /* borrowed */
+    struct kg_journal *journal;                 /* borrowed: usage records go here (NULL: not recorded) */
+    const char *metrics_listen;                 /* "host:port" of the metrics listener; NULL, "" or "off": none */
 } kg_server_options_t;
 
 /** Binds the listeners and starts the worker threads. NULL with err filled on failure. */
@@ -40,6 +43,8 @@ kg_server_t *kg_server_start(const kg_server_options_t *opts, char *err, size_t 
 
 /** The port actually bound (useful with port 0). */
 int kg_server_port(const kg_server_t *s);
+/** The metrics listener's port, 0 when there is none. */
+int kg_server_metrics_port(const kg_server_t *s);
 
 /**
  * Stops accepting, waits up to drain_ms for in-flight requests to finish, joins every thread

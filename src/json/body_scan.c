@@ -17,6 +17,7 @@ typedef enum top_key {
     K_INPUT,
     K_ENCODING_FORMAT,
     K_DIMENSIONS,
+    K_MAX_TOKENS,
     K_MESSAGES
 } top_key_t;
 
@@ -189,7 +190,7 @@ static int on_number(void *ctx, const char *v, size_t len)
     scan_t *s = ctx;
     if (!on_value_start(s, false))
         return 0;
-    if (s->depth == 1 && s->key == K_DIMENSIONS) {
+    if (s->depth == 1 && (s->key == K_DIMENSIONS || s->key == K_MAX_TOKENS)) {
         long n = 0;
         for (size_t i = 0; i < len && i < 9; i++) {
             if (v[i] < '0' || v[i] > '9') {
@@ -198,7 +199,10 @@ static int on_number(void *ctx, const char *v, size_t len)
             }
             n = n * 10 + (v[i] - '0');
         }
-        s->out->dimensions = n;
+        if (s->key == K_DIMENSIONS)
+            s->out->dimensions = n;
+        else
+            s->out->max_tokens = n; /* max_tokens or max_completion_tokens: whichever came last */
     }
     return 1;
 }
@@ -293,6 +297,8 @@ static top_key_t classify(const unsigned char *k, size_t len)
                  {"input", K_INPUT},
                  {"encoding_format", K_ENCODING_FORMAT},
                  {"dimensions", K_DIMENSIONS},
+                 {"max_tokens", K_MAX_TOKENS},
+                 {"max_completion_tokens", K_MAX_TOKENS},
                  {"messages", K_MESSAGES}};
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
         if (strlen(known[i].name) == len && memcmp(known[i].name, k, len) == 0)

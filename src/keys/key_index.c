@@ -23,6 +23,7 @@ typedef struct key_state {
     struct cds_lfht_node node; /* in idx->by_id */
     char id[KG_KEY_ID_LEN + 1];
     _Atomic int64_t last_used_at; /* written by readers, at most once per second per key */
+    kg_limit_state_t limits;      /* written by readers: survives edits and rotations */
     int64_t last_flushed_at;      /* flusher only */
     /* writer only: the hashes currently in idx->by_hash for this token */
     uint8_t hashes[MAX_SECRETS_PER_TOKEN][KG_KEY_HASH_BYTES];
@@ -348,6 +349,7 @@ void kg_key_index_put(kg_key_index_t *idx, const kg_token_t *t, const kg_token_s
         snprintf(rec->view.team_id, sizeof(rec->view.team_id), "%s", t->team_id != NULL ? t->team_id : "");
         rec->policy = kg_key_policy_new(t); /* cold path: per key change */
         rec->view.policy = rec->policy;
+        rec->view.limit_state = &st->limits;
         rec->view.type = t->type;
         rec->view.rotations = t->rotations;
         rec->view.old_secret = secrets[i].expires_at != 0;
@@ -461,6 +463,17 @@ kg_err_t kg_key_index_lookup(kg_key_index_t *idx, const uint8_t hash[KG_KEY_HASH
 out:
     rcu_read_unlock();
     return rv;
+}
+
+kg_limit_state_t *kg_key_index_limit_state(kg_key_index_t *idx, const char *id)
+{
+    pthread_mutex_lock(&idx->write_lock);
+    grow_if_needed(idx, idx->n_records + 1);
+    rcu_read_lock();
+    key_state_t *st = state_get_or_add(idx, id);
+    rcu_read_unlock();
+    pthread_mutex_unlock(&idx->write_lock);
+    return &st->limits;
 }
 
 size_t kg_key_index_size(kg_key_index_t *idx)

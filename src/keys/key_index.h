@@ -35,6 +35,8 @@ typedef struct kg_key_view {
     bool old_secret;     /* the secret presented is the previous one, in its grace */
     /* The key's compiled policy: valid only until the caller's kg_key_index_read_unlock(). */
     const kg_key_policy_t *policy;
+    /* The key's counters (limits, budget): shared by all its records, valid while the index lives. */
+    kg_limit_state_t *limit_state;
     /* How the request authenticated (set by the HTTP layer, not the index). */
     bool publishable; /* by the public id alone, from an allowed origin */
     bool ephemeral;   /* by an ephemeral token of this key: narrowed further below */
@@ -99,6 +101,9 @@ typedef struct kg_domain_set {
 
 /** The current set: use inside kg_key_index_read_lock(); may be NULL (no publishable key). */
 const kg_domain_set_t *kg_key_index_domains(kg_key_index_t *idx);
+
+/** The counters of token `id`, made if the token is not indexed yet (writer side: seeding at start). */
+kg_limit_state_t *kg_key_index_limit_state(kg_key_index_t *idx, const char *id);
 
 /** Number of records (one per live secret hash). */
 size_t kg_key_index_size(kg_key_index_t *idx);

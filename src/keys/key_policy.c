@@ -54,7 +54,7 @@ char *kg_json_escape_dup(const char *s)
     return out;
 }
 
-static void allow_list_compile(kg_allow_list_t *list, json_t *v)
+void kg_allow_list_compile(kg_allow_list_t *list, json_t *v)
 {
     size_t i;
     json_t *item;
@@ -75,7 +75,7 @@ static void allow_list_compile(kg_allow_list_t *list, json_t *v)
     }
 }
 
-static void allow_list_dispose(kg_allow_list_t *list)
+void kg_allow_list_dispose(kg_allow_list_t *list)
 {
     for (size_t i = 0; i < list->n; i++)
         free(list->patterns[i]);
@@ -100,8 +100,8 @@ kg_key_policy_t *kg_key_policy_new(const kg_token_t *t)
     if (t->allow == NULL) {
         p->models.all = p->agents.all = t->type == KG_TOKEN_ACCESS;
     } else {
-        allow_list_compile(&p->models, json_object_get(allow, "models"));
-        allow_list_compile(&p->agents, json_object_get(allow, "agents"));
+        kg_allow_list_compile(&p->models, json_object_get(allow, "models"));
+        kg_allow_list_compile(&p->agents, json_object_get(allow, "agents"));
     }
     if (json_is_array(modules)) {
         p->prompt_modules = kg_xcalloc(json_array_size(modules), sizeof(char *));
@@ -121,6 +121,8 @@ kg_key_policy_t *kg_key_policy_new(const kg_token_t *t)
     json_decref(domains);
     if (t->prompt_text != NULL && t->prompt_text[0] != '\0')
         p->prompt_text_json = kg_json_escape_dup(t->prompt_text);
+    p->limits = kg_rate_limits_parse(t->rate_limits);
+    p->budget = kg_budget_parse(t->budget);
     json_decref(scopes), json_decref(allow), json_decref(modules);
     return p;
 }
@@ -129,8 +131,8 @@ void kg_key_policy_free(kg_key_policy_t *p)
 {
     if (p == NULL)
         return;
-    allow_list_dispose(&p->models);
-    allow_list_dispose(&p->agents);
+    kg_allow_list_dispose(&p->models);
+    kg_allow_list_dispose(&p->agents);
     for (size_t i = 0; i < p->n_prompt_modules; i++)
         free(p->prompt_modules[i]);
     free(p->prompt_modules);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * This file owns a key's compiled policy (SPEC §3, §4): its scopes as a bit set, its model and
- * agent allowlists, and its prompt policy with the text already JSON-escaped. It is built
+ * agent allowlists, its limits and budget, and its prompt policy with the text already JSON-escaped. It is built
  * from the token's stored JSON on the writer side (when the key index changes), so the request
  * path only tests bits and compares names. Immutable once built.
  */
@@ -12,7 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "keys/token.h"
+#include "limits/limits.h"
 
 typedef enum kg_scope {
     KG_SCOPE_CHAT = 1u << 0,
@@ -44,12 +47,17 @@ typedef struct kg_key_policy {
     char *prompt_text_json; /* the key's prompt_text, JSON-escaped without quotes; NULL if none */
     char **domains;         /* allowed_domains, normalised; a key with any is publishable */
     size_t n_domains;
+    kg_rate_limits_t limits; /* the key's own; its team's apply too */
+    kg_budget_t budget;
 } kg_key_policy_t;
 
 /** Compiles t's policy members. Never fails (unparsable members compile to "nothing allowed"). */
 kg_key_policy_t *kg_key_policy_new(const kg_token_t *t);
 void kg_key_policy_free(kg_key_policy_t *p);
 
+/** Compiles an allow list from "*" or a list of names/prefixes (anything else allows nothing). */
+void kg_allow_list_compile(kg_allow_list_t *list, json_t *v);
+void kg_allow_list_dispose(kg_allow_list_t *list);
 /** Does `list` allow name[0..len)? Exact names, trailing-'*' prefixes, or "*". */
 bool kg_allow_list_match(const kg_allow_list_t *list, const char *name, size_t len);
 /** Whether the key carries any prompt policy of its own. */

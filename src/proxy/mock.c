@@ -33,9 +33,11 @@ static h2o_iovec_t pool_printf(h2o_mem_pool_t *pool, size_t cap, const char *fmt
     return h2o_iovec_init(buf, n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1);
 }
 
-static void send_whole(h2o_req_t *req, const char *content_type, h2o_iovec_t body)
+static void send_whole(h2o_req_t *req, const char *content_type, h2o_iovec_t body, kg_meter_t *meter)
 {
     static h2o_generator_t generator = {NULL, NULL};
+    kg_meter_observe(meter, body.base, body.len);
+    kg_meter_finish(meter, 200); /* journaled before the client can see the answer complete */
     req->res.status = 200;
     req->res.reason = "OK";
     req->res.content_length = body.len;
@@ -69,12 +71,17 @@ typedef struct mock_stream {
     h2o_timeout_entry_t timer;
     h2o_iovec_t *chunks;
     size_t n_chunks, next;
+    kg_meter_t *meter;
 } mock_stream_t;
 
 static void send_next(mock_stream_t *s)
 {
     h2o_iovec_t chunk = s->chunks[s->next++];
-    h2o_send(s->req, &chunk, 1, s->next == s->n_chunks ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
+    bool last = s->next == s->n_chunks;
+    kg_meter_observe(s->meter, chunk.base, chunk.len);
+    if (last)
+        kg_meter_finish(s->meter, 200);
+    h2o_send(s->req, &chunk, 1, last ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
 }
 
 static void on_tick(h2o_timeout_entry_t *entry)
@@ -105,10 +112,11 @@ static void on_stream_dispose(void *p)
 }
 
 static void stream_words(h2o_req_t *req, h2o_timeout_t *tick, kg_mock_route_t route, const kg_body_info_t *info,
-                         size_t prompt_tokens, const char *model, const char *request_id)
+                         size_t prompt_tokens, const char *model, const char *request_id, kg_meter_t *meter)
 {
     mock_stream_t *s = h2o_mem_alloc_shared(&req->pool, sizeof(*s), on_stream_dispose);
     memset(s, 0, sizeof(*s));
+    s->meter = meter;
     s->super.proceed = on_proceed;
     s->super.stop = on_stop;
     s->req = req;
@@ -166,7 +174,8 @@ static void stream_words(h2o_req_t *req, h2o_timeout_t *tick, kg_mock_route_t ro
 
 /* ==== Whole answers ==== */
 
-static void embeddings(h2o_req_t *req, const kg_body_info_t *info, size_t prompt_tokens, const char *model)
+static void embeddings(h2o_req_t *req, const kg_body_info_t *info, size_t prompt_tokens, const char *model,
+                       kg_meter_t *meter)
 {
     size_t n = info->n_inputs > 0 ? info->n_inputs : 1;
     size_t dims = info->dimensions > 0 && info->dimensions <= KG_MOCK_MAX_DIMENSIONS ? (size_t)info->dimensions : 16;
@@ -204,21 +213,21 @@ static void embeddings(h2o_req_t *req, const kg_body_info_t *info, size_t prompt
     at += (size_t)snprintf(buf + at, cap - at,
                            "],\"model\":\"%s\",\"usage\":{\"prompt_tokens\":%zu,\"total_tokens\":%zu}}", model,
                            prompt_tokens, prompt_tokens);
-    send_whole(req, "application/json", h2o_iovec_init(buf, at < cap ? at : cap - 1));
+    send_whole(req, "application/json", h2o_iovec_init(buf, at < cap ? at : cap - 1), meter);
 }
 
 void kg_mock_respond(h2o_req_t *req, h2o_timeout_t *tick, kg_mock_route_t route, const kg_body_info_t *info,
-                     size_t body_len, const char *model, const char *request_id)
+                     size_t body_len, const char *model, const char *request_id, kg_meter_t *meter)
 {
     size_t prompt_tokens = body_len / 4 > 0 ? body_len / 4 : 1;
     long created = (long)time(NULL);
 
     if (route == KG_MOCK_EMBEDDINGS) {
-        embeddings(req, info, prompt_tokens, model);
+        embeddings(req, info, prompt_tokens, model, meter);
         return;
     }
     if (info->stream) {
-        stream_words(req, tick, route, info, prompt_tokens, model, request_id);
+        stream_words(req, tick, route, info, prompt_tokens, model, request_id, meter);
         return;
     }
     h2o_iovec_t text = answer_text(&req->pool);
@@ -237,5 +246,5 @@ void kg_mock_respond(h2o_req_t *req, h2o_timeout_t *tick, kg_mock_route_t route,
                           "\"usage\":{\"prompt_tokens\":%zu,\"completion_tokens\":%zu,\"total_tokens\":%zu}}",
                           request_id, created, model, (int)text.len, text.base, prompt_tokens, N_WORDS,
                           prompt_tokens + N_WORDS);
-    send_whole(req, "application/json", body);
+    send_whole(req, "application/json", body, meter);
 }

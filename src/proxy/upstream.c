@@ -207,11 +207,13 @@ typedef struct forward {
     char tail[16];   /* the last bytes relayed, to find a [DONE] line split across two sends */
     size_t tail_len;
     bool seen_done; /* "data: [DONE]" went by: the stream completed */
+    kg_meter_t *meter;
 } forward_t;
 
-static void send_json_error(h2o_req_t *req, kg_err_t code, const char *message)
+static void send_json_error(h2o_req_t *req, kg_meter_t *meter, kg_err_t code, const char *message)
 {
     static h2o_generator_t generator = {NULL, NULL};
+    kg_meter_finish(meter, kg_err_http_status(code));
     kg_error_t err = {.code = code};
     char buf[KG_ERR_RENDER_MAX];
     snprintf(err.message, sizeof(err.message), "%s", message);
@@ -233,7 +235,7 @@ static void fail_before_head(forward_t *f, const char *errstr)
     snprintf(msg, sizeof(msg), "%s: %s.",
              timeout ? "The upstream provider did not answer in time" : "The upstream provider failed", errstr);
     h2o_req_log_error(f->req, "keygate/upstream", "%s", errstr);
-    send_json_error(f->req, timeout ? KG_EUPSTREAM_TIMEOUT : KG_EUPSTREAM_ERROR, msg);
+    send_json_error(f->req, f->meter, timeout ? KG_EUPSTREAM_TIMEOUT : KG_EUPSTREAM_ERROR, msg);
 }
 
 /* Notes whether "[DONE]" went by and keeps the last bytes relayed (each byte passes here once). */
@@ -293,6 +295,9 @@ static void do_send(forward_t *f)
             return;
         state = H2O_SEND_STATE_IN_PROGRESS;
     }
+    kg_meter_observe(f->meter, bufs[0].base, bufs[0].len);
+    if (state != H2O_SEND_STATE_IN_PROGRESS)
+        kg_meter_finish(f->meter, f->req->res.status); /* journaled before the client sees the end */
     h2o_send(f->req, bufs, n, state);
 }
 
@@ -361,7 +366,7 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
          */
         f->client = NULL;
         h2o_req_log_error(req, "keygate/upstream", "the upstream refused the provider credential (%d)", status);
-        send_json_error(req, KG_EUPSTREAM_ERROR, "The upstream provider refused this gateway's credential.");
+        send_json_error(req, f->meter, KG_EUPSTREAM_ERROR, "The upstream provider refused this gateway's credential.");
         return NULL;
     }
     req->res.status = status;
@@ -409,6 +414,7 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
     h2o_start_response(req, &f->super);
     if (errstr == h2o_http1client_error_is_eos) {
         f->client = NULL;
+        kg_meter_finish(f->meter, status);
         h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
         return NULL;
     }
@@ -515,7 +521,8 @@ void kg_upstream_forward(kg_upstream_loop_t *ul, h2o_req_t *req, const kg_forwar
 {
     loop_pool_t *pl = pool_for(ul, fwd->provider);
     if (pl == NULL) {
-        send_json_error(req, KG_EUPSTREAM_ERROR, "The provider's TLS set-up failed; see the gateway's log.");
+        send_json_error(req, fwd->meter, KG_EUPSTREAM_ERROR,
+                        "The provider's TLS set-up failed; see the gateway's log.");
         return;
     }
     forward_t *f = h2o_mem_alloc_shared(&req->pool, sizeof(*f), on_dispose);
@@ -523,6 +530,9 @@ void kg_upstream_forward(kg_upstream_loop_t *ul, h2o_req_t *req, const kg_forwar
     f->super.proceed = do_proceed;
     f->super.stop = do_stop;
     f->req = req;
+    f->meter = fwd->meter;
+    if (fwd->meter != NULL)
+        fwd->meter->upstream_ns = kg_meter_now_ns();
     f->bufs[0] = build_head(req, fwd);
     f->bufs[1] = fwd->body;
     h2o_buffer_init(&f->last_content, &h2o_socket_buffer_prototype);

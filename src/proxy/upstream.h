@@ -16,6 +16,7 @@
 #include <h2o.h>
 
 #include "catalog/catalog.h"
+#include "usage/meter.h"
 
 /** Process-wide: one TLS context per upstream endpoint. */
 typedef struct kg_upstreams kg_upstreams_t;
@@ -45,6 +46,7 @@ typedef struct kg_forward {
     bool stream;
     /* identity headers, sent only when the provider has forward_identity */
     const char *org_id, *team_id, *key_id, *environment;
+    kg_meter_t *meter; /* sees the answer's bytes; finished before the last one is sent */
 } kg_forward_t;
 
 /** Forwards req as described and relays the answer. Loop thread only; replies exactly once. */

@@ -47,6 +47,19 @@ static const char *const migrations[] = {
     "CREATE TABLE meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);",
     /* 4: a token's rotation count (the generation ephemeral tokens are minted under) */
     "ALTER TABLE tokens ADD COLUMN rotations INTEGER NOT NULL DEFAULT 0;",
+    /* 5: usage records (issue 6), one row per request; the request id's uniqueness is what makes
+     * a journal replay count nothing twice. A rowid table, not WITHOUT ROWID: rows arrive in time
+     * order and are a few hundred bytes, so the table appends and the secondary indexes carry an
+     * 8-byte rowid instead of the request id. */
+    "CREATE TABLE usage ("
+    "  request_id TEXT PRIMARY KEY, at_ms INTEGER NOT NULL, key_id TEXT NOT NULL, org_id TEXT NOT NULL,"
+    "  team_id TEXT NOT NULL DEFAULT '', model TEXT NOT NULL, upstream_model TEXT NOT NULL,"
+    "  route INTEGER NOT NULL, status INTEGER NOT NULL, input_tokens INTEGER NOT NULL,"
+    "  output_tokens INTEGER NOT NULL, cost_micro INTEGER NOT NULL, latency_us INTEGER NOT NULL,"
+    "  upstream_latency_us INTEGER NOT NULL, stream INTEGER NOT NULL, estimated INTEGER NOT NULL);"
+    "CREATE INDEX usage_by_key ON usage(key_id, at_ms);"
+    "CREATE INDEX usage_by_team ON usage(org_id, team_id, at_ms);"
+    "CREATE INDEX usage_by_org ON usage(org_id, at_ms);",
 };
 
 int kg__store_migrate(sqlite3 *db, char *err, size_t err_cap)

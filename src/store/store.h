@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * This file owns the key store's interface: orgs, environments, tokens and their secret
- * hashes, audit events, the change feed (SPEC §8) and last-use batches. Every write that an
- * admin makes runs inside kg_store_begin()/kg_store_commit() together with its audit event
- * and its change-feed row, so the three can never disagree. Only src/store/ includes
- * sqlite3.h. A store handle is used by one thread at a time.
+ * hashes, audit events, the change feed (SPEC §8), last-use batches and usage records. Every
+ * write that an admin makes runs inside kg_store_begin()/kg_store_commit() together with its
+ * audit event and its change-feed row, so the three can never disagree. Only src/store/
+ * includes sqlite3.h. A store handle is used by one thread at a time.
  */
 #ifndef KG_STORE_STORE_H
 #define KG_STORE_STORE_H
@@ -15,6 +15,7 @@
 
 #include "core/err.h"
 #include "keys/token.h"
+#include "usage/usage.h"
 
 typedef struct kg_store kg_store_t;
 
@@ -201,5 +202,60 @@ kg_err_t kg_store_change_last(kg_store_t *st, int64_t *seq) KG_MUST_CHECK;
 
 /** SQLite's data_version: changes when another connection commits (cheap: no I/O). */
 kg_err_t kg_store_data_version(kg_store_t *st, int64_t *out) KG_MUST_CHECK;
+
+/* ==== Usage (issue 6) ==== */
+
+/**
+ * Inserts records in ONE transaction (BEGIN IMMEDIATE … COMMIT); a request id already stored is
+ * skipped (INSERT OR IGNORE), so replaying a journal twice counts nothing twice. *inserted (may
+ * be NULL) = rows actually added. On error nothing is added. Call outside any transaction.
+ */
+kg_err_t kg_store_usage_insert(kg_store_t *st, const kg_usage_record_t *recs, size_t n,
+                               size_t *inserted /* OUT */) KG_MUST_CHECK;
+
+typedef struct kg_usage_totals {
+    int64_t requests;
+    int64_t errors; /* status >= 400 */
+    int64_t input_tokens;
+    int64_t output_tokens;
+    int64_t cost_micro;
+} kg_usage_totals_t;
+
+/** Called once per group; the strings and `t` are borrowed for the call only. */
+typedef void (*kg_usage_totals_cb)(void *ctx, const char *org_id, const char *id, const kg_usage_totals_t *t);
+
+/**
+ * Sums since `since_ms` (inclusive; 0 = all time) grouped by key (by_team=false: id = key_id,
+ * org_id) or by team (by_team=true: id = team name, rows with team_id '' excluded), calling fn
+ * once per group. Used at start to seed budget counters.
+ */
+kg_err_t kg_store_usage_totals_by(kg_store_t *st, bool by_team, int64_t since_ms, kg_usage_totals_cb fn,
+                                  void *ctx) KG_MUST_CHECK;
+
+/** Totals of one key (all time): the `usage` summary in key listings. All zero if it has none. */
+kg_err_t kg_store_usage_key_totals(kg_store_t *st, const char *key_id, kg_usage_totals_t *out /* OUT */) KG_MUST_CHECK;
+
+typedef struct kg_usage_filter {
+    const char *org_id;     /* required: never mix orgs */
+    const char *key_id;     /* NULL: any */
+    const char *team_id;    /* NULL: any ("" : keys without a team) */
+    int64_t from_ms, to_ms; /* [from, to) */
+    int64_t bucket_ms;      /* 60000, 3600000 or 86400000 */
+} kg_usage_filter_t;
+
+typedef struct kg_usage_bucket {
+    int64_t start_ms;
+    kg_usage_totals_t totals;
+} kg_usage_bucket_t;
+
+/**
+ * The usage series for GET /v1/usage: non-empty buckets in time order (bucket start =
+ * floor(at_ms / bucket_ms) * bucket_ms, UTC). *out is malloc'd (caller frees; NULL when
+ * *n_out is 0); at most `max` buckets (the newest are dropped past it and *truncated set).
+ * KG_EINVALID_VALUE without org_id or with bucket_ms <= 0.
+ */
+kg_err_t kg_store_usage_series(kg_store_t *st, const kg_usage_filter_t *f, size_t max,
+                               kg_usage_bucket_t **out /* OUT */, size_t *n_out /* OUT */,
+                               bool *truncated /* OUT */) KG_MUST_CHECK;
 
 #endif

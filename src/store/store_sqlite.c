@@ -39,8 +39,26 @@ enum {
     Q_CHANGE_LIST,
     Q_CHANGE_LAST,
     Q_DATA_VERSION,
+    Q_USAGE_INSERT,
+    Q_USAGE_TOTALS_BY_KEY,
+    Q_USAGE_TOTALS_BY_TEAM,
+    Q_USAGE_KEY_TOTALS,
+    Q_USAGE_SERIES, /* four variants, in this order: kg_store_usage_series picks by filter */
+    Q_USAGE_SERIES_KEY,
+    Q_USAGE_SERIES_TEAM,
+    Q_USAGE_SERIES_KEY_TEAM,
     Q__COUNT
 };
+
+/* The five sums of kg_usage_totals_t, in its field order. */
+#define USAGE_SUMS "count(*), sum(status >= 400), sum(input_tokens), sum(output_tokens), sum(cost_micro)"
+
+/* One variant per filter shape, because a prepared "?2 IS NULL OR key_id = ?2" cannot use an
+ * index. With a key, "+org_id" keeps the planner on usage_by_key (a key's rows are few) and
+ * off usage_by_org. The floor is written out because SQLite's % truncates toward zero. */
+#define USAGE_SERIES(org, filter)                                                                                      \
+    "SELECT at_ms - ((at_ms % ?4) + ?4) % ?4 AS start, " USAGE_SUMS " FROM usage WHERE " org " = ?1" filter            \
+    " AND at_ms >= ?5 AND at_ms < ?6 GROUP BY start ORDER BY start LIMIT ?7"
 
 static const char *const sql_text[Q__COUNT] = {
     [Q_ORG_INSERT] = "INSERT INTO orgs (id, name, created_at, created_by) VALUES (?1, ?2, ?3, ?4)",
@@ -84,6 +102,20 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_CHANGE_LIST] = "SELECT seq, object_type, object_id FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     [Q_CHANGE_LAST] = "SELECT coalesce(max(seq), 0) FROM changes",
     [Q_DATA_VERSION] = "PRAGMA data_version",
+    [Q_USAGE_INSERT] = "INSERT OR IGNORE INTO usage (request_id, at_ms, key_id, org_id, team_id, model, upstream_model,"
+                       " route, status, input_tokens, output_tokens, cost_micro, latency_us, upstream_latency_us,"
+                       " stream, estimated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+                       " ?15, ?16)",
+    /* A key id belongs to one org (tokens.id is the primary key), so org_id is the same on every
+     * row of a group and grouping by key_id alone lets usage_by_key give the order. */
+    [Q_USAGE_TOTALS_BY_KEY] = "SELECT org_id, key_id, " USAGE_SUMS " FROM usage WHERE at_ms >= ?1 GROUP BY key_id",
+    [Q_USAGE_TOTALS_BY_TEAM] = "SELECT org_id, team_id, " USAGE_SUMS " FROM usage WHERE at_ms >= ?1 AND team_id <> ''"
+                               " GROUP BY org_id, team_id",
+    [Q_USAGE_KEY_TOTALS] = "SELECT " USAGE_SUMS " FROM usage WHERE key_id = ?1",
+    [Q_USAGE_SERIES] = USAGE_SERIES("org_id", ""),
+    [Q_USAGE_SERIES_KEY] = USAGE_SERIES("+org_id", " AND key_id = ?2"),
+    [Q_USAGE_SERIES_TEAM] = USAGE_SERIES("org_id", " AND team_id = ?3"),
+    [Q_USAGE_SERIES_KEY_TEAM] = USAGE_SERIES("+org_id", " AND key_id = ?2 AND team_id = ?3"),
 };
 
 struct kg_store {
@@ -876,4 +908,154 @@ kg_err_t kg_store_data_version(kg_store_t *st, int64_t *out)
     *out = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
     done(s);
     return rc == SQLITE_ROW ? KG_OK : KG_ESTORE;
+}
+
+/* ==== Usage ==== */
+
+/* A record may come from a journal slot, so its strings are read within their arrays and never
+ * past them, even if a torn write lost the terminating NUL. */
+static void bind_field(sqlite3_stmt *s, int i, const char *v, size_t cap)
+{
+    sqlite3_bind_text(s, i, v, (int)strnlen(v, cap), SQLITE_STATIC);
+}
+
+#define BIND_FIELD(s, i, rec, field) bind_field((s), (i), (rec)->field, sizeof((rec)->field))
+
+static void bind_usage(sqlite3_stmt *s, const kg_usage_record_t *r)
+{
+    BIND_FIELD(s, 1, r, request_id), sqlite3_bind_int64(s, 2, r->at_ms), BIND_FIELD(s, 3, r, key_id);
+    BIND_FIELD(s, 4, r, org_id), BIND_FIELD(s, 5, r, team_id), BIND_FIELD(s, 6, r, model);
+    BIND_FIELD(s, 7, r, upstream_model), sqlite3_bind_int(s, 8, r->route), sqlite3_bind_int(s, 9, r->status);
+    sqlite3_bind_int64(s, 10, r->input_tokens), sqlite3_bind_int64(s, 11, r->output_tokens);
+    sqlite3_bind_int64(s, 12, r->cost_micro), sqlite3_bind_int64(s, 13, r->latency_us);
+    sqlite3_bind_int64(s, 14, r->upstream_latency_us), sqlite3_bind_int(s, 15, r->stream ? 1 : 0);
+    sqlite3_bind_int(s, 16, r->estimated ? 1 : 0);
+}
+
+kg_err_t kg_store_usage_insert(kg_store_t *st, const kg_usage_record_t *recs, size_t n, size_t *inserted)
+{
+    sqlite3_stmt *s = stmt(st, Q_USAGE_INSERT);
+    size_t added = 0;
+    kg_err_t rv;
+
+    if (inserted != NULL)
+        *inserted = 0;
+    if (s == NULL)
+        return KG_ESTORE;
+    /* An empty request id would make every such record a duplicate of the first: refuse the
+     * batch rather than silently drop usage. */
+    for (size_t i = 0; i < n; i++)
+        if (recs[i].request_id[0] == '\0')
+            return KG_EINVALID_VALUE;
+    if (n == 0)
+        return KG_OK;
+    if ((rv = kg_store_begin(st)) != KG_OK)
+        return rv;
+    for (size_t i = 0; i < n && rv == KG_OK; i++) {
+        bind_usage(s, &recs[i]);
+        if ((rv = exec_done(st, s)) == KG_OK)
+            added += (size_t)sqlite3_changes(st->db); /* 0 when the request id was already stored */
+    }
+    if (rv != KG_OK) {
+        kg_store_rollback(st);
+        return rv;
+    }
+    if ((rv = kg_store_commit(st)) != KG_OK)
+        return rv;
+    if (inserted != NULL)
+        *inserted = added;
+    return KG_OK;
+}
+
+/* Reads the USAGE_SUMS columns starting at `col`; sum() of no rows is NULL, read as 0. */
+static void read_totals(sqlite3_stmt *s, int col, kg_usage_totals_t *t)
+{
+    t->requests = sqlite3_column_int64(s, col), t->errors = sqlite3_column_int64(s, col + 1);
+    t->input_tokens = sqlite3_column_int64(s, col + 2), t->output_tokens = sqlite3_column_int64(s, col + 3);
+    t->cost_micro = sqlite3_column_int64(s, col + 4);
+}
+
+kg_err_t kg_store_usage_totals_by(kg_store_t *st, bool by_team, int64_t since_ms, kg_usage_totals_cb fn, void *ctx)
+{
+    sqlite3_stmt *s = stmt(st, by_team ? Q_USAGE_TOTALS_BY_TEAM : Q_USAGE_TOTALS_BY_KEY);
+    kg_usage_totals_t t;
+    int rc;
+
+    if (s == NULL)
+        return KG_ESTORE;
+    sqlite3_bind_int64(s, 1, since_ms != 0 ? since_ms : INT64_MIN);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        read_totals(s, 2, &t);
+        fn(ctx, (const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1), &t);
+    }
+    done(s);
+    if (rc == SQLITE_DONE)
+        return KG_OK;
+    fprintf(stderr, "keygate: usage totals failed: %s\n", sqlite3_errmsg(st->db));
+    return KG_ESTORE;
+}
+
+kg_err_t kg_store_usage_key_totals(kg_store_t *st, const char *key_id, kg_usage_totals_t *out)
+{
+    sqlite3_stmt *s = stmt(st, Q_USAGE_KEY_TOTALS);
+    if (s == NULL)
+        return KG_ESTORE;
+    bind_text(s, 1, key_id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        read_totals(s, 0, out);
+    else
+        memset(out, 0, sizeof(*out));
+    done(s);
+    return rc == SQLITE_ROW ? KG_OK : KG_ESTORE;
+}
+
+kg_err_t kg_store_usage_series(kg_store_t *st, const kg_usage_filter_t *f, size_t max, kg_usage_bucket_t **out,
+                               size_t *n_out, bool *truncated)
+{
+    const int q = Q_USAGE_SERIES + (f->key_id != NULL ? 1 : 0) + (f->team_id != NULL ? 2 : 0);
+    kg_usage_bucket_t *list = NULL;
+    size_t n = 0, cap = 0;
+    sqlite3_stmt *s;
+    int rc;
+
+    *out = NULL, *n_out = 0, *truncated = false;
+    if (f->org_id == NULL || f->bucket_ms <= 0)
+        return KG_EINVALID_VALUE;
+    if ((s = stmt(st, q)) == NULL)
+        return KG_ESTORE;
+    if (max > (size_t)INT64_MAX - 1)
+        max = (size_t)INT64_MAX - 1;
+    bind_text(s, 1, f->org_id), bind_text(s, 2, f->key_id), bind_text(s, 3, f->team_id);
+    sqlite3_bind_int64(s, 4, f->bucket_ms), sqlite3_bind_int64(s, 5, f->from_ms), sqlite3_bind_int64(s, 6, f->to_ms);
+    sqlite3_bind_int64(s, 7, (sqlite3_int64)max + 1); /* one more tells whether newer buckets were dropped */
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == max) {
+            *truncated = true;
+            continue;
+        }
+        if (n == cap) {
+            size_t grown_cap = cap == 0 ? 64 : 2 * cap;
+            kg_usage_bucket_t *grown = realloc(list, grown_cap * sizeof(*list));
+            if (grown == NULL) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            list = grown, cap = grown_cap;
+        }
+        list[n].start_ms = sqlite3_column_int64(s, 0);
+        read_totals(s, 1, &list[n].totals);
+        n++;
+    }
+    done(s);
+    if (rc != SQLITE_DONE) {
+        free(list);
+        *truncated = false;
+        if (rc == SQLITE_NOMEM)
+            return KG_ENOMEM;
+        fprintf(stderr, "keygate: usage series failed: %s\n", sqlite3_errmsg(st->db));
+        return KG_ESTORE;
+    }
+    *out = list, *n_out = n;
+    return KG_OK;
 }

@@ -879,8 +879,12 @@ describe('browser-facing keys: publishable keys, CORS, ephemeral tokens', () => 
     await sleep(50); // let the last log lines arrive
     assert.ok(!gw.output.includes('kg_eph_'), 'no token in the gateway log');
     for (const t of minted) assert.ok(!gw.output.includes(t.slice(7, 40)), 'no token part in the gateway log');
-    const files = fs.readdirSync(sb.dir).filter((f) => f.startsWith('k.db'));
+    // The store, its WAL and the usage journal's segments (k.db.journal/).
+    const files = fs
+      .readdirSync(sb.dir, { recursive: true })
+      .filter((f) => f.startsWith('k.db') && fs.statSync(path.join(sb.dir, f)).isFile());
     assert.ok(files.includes('k.db'), `store files: ${files}`);
+    assert.ok(files.some((f) => f.startsWith('k.db.journal/')), `journal files: ${files}`);
     for (const f of files) {
       const bytes = fs.readFileSync(path.join(sb.dir, f)).toString('latin1');
       assert.ok(!bytes.includes('kg_eph_'), `no token in ${f}`);

@@ -33,6 +33,11 @@ int kg_test_failures;
     X(test_store_feed_rotation_grace)                                                                                  \
     X(test_store_feed_sees_other_connection)                                                                           \
     X(test_store_last_used_flush)                                                                                      \
+    X(test_usage_store_insert_is_exactly_once)                                                                         \
+    X(test_usage_store_columns_round_trip)                                                                             \
+    X(test_usage_store_totals_by_key_and_team)                                                                         \
+    X(test_usage_store_series_buckets)                                                                                 \
+    X(test_usage_store_upgrades_schema_4)                                                                              \
     X(test_admin_validation)                                                                                           \
     X(test_body_scan_reads)                                                                                            \
     X(test_body_scan_refusals)                                                                                         \
@@ -46,7 +51,21 @@ int kg_test_failures;
     X(test_gcra_rounding_never_admits_more_than_the_limit)                                                             \
     X(test_gcra_all_or_nothing)                                                                                        \
     X(test_gcra_reconcile)                                                                                             \
-    X(test_gcra_exact_under_threads)
+    X(test_gcra_exact_under_threads)                                                                                   \
+    X(test_admit_key_and_team_all_or_nothing)                                                                          \
+    X(test_admit_tokens_reserved_and_reconciled)                                                                       \
+    X(test_admit_concurrency_slots)                                                                                    \
+    X(test_admit_budget_periods)                                                                                       \
+    X(test_limits_parse_and_periods)                                                                                   \
+    X(test_reset_format)                                                                                               \
+    X(test_usage_scan_any_chunking)                                                                                    \
+    X(test_usage_scan_stream_and_content)                                                                              \
+    X(test_journal_append_read_release)                                                                                \
+    X(test_journal_rollover)                                                                                           \
+    X(test_journal_rewind)                                                                                             \
+    X(test_journal_skips_foreign_and_torn)                                                                             \
+    X(test_journal_survives_sigkill)                                                                                   \
+    X(test_journal_concurrent_reader)
 
 #define DECLARE(name) void name(void);
 TESTS(DECLARE)

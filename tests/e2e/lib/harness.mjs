@@ -561,9 +561,13 @@ export function dataplaneYaml({
 /**
  * A sandboxed gateway whose provider `up` is `upstream` (a started test upstream), its credential
  * read from TEST_UPSTREAM_KEY; `models` default to gpt-4o-mini on it, `extraYaml` is appended to
- * the config. Resolves {sb, gw}.
+ * the config, `env` to the gateway's environment. Resolves {sb, gw}.
  */
-export async function startWithUpstream(label, upstream, { models = [{ name: 'gpt-4o-mini', provider: 'up' }], agents = [], extraYaml = '' } = {}) {
+export async function startWithUpstream(
+  label,
+  upstream,
+  { models = [{ name: 'gpt-4o-mini', provider: 'up' }], agents = [], extraYaml = '', env = {} } = {}
+) {
   const sb = sandbox(label);
   fs.writeFileSync(
     sb.config,
@@ -574,7 +578,7 @@ export async function startWithUpstream(label, upstream, { models = [{ name: 'gp
       agents,
     }) + extraYaml
   );
-  const gw = await startGateway(sb, { env: { TEST_UPSTREAM_KEY: upstream.apiKey } });
+  const gw = await startGateway(sb, { env: { TEST_UPSTREAM_KEY: upstream.apiKey, ...env } });
   return { sb, gw };
 }
 

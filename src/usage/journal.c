@@ -1,0 +1,621 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * This file implements the usage journal of journal.h. Each writer fills the slots of its
+ * current segment in order; a slot is published by storing its commit word last, with release,
+ * so the reader (acquire) and a later process both see a whole record or none. The journal's
+ * list of segments, oldest first, changes only on the cold paths: a writer appends a segment
+ * when it rolls over, the reader unlinks segments it has released; one mutex guards the links.
+ *
+ * Per segment, only its writer advances `committed` and only the reader moves `read` and
+ * `released`; `finished` (release-stored by the writer when it leaves the segment) tells the
+ * reader that `committed` is final, so a drained segment can go.
+ */
+#include "usage/journal.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+
+#define FILE_MAGIC "keygate-journal" /* 15 characters and a NUL: the first 16 bytes of a segment */
+#define FILE_VERSION 1
+#define SEGMENT_SUFFIX ".kgj"
+
+/* The header slot. record_size stands for the record's layout: a build with another
+ * kg_usage_record_t leaves older segments alone rather than misread them. `released` is the
+ * reader's last release, kept in the file so a restart does not replay what the store holds. */
+typedef struct file_head {
+    char magic[16];
+    uint32_t version;
+    uint32_t slot_size;
+    uint32_t slot_count; /* record slots after the header slot */
+    uint32_t record_size;
+    uint32_t nonce; /* the upper half of every commit word in this file; never 0 */
+    uint32_t pid;
+    int64_t created_ms;
+    _Atomic uint32_t released; /* stored by the reader only */
+} file_head_t;
+
+typedef struct slot {
+    _Atomic uint64_t commit; /* nonce << 32 | slot index, stored last: 0 (a fresh file) never matches */
+    uint64_t check;          /* of the record's bytes, for adoption after a torn write-back */
+    kg_usage_record_t record;
+} slot_t;
+
+static_assert((KG_JOURNAL_SLOT_SIZE & (KG_JOURNAL_SLOT_SIZE - 1)) == 0, "slot size is a power of two");
+static_assert(sizeof(slot_t) <= KG_JOURNAL_SLOT_SIZE, "a record and its slot header fit one slot");
+static_assert(sizeof(file_head_t) <= KG_JOURNAL_SLOT_SIZE, "the file header fits one slot");
+static_assert(sizeof(kg_usage_record_t) % 8 == 0, "the checksum reads the record in 8-byte words");
+static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "commit words live in a shared file: they must be plain memory");
+static_assert(KG_JOURNAL_SLOTS > 0 && KG_JOURNAL_SLOTS < UINT32_MAX, "slot indexes are 32 bits");
+
+typedef struct segment {
+    struct segment *next; /* in the journal's list, oldest first; under j->lock */
+    /* The same writer's segments before and after this one. The reader reads a segment only once
+     * `pred` is read to its end (else a writer that rolled over during a read would have its newer
+     * records returned before its older ones), and clears `pred` when it frees the predecessor. */
+    struct segment *pred, *succ; /* pred: set before the list holds it; succ: under j->lock */
+    char *path;
+    uint8_t *map; /* the header slot, then n_slots record slots */
+    size_t map_len;
+    uint32_t n_slots;
+    uint32_t nonce;
+    _Atomic uint32_t committed; /* slots published: only the owning writer (or adoption) stores it */
+    atomic_bool finished;       /* no more appends: `committed` is final */
+    _Atomic uint32_t released;  /* the reader's last release; read by kg_journal_backlog */
+    uint32_t read;              /* reader only: the next slot to read */
+} segment_t;
+
+static _Atomic uint32_t *durable_released(const segment_t *s)
+{
+    return &((file_head_t *)s->map)->released;
+}
+
+struct kg_journal {
+    char *dir;
+    int lock_fd; /* flock'd: a second process would adopt segments still being written */
+    pthread_mutex_t lock;
+    segment_t *head, *tail;
+    _Atomic uint32_t next_name; /* the counter in new segment names */
+};
+
+struct kg_journal_writer {
+    kg_journal_t *j;
+    segment_t *seg;
+    uint32_t next;       /* the next slot of seg to fill */
+    bool create_failing; /* the last rollover failed: say so once, not per request */
+};
+
+/* ==== Slots ==== */
+
+static slot_t *slot_at(const segment_t *s, uint32_t i)
+{
+    return (slot_t *)(s->map + (size_t)(i + 1) * KG_JOURNAL_SLOT_SIZE);
+}
+
+static uint64_t commit_word(uint32_t nonce, uint32_t i)
+{
+    return ((uint64_t)nonce << 32) | i;
+}
+
+/* FNV-1a over 8-byte words, folded so high bits reach low ones; seeded with the slot's commit word
+ * so a record copied from elsewhere does not pass. Against torn pages, not adversaries. */
+static uint64_t checksum(const kg_usage_record_t *r, uint64_t seed)
+{
+    const unsigned char *p = (const unsigned char *)r;
+    uint64_t h = UINT64_C(0xcbf29ce484222325) ^ seed;
+    for (size_t i = 0; i < sizeof(*r); i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, sizeof(w));
+        h = (h ^ w) * UINT64_C(0x100000001b3);
+        h ^= h >> 32;
+    }
+    return h;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint32_t fresh_nonce(uint32_t salt)
+{
+    uint32_t n = 0;
+    if (getrandom(&n, sizeof(n), GRND_NONBLOCK) != (ssize_t)sizeof(n))
+        n = (uint32_t)now_ms() ^ ((uint32_t)getpid() << 16) ^ (salt * 2654435761u);
+    return n != 0 ? n : 1;
+}
+
+/* ==== Segments ==== */
+
+static void segment_free(segment_t *s, bool unlink_file)
+{
+    munmap(s->map, s->map_len);
+    if (unlink_file && unlink(s->path) != 0 && errno != ENOENT)
+        kg_log_warn("usage journal: cannot remove %s: %s", s->path, strerror(errno));
+    free(s->path);
+    free(s);
+}
+
+static void list_append(kg_journal_t *j, segment_t *s)
+{
+    pthread_mutex_lock(&j->lock);
+    if (s->pred != NULL)
+        s->pred->succ = s;
+    if (j->tail != NULL)
+        j->tail->next = s;
+    else
+        j->head = s;
+    j->tail = s;
+    pthread_mutex_unlock(&j->lock);
+}
+
+/* A new segment, on disk in full (posix_fallocate: a full disk fails here, not as SIGBUS in a
+ * worker's memcpy) and mapped with its pages in, then in the list. */
+static segment_t *segment_create(kg_journal_t *j, segment_t *pred, char *err, size_t err_cap)
+{
+    size_t len = (size_t)(KG_JOURNAL_SLOTS + 1) * KG_JOURNAL_SLOT_SIZE;
+    char path[PATH_MAX];
+    int64_t created = now_ms();
+    uint32_t name = 0;
+    int fd = -1, rc;
+
+    /* O_EXCL: a name is never reused, even by a process with our pid in the same millisecond. */
+    for (int tries = 0; fd < 0 && tries < 16; tries++) {
+        name = atomic_fetch_add_explicit(&j->next_name, 1, memory_order_relaxed);
+        if (snprintf(path, sizeof(path), "%s/seg-%013lld-%07d-%08u" SEGMENT_SUFFIX, j->dir, (long long)created,
+                     (int)getpid(), name) >= (int)sizeof(path)) {
+            snprintf(err, err_cap, "%s: path too long", j->dir);
+            return NULL;
+        }
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST)
+            break;
+    }
+    if (fd < 0) {
+        snprintf(err, err_cap, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    rc = posix_fallocate(fd, 0, (off_t)len);
+    void *map = rc == 0 ? mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0) : MAP_FAILED;
+    if (map == MAP_FAILED) {
+        snprintf(err, err_cap, "%s: %s", path, strerror(rc != 0 ? rc : errno));
+        close(fd);
+        unlink(path);
+        return NULL;
+    }
+    close(fd);
+
+    segment_t *s = kg_xcalloc(1, sizeof(*s));
+    s->path = kg_xstrdup(path);
+    s->map = map;
+    s->map_len = len;
+    s->n_slots = KG_JOURNAL_SLOTS;
+    s->nonce = fresh_nonce(name);
+    s->pred = pred;
+    /* The header goes first: a file whose header is still zero holds no record (see adopt). */
+    file_head_t *h = map;
+    memcpy(h->magic, FILE_MAGIC, sizeof(h->magic));
+    h->version = FILE_VERSION;
+    h->slot_size = KG_JOURNAL_SLOT_SIZE;
+    h->slot_count = s->n_slots;
+    h->record_size = sizeof(kg_usage_record_t);
+    h->nonce = s->nonce;
+    h->pid = (uint32_t)getpid();
+    h->created_ms = created;
+    list_append(j, s);
+    return s;
+}
+
+static bool all_zero(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != 0)
+            return false;
+    return true;
+}
+
+/* Adopts one file an earlier process left: its committed slots, in order, up to the first that
+ * is not (a write the kill cut short) are replayed, and it takes no more. Anything that is not
+ * one of our segments is logged and left where it is. Returns the records still to replay. */
+static uint32_t adopt(kg_journal_t *j, const char *name)
+{
+    char path[PATH_MAX];
+    file_head_t h;
+    struct stat st;
+    ssize_t got;
+    int fd;
+
+    if (snprintf(path, sizeof(path), "%s/%s", j->dir, name) >= (int)sizeof(path))
+        return 0;
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        kg_log_warn("usage journal: skipping %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    memset(&h, 0, sizeof(h));
+    got = pread(fd, &h, sizeof(h), 0);
+    if (got >= 0 && all_zero(&h, sizeof(h))) {
+        /* Killed between creating the file and writing its header: it never held a record. */
+        close(fd);
+        kg_log_debug("usage journal: removing %s, cut off while being created", path);
+        unlink(path);
+        return 0;
+    }
+    if (got != (ssize_t)sizeof(h) || memcmp(h.magic, FILE_MAGIC, sizeof(h.magic)) != 0) {
+        close(fd);
+        kg_log_warn("usage journal: skipping %s: not a journal segment", path);
+        return 0;
+    }
+    if (h.version != FILE_VERSION || h.slot_size != KG_JOURNAL_SLOT_SIZE ||
+        h.record_size != sizeof(kg_usage_record_t) || h.slot_count == 0 || h.slot_count >= UINT32_MAX || h.nonce == 0) {
+        close(fd);
+        kg_log_warn("usage journal: skipping %s: version %u, slot size %u, record size %u (this build: %u, %u, %zu)",
+                    path, h.version, h.slot_size, h.record_size, FILE_VERSION, KG_JOURNAL_SLOT_SIZE,
+                    sizeof(kg_usage_record_t));
+        return 0;
+    }
+    size_t len = ((size_t)h.slot_count + 1) * KG_JOURNAL_SLOT_SIZE;
+    if ((uint64_t)st.st_size != len) {
+        close(fd);
+        kg_log_warn("usage journal: skipping %s: %lld bytes, its header says %zu", path, (long long)st.st_size, len);
+        return 0;
+    }
+    void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) {
+        kg_log_warn("usage journal: skipping %s: %s", path, strerror(errno));
+        return 0;
+    }
+
+    segment_t *s = kg_xcalloc(1, sizeof(*s));
+    s->path = kg_xstrdup(path);
+    s->map = map;
+    s->map_len = len;
+    s->n_slots = h.slot_count;
+    s->nonce = h.nonce;
+    uint32_t n = 0;
+    for (; n < s->n_slots; n++) {
+        const slot_t *slot = slot_at(s, n);
+        uint64_t word = commit_word(s->nonce, n);
+        if (atomic_load_explicit(&slot->commit, memory_order_acquire) != word)
+            break;
+        if (slot->check != checksum(&slot->record, word)) {
+            kg_log_warn("usage journal: %s: slot %u is torn, replaying the %u before it", path, n, n);
+            break;
+        }
+    }
+    /* A release beyond the committed slots is a torn header: replay rather than lose. */
+    uint32_t released = atomic_load_explicit(durable_released(s), memory_order_relaxed);
+    s->read = released <= n ? released : 0;
+    atomic_store_explicit(&s->released, s->read, memory_order_relaxed);
+    atomic_store_explicit(&s->committed, n, memory_order_relaxed);
+    atomic_store_explicit(&s->finished, true, memory_order_relaxed);
+    list_append(j, s);
+    return n - s->read;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Adopts the directory's segments oldest first: names begin with their creation time. */
+static bool adopt_all(kg_journal_t *j, char *err, size_t err_cap)
+{
+    DIR *d = opendir(j->dir);
+    struct dirent *e;
+    char **names = NULL;
+    size_t n = 0, cap = 0, segments = 0;
+    uint64_t records = 0;
+
+    if (d == NULL) {
+        snprintf(err, err_cap, "%s: %s", j->dir, strerror(errno));
+        return false;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || !has_suffix(e->d_name, SEGMENT_SUFFIX))
+            continue;
+        if (n == cap) {
+            size_t grown = cap != 0 ? cap * 2 : 16;
+            char **more = kg_xcalloc(grown, sizeof(*more));
+            if (n != 0)
+                memcpy(more, names, n * sizeof(*names));
+            free(names);
+            names = more;
+            cap = grown;
+        }
+        names[n++] = kg_xstrdup(e->d_name);
+    }
+    closedir(d);
+    if (n != 0)
+        qsort(names, n, sizeof(*names), compare_names);
+    for (size_t i = 0; i < n; i++) {
+        segment_t *before = j->tail;
+        records += adopt(j, names[i]);
+        segments += j->tail != before;
+        free(names[i]);
+    }
+    free(names);
+    if (segments != 0)
+        kg_log_info("usage journal: %llu records to replay from %zu segments in %s", (unsigned long long)records,
+                    segments, j->dir);
+    return true;
+}
+
+/* ==== The journal ==== */
+
+/* mkdir -p: each missing component is made with mode 0700 (usage names orgs and models). */
+static bool make_dirs(const char *dir, char *err, size_t err_cap)
+{
+    char *p = kg_xstrdup(dir);
+    struct stat st;
+    bool ok = true;
+
+    for (char *c = p + 1; ok && *p != '\0'; c++) {
+        if (*c != '/' && *c != '\0')
+            continue;
+        char saved = *c;
+        *c = '\0';
+        if (mkdir(p, 0700) != 0 && errno != EEXIST) {
+            snprintf(err, err_cap, "%s: %s", p, strerror(errno));
+            ok = false;
+        }
+        *c = saved;
+        if (saved == '\0')
+            break;
+    }
+    if (ok && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        snprintf(err, err_cap, "%s: %s", dir, *dir == '\0' ? "empty path" : "not a directory");
+        ok = false;
+    }
+    free(p);
+    return ok;
+}
+
+kg_journal_t *kg_journal_open(const char *dir, char *err, size_t err_cap)
+{
+    char path[PATH_MAX];
+
+    if (!make_dirs(dir, err, err_cap))
+        return NULL;
+    if (snprintf(path, sizeof(path), "%s/lock", dir) >= (int)sizeof(path)) {
+        snprintf(err, err_cap, "%s: path too long", dir);
+        return NULL;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, err_cap, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        snprintf(err, err_cap, "%s: %s", dir,
+                 errno == EWOULDBLOCK ? "another process is using this usage journal" : strerror(errno));
+        close(fd);
+        return NULL;
+    }
+
+    kg_journal_t *j = kg_xcalloc(1, sizeof(*j));
+    j->dir = kg_xstrdup(dir);
+    j->lock_fd = fd;
+    pthread_mutex_init(&j->lock, NULL);
+    if (!adopt_all(j, err, err_cap)) {
+        kg_journal_close(j);
+        return NULL;
+    }
+    return j;
+}
+
+void kg_journal_close(kg_journal_t *j)
+{
+    if (j == NULL)
+        return;
+    for (segment_t *s = j->head, *next; s != NULL; s = next) {
+        next = s->next;
+        bool drained = atomic_load_explicit(&s->finished, memory_order_acquire) &&
+                       atomic_load_explicit(&s->released, memory_order_relaxed) ==
+                           atomic_load_explicit(&s->committed, memory_order_relaxed);
+        segment_free(s, drained);
+    }
+    pthread_mutex_destroy(&j->lock);
+    close(j->lock_fd); /* and with it the flock */
+    free(j->dir);
+    free(j);
+}
+
+/* ==== Writers ==== */
+
+kg_journal_writer_t *kg_journal_writer_new(kg_journal_t *j)
+{
+    char err[PATH_MAX + 128];
+    segment_t *s = segment_create(j, NULL, err, sizeof(err));
+    if (s == NULL) {
+        kg_log_error("usage journal: cannot create a segment: %s", err);
+        return NULL;
+    }
+    kg_journal_writer_t *w = kg_xcalloc(1, sizeof(*w));
+    w->j = j;
+    w->seg = s;
+    return w;
+}
+
+/* After this store the reader may unlink and free s at any moment: the writer must not touch it. */
+static void leave_segment(segment_t *s)
+{
+    atomic_store_explicit(&s->finished, true, memory_order_release);
+}
+
+void kg_journal_writer_free(kg_journal_writer_t *w)
+{
+    if (w == NULL)
+        return;
+    leave_segment(w->seg);
+    free(w);
+}
+
+static bool roll_over(kg_journal_writer_t *w)
+{
+    char err[PATH_MAX + 128];
+    segment_t *fresh = segment_create(w->j, w->seg, err, sizeof(err));
+    if (fresh == NULL) {
+        if (!w->create_failing)
+            kg_log_error("usage journal: cannot create a segment, usage is being dropped: %s", err);
+        w->create_failing = true;
+        return false;
+    }
+    if (w->create_failing)
+        kg_log_info("usage journal: segments can be created again");
+    w->create_failing = false;
+    leave_segment(w->seg);
+    w->seg = fresh;
+    w->next = 0;
+    return true;
+}
+
+bool kg_journal_append(kg_journal_writer_t *w, const kg_usage_record_t *r)
+{
+    if (w->next == w->seg->n_slots && !roll_over(w))
+        return false;
+    segment_t *s = w->seg;
+    slot_t *slot = slot_at(s, w->next);
+    uint64_t word = commit_word(s->nonce, w->next);
+    memcpy(&slot->record, r, sizeof(*r));
+    slot->check = checksum(&slot->record, word);
+    /* The commit word last: whoever sees it (acquire) sees the record whole. */
+    atomic_store_explicit(&slot->commit, word, memory_order_release);
+    w->next++;
+    atomic_store_explicit(&s->committed, w->next, memory_order_relaxed);
+    return true;
+}
+
+/* ==== The reader ==== */
+
+/* The reader walks the list holding the mutex only to follow a link: only it frees segments, so
+ * the one it holds stays valid, and writers that roll over wait for a pointer copy, not a batch. */
+static segment_t *first_segment(kg_journal_t *j)
+{
+    pthread_mutex_lock(&j->lock);
+    segment_t *s = j->head;
+    pthread_mutex_unlock(&j->lock);
+    return s;
+}
+
+static segment_t *next_segment(kg_journal_t *j, segment_t *s)
+{
+    pthread_mutex_lock(&j->lock);
+    segment_t *next = s->next;
+    pthread_mutex_unlock(&j->lock);
+    return next;
+}
+
+/* Whether the reader has read all of s there will ever be. */
+static bool read_to_end(const segment_t *s)
+{
+    return atomic_load_explicit(&s->finished, memory_order_acquire) &&
+           s->read == atomic_load_explicit(&s->committed, memory_order_relaxed);
+}
+
+static size_t read_segment(segment_t *s, kg_usage_record_t *out, size_t cap)
+{
+    /* `finished` before the slots: if it is set, every commit of the segment is visible below. */
+    bool finished = atomic_load_explicit(&s->finished, memory_order_acquire);
+    uint32_t end = finished ? atomic_load_explicit(&s->committed, memory_order_relaxed) : s->n_slots;
+    size_t n = 0;
+
+    while (n < cap && s->read < end) {
+        const slot_t *slot = slot_at(s, s->read);
+        if (atomic_load_explicit(&slot->commit, memory_order_acquire) != commit_word(s->nonce, s->read))
+            break; /* the writer has not got this far yet */
+        memcpy(&out[n++], &slot->record, sizeof(*out));
+        s->read++;
+    }
+    return n;
+}
+
+size_t kg_journal_read(kg_journal_t *j, kg_usage_record_t *out, size_t cap)
+{
+    size_t n = 0;
+    for (segment_t *s = first_segment(j); s != NULL && n < cap; s = next_segment(j, s))
+        if (s->pred == NULL || read_to_end(s->pred))
+            n += read_segment(s, out + n, cap - n);
+    return n;
+}
+
+void kg_journal_release(kg_journal_t *j)
+{
+    segment_t *drained = NULL, *prev = NULL;
+
+    pthread_mutex_lock(&j->lock);
+    for (segment_t **link = &j->head, *s; (s = *link) != NULL;) {
+        atomic_store_explicit(&s->released, s->read, memory_order_relaxed);
+        atomic_store_explicit(durable_released(s), s->read, memory_order_relaxed);
+        if (read_to_end(s)) {
+            *link = s->next;
+            if (s->succ != NULL)
+                s->succ->pred = NULL;
+            if (s->pred != NULL) /* an empty segment of a writer freed right after it rolled over */
+                s->pred->succ = NULL;
+            if (j->tail == s)
+                j->tail = prev;
+            s->next = drained;
+            drained = s;
+        } else {
+            prev = s;
+            link = &s->next;
+        }
+    }
+    pthread_mutex_unlock(&j->lock);
+    /* munmap and unlink outside the lock: no writer waits on the file system for us. */
+    for (segment_t *s = drained, *next; s != NULL; s = next) {
+        next = s->next;
+        segment_free(s, true);
+    }
+}
+
+void kg_journal_rewind(kg_journal_t *j)
+{
+    pthread_mutex_lock(&j->lock);
+    for (segment_t *s = j->head; s != NULL; s = s->next)
+        s->read = atomic_load_explicit(&s->released, memory_order_relaxed);
+    pthread_mutex_unlock(&j->lock);
+}
+
+uint64_t kg_journal_backlog(kg_journal_t *j)
+{
+    uint64_t n = 0;
+    pthread_mutex_lock(&j->lock);
+    for (const segment_t *s = j->head; s != NULL; s = s->next) {
+        /* Two relaxed loads from another thread: `committed` may lag what the reader released. */
+        uint32_t c = atomic_load_explicit(&s->committed, memory_order_relaxed);
+        uint32_t r = atomic_load_explicit(&s->released, memory_order_relaxed);
+        n += c > r ? c - r : 0;
+    }
+    pthread_mutex_unlock(&j->lock);
+    return n;
+}

@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * This file implements the usage writer of usage_writer.h.
+ */
+#include "usage/usage_writer.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "catalog/catalog.h"
+#include "core/alloc.h"
+#include "core/log.h"
+#include "limits/limits.h"
+
+struct kg_usage_writer {
+    kg_journal_t *journal;
+    kg_store_t *store;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    bool stopping;
+    kg_usage_record_t batch[KG_USAGE_BATCH];
+};
+
+/* One batch: read, store, release — or rewind, so the next try reads the same records again. */
+static kg_err_t flush_batch(kg_journal_t *j, kg_store_t *st, kg_usage_record_t *batch, size_t *n_out)
+{
+    size_t n = kg_journal_read(j, batch, KG_USAGE_BATCH);
+    *n_out = n;
+    if (n == 0)
+        return KG_OK;
+    kg_err_t rv = kg_store_usage_insert(st, batch, n, NULL);
+    if (rv != KG_OK) {
+        kg_journal_rewind(j);
+        return rv;
+    }
+    kg_journal_release(j);
+    return KG_OK;
+}
+
+kg_err_t kg_usage_drain(kg_journal_t *j, kg_store_t *st, size_t *n_out)
+{
+    kg_usage_record_t *batch = kg_xcalloc(KG_USAGE_BATCH, sizeof(*batch));
+    size_t n, total = 0;
+    kg_err_t rv;
+    while ((rv = flush_batch(j, st, batch, &n)) == KG_OK && n > 0)
+        total += n;
+    free(batch);
+    if (n_out != NULL)
+        *n_out = total;
+    return rv;
+}
+
+typedef struct seed_ctx {
+    kg_key_index_t *idx;
+    bool by_team;
+    kg_budget_period_t period;
+    int64_t start;
+} seed_ctx_t;
+
+static void seed_one(void *p, const char *org_id, const char *id, const kg_usage_totals_t *t)
+{
+    seed_ctx_t *c = p;
+    kg_limit_state_t *st = c->by_team ? kg_team_state(org_id, id) : kg_key_index_limit_state(c->idx, id);
+    atomic_store(&st->spent[c->period].period_start, c->start);
+    atomic_store(&st->spent[c->period].micro, t->cost_micro);
+}
+
+kg_err_t kg_usage_seed_spend(kg_store_t *st, kg_key_index_t *idx, int64_t now_s)
+{
+    for (int by_team = 0; by_team <= 1; by_team++)
+        for (int p = KG_PERIOD_NONE; p <= KG_PERIOD_MONTH; p++) {
+            seed_ctx_t c = {idx, by_team, (kg_budget_period_t)p, kg_period_start((kg_budget_period_t)p, now_s)};
+            kg_err_t rv = kg_store_usage_totals_by(st, by_team, c.start * 1000, seed_one, &c);
+            if (rv != KG_OK)
+                return rv;
+        }
+    return KG_OK;
+}
+
+static void *writer_main(void *arg)
+{
+    kg_usage_writer_t *w = arg;
+    bool stopping = false, warned = false;
+    while (!stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += KG_USAGE_FLUSH_MS * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L, until.tv_nsec %= 1000000000L;
+        pthread_mutex_lock(&w->lock);
+        if (!w->stopping)
+            pthread_cond_timedwait(&w->wake, &w->lock, &until);
+        stopping = w->stopping;
+        pthread_mutex_unlock(&w->lock);
+        size_t n;
+        kg_err_t rv;
+        while ((rv = flush_batch(w->journal, w->store, w->batch, &n)) == KG_OK && n == KG_USAGE_BATCH)
+            ; /* a full batch: more may be waiting */
+        if (rv != KG_OK && !warned)
+            kg_log_error("usage: cannot write to the store (%s); records stay in the journal and are retried",
+                         kg_err_code(rv));
+        warned = rv != KG_OK;
+    }
+    return NULL;
+}
+
+kg_usage_writer_t *kg_usage_writer_start(kg_journal_t *j, const char *db_path, char *err, size_t err_cap)
+{
+    kg_usage_writer_t *w = kg_xcalloc(1, sizeof(*w));
+    w->journal = j;
+    if ((w->store = kg_store_open(db_path, err, err_cap)) == NULL) {
+        free(w);
+        return NULL;
+    }
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->wake, NULL);
+    pthread_create(&w->thread, NULL, writer_main, w);
+    return w;
+}
+
+void kg_usage_writer_stop(kg_usage_writer_t *w)
+{
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->stopping = true;
+    pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->lock);
+    pthread_join(w->thread, NULL); /* its last round flushed everything journaled */
+    kg_store_close(w->store);
+    pthread_cond_destroy(&w->wake);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}

@@ -1,0 +1,428 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * Tests of the usage journal (usage/journal.h): records come back whole and in order, segments
+ * roll over and are unlinked once released, a rewind replays, files that are not segments or
+ * slots that are torn are skipped, a process killed with SIGKILL (at a fixed or a random moment)
+ * loses no record it had appended and replays none twice, and a reader keeps up with a writer
+ * thread without locks between them.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "usage/journal.h"
+#include "../test.h"
+
+/* Record i of a run: every field derived from i, padding zeroed, so memcmp compares records. */
+static void make_record(kg_usage_record_t *r, long i)
+{
+    memset(r, 0, sizeof(*r));
+    r->at_ms = 1700000000000 + i;
+    snprintf(r->request_id, sizeof(r->request_id), "req-%010ld", i);
+    snprintf(r->key_id, sizeof(r->key_id), "sk_%024ld", i % 7);
+    snprintf(r->org_id, sizeof(r->org_id), "org-%ld", i % 3);
+    snprintf(r->team_id, sizeof(r->team_id), "%s", i % 2 ? "team-a" : "");
+    snprintf(r->model, sizeof(r->model), "model-%ld", i % 5);
+    snprintf(r->upstream_model, sizeof(r->upstream_model), "upstream-%ld", i % 5);
+    r->route = (int32_t)(i % 3 + 1);
+    r->status = i % 11 ? 200 : 429;
+    r->input_tokens = i * 3;
+    r->output_tokens = i * 5 + 1;
+    r->cost_micro = i * 7;
+    r->latency_us = i + 100;
+    r->upstream_latency_us = i + 50;
+    r->stream = i % 2;
+    r->estimated = i % 13 == 0;
+}
+
+static bool is_record(const kg_usage_record_t *got, long i)
+{
+    kg_usage_record_t want;
+    make_record(&want, i);
+    return memcmp(got, &want, sizeof(want)) == 0;
+}
+
+static size_t append_range(kg_journal_writer_t *w, long from, long to)
+{
+    size_t failed = 0;
+    for (long i = from; i < to; i++) {
+        kg_usage_record_t r;
+        make_record(&r, i);
+        failed += !kg_journal_append(w, &r);
+    }
+    return failed;
+}
+
+/* Reads everything there is, checking it is records first, first + 1, ...; returns how many. */
+static long read_all(kg_journal_t *j, long first, long *mismatches)
+{
+    static kg_usage_record_t buf[1000];
+    long n = 0;
+    size_t got;
+    while ((got = kg_journal_read(j, buf, sizeof(buf) / sizeof(buf[0]))) != 0)
+        for (size_t k = 0; k < got; k++, n++)
+            if (!is_record(&buf[k], first + n))
+                (*mismatches)++;
+    return n;
+}
+
+static int count_segments(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        n += len > 4 && strcmp(e->d_name + len - 4, ".kgj") == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+static void remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[512];
+    if (d == NULL)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static kg_journal_t *open_journal(const char *dir)
+{
+    char err[256] = "";
+    kg_journal_t *j = kg_journal_open(dir, err, sizeof(err));
+    if (j == NULL)
+        fprintf(stderr, "    kg_journal_open(%s): %s\n", dir, err);
+    return j;
+}
+
+void test_journal_append_read_release(void)
+{
+    char tmp[64], dir[128];
+    snprintf(dir, sizeof(dir), "%s/usage/journal", kg_test_tmpdir(tmp, sizeof(tmp))); /* made with its parent */
+    kg_journal_t *j = open_journal(dir);
+    CHECK(j != NULL);
+    if (j == NULL)
+        return;
+    kg_journal_writer_t *w = kg_journal_writer_new(j);
+    CHECK(w != NULL);
+    CHECK_INT(kg_journal_backlog(j), 0);
+
+    CHECK_INT(append_range(w, 0, 100), 0);
+    CHECK_INT(kg_journal_backlog(j), 100);
+    kg_usage_record_t out[300];
+    CHECK_INT(kg_journal_read(j, out, 40), 40);
+    CHECK_INT(kg_journal_read(j, out + 40, 300), 60);
+    long bad = 0;
+    for (long i = 0; i < 100; i++)
+        bad += !is_record(&out[i], i);
+    CHECK_INT(bad, 0);
+    CHECK_STR(out[99].request_id, "req-0000000099");
+    CHECK_INT(kg_journal_read(j, out, 300), 0);
+    CHECK_INT(kg_journal_backlog(j), 100); /* read is not released */
+    kg_journal_release(j);
+    CHECK_INT(kg_journal_backlog(j), 0);
+    CHECK_INT(kg_journal_read(j, out, 300), 0);
+    CHECK_INT(count_segments(dir), 1); /* the writer's current segment stays */
+
+    /* Read but not released when the process stops: the next one replays exactly those. */
+    CHECK_INT(append_range(w, 100, 110), 0);
+    CHECK_INT(kg_journal_read(j, out, 3), 3);
+    kg_journal_writer_free(w);
+    kg_journal_close(j);
+    j = open_journal(dir);
+    CHECK(j != NULL);
+    if (j == NULL)
+        return;
+    CHECK_INT(kg_journal_backlog(j), 10);
+    bad = 0;
+    CHECK_INT(read_all(j, 100, &bad), 10);
+    CHECK_INT(bad, 0);
+    kg_journal_release(j);
+    CHECK_INT(count_segments(dir), 0); /* adopted and drained */
+    kg_journal_close(j);
+    remove_dir(dir);
+    snprintf(dir, sizeof(dir), "%s/usage", tmp);
+    remove_dir(dir);
+    remove_dir(tmp);
+}
+
+void test_journal_rollover(void)
+{
+    char dir[64];
+    kg_journal_t *j = open_journal(kg_test_tmpdir(dir, sizeof(dir)));
+    CHECK(j != NULL);
+    if (j == NULL)
+        return;
+    kg_journal_writer_t *w = kg_journal_writer_new(j);
+    const long n = KG_JOURNAL_SLOTS + 10;
+
+    CHECK_INT(append_range(w, 0, n), 0);
+    CHECK_INT(count_segments(dir), 2);
+    CHECK_INT(kg_journal_backlog(j), n);
+    long bad = 0;
+    CHECK_INT(read_all(j, 0, &bad), n);
+    CHECK_INT(bad, 0);
+    kg_journal_release(j);
+    CHECK_INT(count_segments(dir), 1); /* the full one is gone, the current one stays */
+    CHECK_INT(kg_journal_backlog(j), 0);
+
+    /* More after the release, then the writer leaves: its segment goes once drained. */
+    CHECK_INT(append_range(w, n, n + 5), 0);
+    kg_journal_writer_free(w);
+    bad = 0;
+    CHECK_INT(read_all(j, n, &bad), 5);
+    CHECK_INT(bad, 0);
+    CHECK_INT(count_segments(dir), 1);
+    kg_journal_release(j);
+    CHECK_INT(count_segments(dir), 0);
+    kg_journal_close(j);
+    remove_dir(dir);
+}
+
+void test_journal_rewind(void)
+{
+    char dir[64];
+    kg_journal_t *j = open_journal(kg_test_tmpdir(dir, sizeof(dir)));
+    CHECK(j != NULL);
+    if (j == NULL)
+        return;
+    kg_journal_writer_t *w = kg_journal_writer_new(j);
+    static kg_usage_record_t first[KG_JOURNAL_SLOTS + 100], again[KG_JOURNAL_SLOTS + 100];
+
+    CHECK_INT(append_range(w, 0, 20), 0);
+    CHECK_INT(kg_journal_read(j, first, 20), 20);
+    kg_journal_release(j);
+    /* Across a rollover: the full segment must not go before the release. */
+    CHECK_INT(append_range(w, 20, KG_JOURNAL_SLOTS + 50), 0);
+    size_t n = kg_journal_read(j, first, KG_JOURNAL_SLOTS + 100);
+    CHECK_INT(n, KG_JOURNAL_SLOTS + 30);
+    kg_journal_rewind(j);
+    CHECK_INT(kg_journal_backlog(j), KG_JOURNAL_SLOTS + 30);
+    CHECK_INT(kg_journal_read(j, again, KG_JOURNAL_SLOTS + 100), n);
+    CHECK(memcmp(first, again, n * sizeof(first[0])) == 0);
+    CHECK(is_record(&again[0], 20));
+    CHECK(is_record(&again[n - 1], KG_JOURNAL_SLOTS + 49));
+    /* A rewind with nothing read since the release is a no-op. */
+    kg_journal_release(j);
+    kg_journal_rewind(j);
+    CHECK_INT(kg_journal_read(j, again, 10), 0);
+    CHECK_INT(kg_journal_backlog(j), 0);
+    kg_journal_writer_free(w);
+    kg_journal_close(j);
+    remove_dir(dir);
+}
+
+void test_journal_skips_foreign_and_torn(void)
+{
+    char dir[64], path[512];
+    kg_journal_t *j = open_journal(kg_test_tmpdir(dir, sizeof(dir)));
+    CHECK(j != NULL);
+    if (j == NULL)
+        return;
+    kg_journal_writer_t *w = kg_journal_writer_new(j);
+    CHECK_INT(append_range(w, 0, 10), 0);
+    kg_journal_writer_free(w);
+    kg_journal_close(j);
+
+    /* Flip a byte of slot 5's record, as a torn write-back would. */
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int fd = -1;
+    while (d != NULL && (e = readdir(d)) != NULL)
+        if (strncmp(e->d_name, "seg-", 4) == 0) {
+            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+            fd = open(path, O_RDWR);
+        }
+    if (d != NULL)
+        closedir(d);
+    CHECK(fd >= 0);
+    char c = 'X';
+    CHECK_INT(pwrite(fd, &c, 1, (off_t)(5 + 1) * KG_JOURNAL_SLOT_SIZE + 16 + 10), 1);
+    close(fd);
+    /* A file that is not a segment, and one cut off before its header was written. */
+    snprintf(path, sizeof(path), "%s/notes.kgj", dir);
+    fd = open(path, O_WRONLY | O_CREAT, 0600);
+    CHECK_INT(write(fd, "not a journal segment, just some text", 37), 37);
+    close(fd);
+    snprintf(path, sizeof(path), "%s/seg-0000000000001-0000001-00000000.kgj", dir);
+    close(open(path, O_WRONLY | O_CREAT, 0600));
+    CHECK_INT(count_segments(dir), 3);
+
+    j = open_journal(dir);
+    CHECK(j != NULL);
+    if (j == NULL)
+        return;
+    long bad = 0;
+    CHECK_INT(read_all(j, 0, &bad), 5);
+    CHECK_INT(bad, 0);
+    CHECK_INT(count_segments(dir), 2); /* the empty one is removed, the foreign one left */
+    kg_journal_release(j);
+    CHECK_INT(count_segments(dir), 1);
+    /* A second process may not use the directory while this one does. */
+    char err[256] = "";
+    CHECK(kg_journal_open(dir, err, sizeof(err)) == NULL);
+    CHECK(strstr(err, "another process") != NULL);
+    kg_journal_close(j);
+    remove_dir(dir);
+}
+
+/* The child of the crash tests: appends records 0 .. limit-1, publishing in *done how many
+ * kg_journal_append has returned for, then is killed (by itself or by the parent). */
+static void child_append(const char *dir, long limit, _Atomic long *done, bool kill_self)
+{
+    char err[256];
+    kg_journal_t *j = kg_journal_open(dir, err, sizeof(err));
+    kg_journal_writer_t *w = j != NULL ? kg_journal_writer_new(j) : NULL;
+    if (w == NULL)
+        _exit(3);
+    for (long i = 0; i < limit; i++) {
+        kg_usage_record_t r;
+        make_record(&r, i);
+        if (!kg_journal_append(w, &r))
+            _exit(4);
+        if (done != NULL)
+            atomic_store_explicit(done, i + 1, memory_order_release);
+    }
+    if (kill_self)
+        raise(SIGKILL);
+    for (;;)
+        pause();
+}
+
+static void check_replay(const char *dir, long at_least, long at_most)
+{
+    kg_journal_t *j = open_journal(dir);
+    CHECK(j != NULL);
+    if (j == NULL)
+        return;
+    uint64_t backlog = kg_journal_backlog(j);
+    long bad = 0, n = read_all(j, 0, &bad);
+    CHECK(n >= at_least && n <= at_most);
+    if (n < at_least || n > at_most)
+        fprintf(stderr, "    replayed %ld records, expected %ld..%ld\n", n, at_least, at_most);
+    CHECK_INT(backlog, n);
+    CHECK_INT(bad, 0);
+    kg_journal_release(j);
+    CHECK_INT(kg_journal_backlog(j), 0);
+    CHECK_INT(count_segments(dir), 0);
+    kg_journal_close(j);
+}
+
+void test_journal_survives_sigkill(void)
+{
+    char dir[64];
+    int status = 0;
+
+    /* Killed by itself after 10000 appends. */
+    kg_test_tmpdir(dir, sizeof(dir));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0)
+        child_append(dir, 10000, NULL, true);
+    CHECK(pid > 0);
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    check_replay(dir, 10000, 10000);
+    remove_dir(dir);
+
+    /* Killed by the parent at a random moment while appending in a loop. */
+    _Atomic long *done = mmap(NULL, sizeof(*done), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(done != MAP_FAILED);
+    if (done == MAP_FAILED)
+        return;
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+    for (int round = 0; round < 6; round++) {
+        long target = 1 + rand() % (3 * KG_JOURNAL_SLOTS);
+        atomic_store(done, 0);
+        kg_test_tmpdir(dir, sizeof(dir));
+        fflush(NULL);
+        pid = fork();
+        if (pid == 0)
+            child_append(dir, 12 * KG_JOURNAL_SLOTS, done, false);
+        CHECK(pid > 0);
+        while (atomic_load_explicit(done, memory_order_acquire) < target && waitpid(pid, &status, WNOHANG) == 0)
+            ;
+        if (round % 2)
+            usleep((useconds_t)(rand() % 500));
+        kill(pid, SIGKILL);
+        CHECK(waitpid(pid, &status, 0) == pid);
+        CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        long n = atomic_load_explicit(done, memory_order_acquire);
+        CHECK(n >= target);
+        /* Every append that returned, and at most the one the kill interrupted. */
+        check_replay(dir, n, n + 1);
+        remove_dir(dir);
+    }
+    munmap((void *)done, sizeof(*done));
+}
+
+#define CONCURRENT_RECORDS 50000
+#define CONCURRENT_ROUNDS 4 /* a rollover during a read is a narrow window: give it many chances */
+
+typedef struct writer_arg {
+    kg_journal_writer_t *w;
+    long first;
+} writer_arg_t;
+
+static void *writer_thread(void *arg)
+{
+    writer_arg_t *a = arg;
+    return (void *)(uintptr_t)append_range(a->w, a->first, a->first + CONCURRENT_RECORDS);
+}
+
+void test_journal_concurrent_reader(void)
+{
+    char dir[64];
+    kg_journal_t *j = open_journal(kg_test_tmpdir(dir, sizeof(dir)));
+    CHECK(j != NULL);
+    if (j == NULL)
+        return;
+    static kg_usage_record_t buf[256];
+    long next = 0, bad = 0, reads = 0;
+
+    for (int round = 0; round < CONCURRENT_ROUNDS && bad == 0; round++) {
+        writer_arg_t a = {kg_journal_writer_new(j), next};
+        pthread_t t;
+        void *failed = NULL;
+        CHECK(pthread_create(&t, NULL, writer_thread, &a) == 0);
+        while (next < a.first + CONCURRENT_RECORDS && bad == 0) {
+            size_t got = kg_journal_read(j, buf, sizeof(buf) / sizeof(buf[0]));
+            for (size_t k = 0; k < got; k++)
+                bad += !is_record(&buf[k], next++);
+            if (++reads % 3 == 0)
+                kg_journal_release(j); /* unlinks full segments while the writer rolls over */
+        }
+        pthread_join(t, &failed);
+        CHECK(failed == NULL);
+        CHECK_INT(kg_journal_read(j, buf, 256), 0);
+        kg_journal_release(j);
+        CHECK_INT(kg_journal_backlog(j), 0);
+        CHECK_INT(count_segments(dir), 1);
+        kg_journal_writer_free(a.w);
+    }
+    CHECK_INT(bad, 0);
+    CHECK_INT(next, CONCURRENT_ROUNDS * CONCURRENT_RECORDS);
+    kg_journal_release(j);
+    CHECK_INT(count_segments(dir), 0);
+    kg_journal_close(j);
+    remove_dir(dir);
+}
