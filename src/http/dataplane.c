@@ -62,21 +62,25 @@ bool kg__dataplane_matches(h2o_iovec_t path)
 
 /* ==== Metrics: every data-plane request is counted when its memory is released ==== */
 
+/* Every data-plane request's accounting, in one pool object with one destructor (libh2o frees
+ * a pool's objects in an order of its own: a second object could be gone when this one runs). */
 typedef struct request_metric {
     kg_worker_t *worker;
     h2o_req_t *req;
     kg_metrics_route_t route;
     int64_t started_ns;
-    kg_meter_t *meter; /* set once the request was admitted */
+    bool metered;     /* an inference request that reached admission: `meter` is in use */
+    kg_meter_t meter; /* its limits and usage record */
 } request_metric_t;
 
+/* A request abandoned by its client still gets its record, with the status it was sent (h2o
+ * runs pool destructors while the request itself is still intact). */
 static void on_metric_dispose(void *p)
 {
     request_metric_t *rm = p;
-    kg_meter_t *m = rm->meter;
+    kg_meter_t *m = rm->metered ? &rm->meter : NULL;
     int status = rm->req->res.status != 0 ? rm->req->res.status : 499;
-    if (m != NULL)
-        kg_meter_finish(m, status); /* whichever destructor runs first: the record is settled once */
+    kg_meter_finish(m, status);
     kg_metrics_request(rm->worker->metrics, rm->route, status, m != NULL ? m->record.model : "",
                        (kg_meter_now_ns() - rm->started_ns) / 1000,
                        m != NULL && m->upstream_ns != 0 ? m->record.upstream_latency_us : -1);
@@ -96,7 +100,8 @@ static request_metric_t *count_request(kg_worker_t *w, h2o_req_t *req, route_t r
         [R_EMBEDDINGS] = KG_MROUTE_EMBEDDINGS,
     };
     request_metric_t *rm = h2o_mem_alloc_shared(&req->pool, sizeof(*rm), on_metric_dispose);
-    *rm = (request_metric_t){w, req, routes[route], kg_meter_now_ns(), NULL};
+    rm->worker = w, rm->req = req, rm->route = routes[route], rm->started_ns = kg_meter_now_ns();
+    rm->metered = false; /* the meter is cleared only when it is used */
     return rm;
 }
 
@@ -318,19 +323,6 @@ static void add_ratelimit_headers(h2o_req_t *req, const kg_admission_t *a, int64
     }
 }
 
-/* A request abandoned by its client still gets its record, with the status it was sent (h2o
- * runs pool destructors while the request itself is still intact). */
-typedef struct metered {
-    kg_meter_t meter;
-    h2o_req_t *req;
-} metered_t;
-
-static void on_meter_dispose(void *p)
-{
-    metered_t *mr = p;
-    kg_meter_finish(&mr->meter, mr->req->res.status != 0 ? mr->req->res.status : 499);
-}
-
 /*
  * Admits the request against its key's and team's limits and budgets, and prepares its usage
  * record. Returns the meter, or NULL after answering 403 (a model the team may not reach) or
@@ -349,10 +341,9 @@ static kg_meter_t *admit(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, c
         kg__http_send_error(req, &err);
         return NULL;
     }
-    metered_t *mr = h2o_mem_alloc_shared(&req->pool, sizeof(*mr), on_meter_dispose);
-    memset(mr, 0, sizeof(*mr));
-    mr->req = req;
-    kg_meter_t *m = &mr->meter;
+    kg_meter_t *m = &rm->meter;
+    memset(m, 0, sizeof(*m));
+    rm->metered = true; /* the metrics name the model even of a refused call */
     m->admission.holders[0] = (kg_holder_t){view->limit_state, view->policy->limits, view->policy->budget};
     if (team != NULL)
         m->admission.holders[1] = (kg_holder_t){team->state, team->limits, team->budget};
@@ -375,7 +366,6 @@ static kg_meter_t *admit(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, c
     r->stream = info->stream;
 
     kg_refusal_t why;
-    rm->meter = m; /* the metrics name the model even of a refused call */
     if (kg_meter_start(m, &why) != KG_OK) {
         add_ratelimit_headers(req, &m->admission, m->started_ns);
         if (why.retry_useless) {
