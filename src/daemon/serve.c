@@ -173,6 +173,7 @@ int kg_serve_main(int argc, char **argv)
         .max_header_bytes = (size_t)cfg.max_header_bytes,
         .upstream_timeout_ms = (uint64_t)cfg.upstream_timeout_ms,
         .request_timeout_ms = (uint64_t)cfg.request_timeout_ms,
+        .default_max_tokens = cfg.default_max_tokens,
         .upstreams = upstreams,
         .eph_key = eph_key,
         .catalog_feed = &catalog_feed,

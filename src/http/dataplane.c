@@ -20,8 +20,6 @@
 #include "metrics/metrics.h"
 #include "usage/meter.h"
 
-/* Completion tokens reserved when a request names no max_tokens (reconciled afterwards). */
-#define DEFAULT_RESERVED_COMPLETION 1024
 /* What an x-ratelimit-* header says of a measure with no limit (a number, as clients parse it). */
 #define UNLIMITED "2147483647"
 
@@ -153,6 +151,17 @@ static bool eph_allows(const char *allow, char tag, const char *name, size_t len
 
 /* ==== Models ==== */
 
+/* The key's team (NULL: none), whose tier may narrow the models its keys reach. */
+static const kg_team_t *team_of(const kg_catalog_t *cat, const kg_key_view_t *view)
+{
+    return view->team_id[0] != '\0' ? kg_catalog_team(cat, view->org_id, view->team_id) : NULL;
+}
+
+static bool team_allows(const kg_team_t *team, const kg_model_t *m)
+{
+    return team == NULL || kg_allow_list_match(&team->models, m->name, strlen(m->name));
+}
+
 static bool method_is(h2o_req_t *req, const char *m, size_t len)
 {
     return h2o_memis(req->method.base, req->method.len, m, len);
@@ -176,10 +185,12 @@ static void list_models(h2o_req_t *req, const kg_key_view_t *view, bool agents_o
     char *buf = h2o_mem_alloc_pool(&req->pool, cap);
     size_t at = (size_t)snprintf(buf, cap, "{\"object\":\"list\",\"data\":[");
     bool first = true;
+    const kg_team_t *team = team_of(cat, view);
     {
         for (size_t i = 0; i < cat->n_models && !agents_only; i++) {
             const kg_model_t *m = &cat->models[i];
             if (!kg_catalog_same_org(m->org_id, view->org_id) || !kg_policy_lists_model(view, view->policy, m) ||
+                !team_allows(team, m) ||
                 (view->ephemeral && !eph_allows(view->eph_allow, 'm', m->name, strlen(m->name))))
                 continue;
             at += (size_t)snprintf(buf + at, cap - at, "%s", first ? "" : ",");
@@ -190,6 +201,7 @@ static void list_models(h2o_req_t *req, const kg_key_view_t *view, bool agents_o
         for (size_t i = 0; i < cat->n_agents; i++) {
             const kg_agent_t *a = &cat->agents[i];
             if (!kg_catalog_same_org(a->org_id, view->org_id) || !kg_policy_lists_agent(view, view->policy, a) ||
+                (a->model != NULL && !team_allows(team, a->model)) ||
                 (view->ephemeral && !eph_allows(view->eph_allow, 'a', a->name, strlen(a->name))))
                 continue;
             at += (size_t)snprintf(buf + at, cap - at, "%s", first ? "" : ",");
@@ -213,6 +225,10 @@ static void get_model(h2o_req_t *req, const kg_key_view_t *view, h2o_iovec_t id)
         !eph_allows(view->eph_allow, d.agent != NULL ? 'a' : 'm', id.base, id.len)) {
         d.code = KG_EMODEL_NOT_ALLOWED;
         snprintf(d.message, sizeof(d.message), "This ephemeral token may not use this model.");
+    }
+    if ((d.code == KG_OK || d.code == KG_EPROVIDER_UNAVAILABLE) && !team_allows(team_of(cat, view), d.model)) {
+        d.code = KG_EMODEL_NOT_ALLOWED;
+        snprintf(d.message, sizeof(d.message), "This key's team may not use this model.");
     }
     if (d.code != KG_OK && d.code != KG_EPROVIDER_UNAVAILABLE) {
         kg_error_t err = {.code = d.code};
@@ -332,10 +348,10 @@ static kg_meter_t *admit(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, c
                          const kg_decision_t *d, const kg_body_info_t *info, size_t body_len, route_t route)
 {
     const kg_catalog_t *cat = kg_catalog_current(); /* under the read lock */
-    const kg_team_t *team = view->team_id[0] != '\0' ? kg_catalog_team(cat, view->org_id, view->team_id) : NULL;
+    const kg_team_t *team = team_of(cat, view);
     kg_error_t err = {0};
 
-    if (team != NULL && !kg_allow_list_match(&team->models, d->model->name, strlen(d->model->name))) {
+    if (!team_allows(team, d->model)) {
         kg_error_set(&err, KG_EMODEL_NOT_ALLOWED, "model", "The team '%s' (tier %s) may not use the model '%.128s'.",
                      team->name, team->tier, info->model);
         kg__http_send_error(req, &err);
@@ -352,7 +368,7 @@ static kg_meter_t *admit(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, c
     m->reserved_input = (int64_t)body_len / 4 + 1;
     m->reserved_output = route == R_EMBEDDINGS  ? 0
                          : info->max_tokens > 0 ? info->max_tokens
-                                                : DEFAULT_RESERVED_COMPLETION;
+                                                : w->server->opts.default_max_tokens;
     m->started_ns = rm->started_ns;
     m->journal = w->journal;
     kg_usage_record_t *r = &m->record;

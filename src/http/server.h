@@ -28,6 +28,7 @@ typedef struct kg_server_options {
     size_t max_header_bytes;
     uint64_t upstream_timeout_ms;
     uint64_t request_timeout_ms;
+    int64_t default_max_tokens;                 /* completion tokens reserved for a request without max_tokens */
     struct kg_upstreams *upstreams;             /* borrowed: TLS contexts per endpoint (the catalog itself is
                                                    read through kg_catalog_current()) */
     const struct kg_feed_catalog *catalog_feed; /* borrowed: how the admin worker applies catalog changes */

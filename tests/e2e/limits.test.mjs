@@ -166,6 +166,10 @@ describe('rate limits, teams and token reservations (openai SDK, real binary)', 
     assert.equal(demo.headers.get('x-ratelimit-limit-requests'), '60');
     assert.equal(demo.headers.get('x-ratelimit-limit-tokens'), '40000');
     assertError(await chat(s.key, b), 403, 'model_not_allowed', { param: 'model' });
+    // The list shows what the team may reach, and nothing else.
+    const listed = ok(await api(gw, 'GET', '/v1/models', { key: s.key })).data.map((m) => m.id);
+    assert.ok(listed.includes('demo-chat') && !listed.includes('gpt-4o-mini'), `listed ${listed}`);
+    assertError(await api(gw, 'GET', '/v1/models/gpt-4o-mini', { key: s.key }), 403, 'model_not_allowed');
   });
 
   test('max_concurrency and rpd refuse with 429', async () => {
@@ -228,7 +232,7 @@ describe('rate limits, teams and token reservations (openai SDK, real binary)', 
 
     // Streamed without usage: the whole reservation is billed (estimated).
     await settle();
-    const blind = chatBody({ max_tokens: 3000, stream: true });
+    const blind = chatBody({ stream: true }); // no max_tokens: the configured default (1024) is reserved
     const est = await remainingAfter(blind);
     assert.ok(Math.abs(60000 - blind.reserved - est.left) <= 60, `estimated: left ${est.left}, reserved ${blind.reserved}`);
   });

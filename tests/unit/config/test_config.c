@@ -25,6 +25,7 @@ void test_config_sample(void)
     CHECK(cfg.environments[0].live);
     CHECK(!cfg.environments[1].live);
     CHECK_INT(cfg.max_body_bytes, 10485760);
+    CHECK_INT(cfg.default_max_tokens, 1024);
     CHECK_INT(cfg.max_header_bytes, 16384);
     CHECK_INT(cfg.upstream_timeout_ms, 600000);
     CHECK_INT(cfg.n_credentials, 1);
@@ -60,6 +61,7 @@ void test_config_errors(void)
     expect_error("brand: pk\n", "not be \"pk\""); /* "pk_" starts a public id, never a secret */
     expect_error("workers: 0\n", "workers");
     expect_error("limits: {max_body_bytes: -1}\n", "limits.max_body_bytes");
+    expect_error("limits: {default_max_tokens: 0}\n", "limits.default_max_tokens");
     expect_error("environments: [{name: prod}, {name: prod}]\n", "declared twice");
     expect_error("environments: [{name: Prod}]\n", "environments: name");
     expect_error("providers: [{name: p, type: grpc}]\n", "type must be openai or mock");
