@@ -71,6 +71,15 @@ typedef struct request_metric {
     kg_meter_t meter; /* its limits and usage record */
 } request_metric_t;
 
+/* Copies a string into a fixed record field, cut to fit (printf costs more than the rest here). */
+static void copy_field(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+#define COPY_FIELD(dst, src) copy_field((dst), sizeof(dst), (src))
+
 /* A request abandoned by its client still gets its record, with the status it was sent (h2o
  * runs pool destructors while the request itself is still intact). */
 static void on_metric_dispose(void *p)
@@ -314,7 +323,7 @@ static void add_header(h2o_req_t *req, const char *name, size_t name_len, const 
 static void add_int_header(h2o_req_t *req, const char *name, size_t name_len, int64_t v)
 {
     char buf[24];
-    add_header(req, name, name_len, buf, (size_t)snprintf(buf, sizeof(buf), "%lld", (long long)v));
+    add_header(req, name, name_len, buf, kg_format_uint(v > 0 ? (uint64_t)v : 0, buf));
 }
 
 /* SPEC §5's x-ratelimit-* triples, from the limiter's state after this request's admission. */
@@ -372,12 +381,12 @@ static kg_meter_t *admit(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, c
     m->started_ns = rm->started_ns;
     m->journal = w->journal;
     kg_usage_record_t *r = &m->record;
-    snprintf(r->request_id, sizeof(r->request_id), "%s", w->request_id);
-    snprintf(r->key_id, sizeof(r->key_id), "%s", view->id);
-    snprintf(r->org_id, sizeof(r->org_id), "%s", view->org_id);
-    snprintf(r->team_id, sizeof(r->team_id), "%s", view->team_id);
-    snprintf(r->model, sizeof(r->model), "%.*s", KG_USAGE_MODEL_MAX, info->model); /* longer is not found */
-    snprintf(r->upstream_model, sizeof(r->upstream_model), "%s", d->model->upstream_model);
+    COPY_FIELD(r->request_id, w->request_id);
+    COPY_FIELD(r->key_id, view->id);
+    COPY_FIELD(r->org_id, view->org_id);
+    COPY_FIELD(r->team_id, view->team_id);
+    COPY_FIELD(r->model, info->model); /* a longer name was not found in the catalog */
+    COPY_FIELD(r->upstream_model, d->model->upstream_model);
     r->route = route == R_CHAT ? KG_USAGE_CHAT : route == R_COMPLETIONS ? KG_USAGE_COMPLETIONS : KG_USAGE_EMBEDDINGS;
     r->stream = info->stream;
 
@@ -493,10 +502,18 @@ static void inference(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, cons
 /* A fresh request id per request: the worker's random prefix and a counter (no syscall). */
 static void next_request_id(kg_worker_t *w, h2o_req_t *req)
 {
-    snprintf(w->request_id, sizeof(w->request_id), "%s%08llx", w->request_id_prefix,
-             (unsigned long long)++w->request_counter);
+    static const char hex[] = "0123456789abcdef";
+    uint64_t n = ++w->request_counter;
+    size_t at = strnlen(w->request_id_prefix, sizeof(w->request_id_prefix)), digits = 8;
+    while (digits < 16 && (n >> (4 * digits)) != 0)
+        digits++; /* "%08llx": at least eight hex digits */
+    memcpy(w->request_id, w->request_id_prefix, at);
+    for (size_t i = 0; i < digits; i++)
+        w->request_id[at + i] = hex[(n >> (4 * (digits - 1 - i))) & 15];
+    at += digits;
+    w->request_id[at] = '\0';
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL,
-                          h2o_strdup(&req->pool, w->request_id, strlen(w->request_id)).base, strlen(w->request_id));
+                          h2o_strdup(&req->pool, w->request_id, at).base, at);
 }
 
 static void handle_authenticated(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, route_t route,

@@ -85,11 +85,18 @@ int64_t kg_period_start(kg_budget_period_t p, int64_t now)
         return 0;
     if (p == KG_PERIOD_DAY)
         return now - now % 86400;
+    /* The month's start changes once a day at most: each thread remembers the last day's. */
+    static __thread int64_t cached_day = -1, cached_month;
+    int64_t day = now / 86400;
+    if (day == cached_day)
+        return cached_month;
     time_t t = (time_t)now;
     struct tm tm;
     gmtime_r(&t, &tm);
     tm.tm_mday = 1, tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-    return (int64_t)timegm(&tm);
+    cached_month = (int64_t)timegm(&tm);
+    cached_day = day;
+    return cached_month;
 }
 
 /* Moves s to the period starting at `start` if it is newer. A request adding across the switch

@@ -151,6 +151,8 @@ void test_reset_format(void)
         const char *text;
     } cases[] = {
         {0, "0ms"},
+        {-5, "0ms"},
+        {61 * SEC + 5 * 1000000LL, "1m1.005s"},
         {1, "1ms"},
         {20 * 1000000LL, "20ms"},
         {SEC, "1s"},
@@ -164,4 +166,10 @@ void test_reset_format(void)
         kg_reset_format(cases[i].ns, buf, sizeof(buf));
         CHECK_STR(buf, cases[i].text);
     }
+    CHECK_INT(kg_reset_format(3723 * SEC, buf, 4), 3); /* cut to fit */
+    CHECK_STR(buf, "1h2");
+    CHECK_INT(kg_format_uint(0, buf), 1);
+    CHECK_STR(buf, "0");
+    CHECK_INT(kg_format_uint(UINT64_MAX, buf), 20);
+    CHECK_STR(buf, "18446744073709551615");
 }
