@@ -9,9 +9,14 @@
  * may thus be read again after a crash or a rewind, never lost: the store keeps it once by its
  * request id.
  *
- * A segment file is a header slot (magic, version, sizes, a nonce, the reader's last release)
- * and KG_JOURNAL_SLOTS record slots, each a commit word (nonce << 32 | slot index, stored last),
- * a checksum, then the record.
+ * A segment file is a header slot (magic, version, sizes, a nonce, the reader's last release, the
+ * order in which a writer took it) and KG_JOURNAL_SLOTS record slots, each a commit word
+ * (nonce << 32 | slot index, stored last), a checksum, then the record.
+ *
+ * No segment is made on a worker's loop in the normal course: the reader thread calls
+ * kg_journal_prepare every round, which gives each writer a spare segment made ready in full
+ * (created, allocated on disk, mapped and pre-faulted writable); a writer whose segment is full
+ * takes its spare with one atomic exchange.
  */
 #ifndef KG_USAGE_JOURNAL_H
 #define KG_USAGE_JOURNAL_H
@@ -22,7 +27,14 @@
 
 #include "usage/usage.h"
 
-#define KG_JOURNAL_SLOTS 4096    /* record slots per segment: 2 MiB of 512-byte slots */
+/* Record slots per segment: 8 MiB of 512-byte slots. A writer takes its spare when its segment is
+ * full and the reader thread makes the next one within a round (KG_USAGE_FLUSH_MS = 50 ms, plus
+ * the round's store writes, plus ~10 ms to create and pre-fault 8 MiB, measured on ext4). So a
+ * segment must outlast a few rounds at the busiest worker's rate, else the writer makes one on its
+ * loop: 16,384 slots last 164 ms at 100,000 appends/s, three rounds; 4,096 (41 ms) would not last
+ * one. The cost is memory: a worker maps 16 MiB (its segment and its spare), plus full segments
+ * until the store has them. */
+#define KG_JOURNAL_SLOTS 16384
 #define KG_JOURNAL_SLOT_SIZE 512 /* bytes per slot (a power of two), the header slot too */
 
 typedef struct kg_journal kg_journal_t;               /* a directory of segment files, process-wide */
@@ -31,7 +43,8 @@ typedef struct kg_journal_writer kg_journal_writer_t; /* one per worker thread; 
 /**
  * Opens (mkdir -p, mode 0700) the journal directory and locks it against a second process.
  * Segments left there by an earlier process (killed or not) are adopted for replay: the reader
- * returns their committed records first. Files that are not segments of this format are logged
+ * returns their committed records first, each writer's in order; segments with nothing to
+ * replay (an unused spare, or one released in full) are deleted. Files that are not segments of this format are logged
  * and left alone. NULL + err on failure.
  */
 kg_journal_t *kg_journal_open(const char *dir, char *err, size_t err_cap);
@@ -43,21 +56,36 @@ void kg_journal_close(kg_journal_t *j);
 
 /**
  * A writer owns one current segment (a file of KG_JOURNAL_SLOTS fixed-size slots, allocated on
- * disk and mmap'd MAP_SHARED). NULL (logged) when the segment cannot be made.
+ * disk and mmap'd MAP_SHARED, pre-faulted: call this before the worker's loop runs) and at most
+ * one spare. NULL (logged) when the segment cannot be made.
  */
 kg_journal_writer_t *kg_journal_writer_new(kg_journal_t *j);
-/** Leaves the current segment to the reader (it is released like a full one) and frees w. */
+/**
+ * Leaves the current segment to the reader (it is released like a full one), its unused spare to
+ * be deleted, and frees w. Not concurrently with appends to w.
+ */
 void kg_journal_writer_free(kg_journal_writer_t *w);
 /**
  * Copies r into the next slot and then publishes it with a release store of the slot's commit
- * word: no syscall, no lock, no allocation, except when the segment is full: then the writer
- * opens a new segment (the full one stays for the reader). Returns false only when no new
- * segment can be made (disk full...): the caller counts/logs it.
+ * word: no syscall, no lock, no allocation. When the segment is full the writer takes its spare
+ * (an atomic exchange; the full segment stays for the reader), or, if kg_journal_prepare has not
+ * given it one, creates a segment itself, on the caller's thread (counted by
+ * kg_journal_sync_rollovers). Returns false only when no new segment can be made (disk full...):
+ * the caller counts/logs it.
  */
 bool kg_journal_append(kg_journal_writer_t *w, const kg_usage_record_t *r);
+/** Rollovers that found no spare and made their segment on the writer's thread; any thread. */
+uint64_t kg_journal_sync_rollovers(kg_journal_t *j);
 
 /* Reader side: exactly ONE thread (the usage writer) calls these. */
 
+/**
+ * Gives every writer that has no spare segment one, made ready in full (this takes the file
+ * system's time: ~10 ms per segment, on this thread, with no lock held that a writer takes).
+ * Cheap when every writer has one. A spare is deleted unused when its writer is freed, or by the
+ * next kg_journal_open if the process is killed.
+ */
+void kg_journal_prepare(kg_journal_t *j);
 /**
  * Copies up to cap committed records not yet read into out[] (oldest segments first; each
  * writer's records in the order it appended them) and advances the read cursor.

@@ -97,8 +97,11 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&w->lock);
         size_t n;
         kg_err_t rv;
-        while ((rv = flush_batch(w->journal, w->store, w->batch, &n)) == KG_OK && n == KG_USAGE_BATCH)
-            ; /* a full batch: more may be waiting */
+        /* Batches until one is not full (more may be waiting), each after giving the workers their
+         * spare segments (journal.h): a long drain must not leave them to make their own. */
+        do {
+            kg_journal_prepare(w->journal);
+        } while ((rv = flush_batch(w->journal, w->store, w->batch, &n)) == KG_OK && n == KG_USAGE_BATCH);
         if (rv != KG_OK && !warned)
             kg_log_error("usage: cannot write to the store (%s); records stay in the journal and are retried",
                          kg_err_code(rv));

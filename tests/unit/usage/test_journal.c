@@ -4,7 +4,9 @@
  * roll over and are unlinked once released, a rewind replays, files that are not segments or
  * slots that are torn are skipped, a process killed with SIGKILL (at a fixed or a random moment)
  * loses no record it had appended and replays none twice, and a reader keeps up with a writer
- * thread without locks between them.
+ * thread without locks between them. Spare segments: a preparer thread keeps writers from making
+ * segments themselves and from faulting on their pages, unused spares leave no file behind, and a
+ * replay follows the order in which writers took their segments, not their names.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -13,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -177,6 +180,7 @@ void test_journal_rollover(void)
 
     CHECK_INT(append_range(w, 0, n), 0);
     CHECK_INT(count_segments(dir), 2);
+    CHECK_INT(kg_journal_sync_rollovers(j), 1); /* no kg_journal_prepare: the writer made it */
     CHECK_INT(kg_journal_backlog(j), n);
     long bad = 0;
     CHECK_INT(read_all(j, 0, &bad), n);
@@ -285,15 +289,34 @@ void test_journal_skips_foreign_and_torn(void)
     remove_dir(dir);
 }
 
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, ms % 1000 * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void *child_preparer(void *arg)
+{
+    for (;;) {
+        kg_journal_prepare(arg);
+        sleep_ms(1);
+    }
+    return NULL;
+}
+
 /* The child of the crash tests: appends records 0 .. limit-1, publishing in *done how many
- * kg_journal_append has returned for, then is killed (by itself or by the parent). */
-static void child_append(const char *dir, long limit, _Atomic long *done, bool kill_self)
+ * kg_journal_append has returned for, then is killed (by itself or by the parent); with
+ * `prepare`, a thread makes spare segments meanwhile, as the usage writer does. */
+static void child_append(const char *dir, long limit, _Atomic long *done, bool kill_self, bool prepare)
 {
     char err[256];
+    pthread_t t;
     kg_journal_t *j = kg_journal_open(dir, err, sizeof(err));
     kg_journal_writer_t *w = j != NULL ? kg_journal_writer_new(j) : NULL;
     if (w == NULL)
         _exit(3);
+    if (prepare && pthread_create(&t, NULL, child_preparer, j) != 0)
+        _exit(5);
     for (long i = 0; i < limit; i++) {
         kg_usage_record_t r;
         make_record(&r, i);
@@ -337,7 +360,7 @@ void test_journal_survives_sigkill(void)
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0)
-        child_append(dir, 10000, NULL, true);
+        child_append(dir, 10000, NULL, true, false);
     CHECK(pid > 0);
     CHECK(waitpid(pid, &status, 0) == pid);
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
@@ -350,14 +373,14 @@ void test_journal_survives_sigkill(void)
     if (done == MAP_FAILED)
         return;
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
-    for (int round = 0; round < 6; round++) {
+    for (int round = 0; round < 8; round++) { /* rounds 4..7 with spares being made */
         long target = 1 + rand() % (3 * KG_JOURNAL_SLOTS);
         atomic_store(done, 0);
         kg_test_tmpdir(dir, sizeof(dir));
         fflush(NULL);
         pid = fork();
         if (pid == 0)
-            child_append(dir, 12 * KG_JOURNAL_SLOTS, done, false);
+            child_append(dir, 12 * KG_JOURNAL_SLOTS, done, false, round >= 4);
         CHECK(pid > 0);
         while (atomic_load_explicit(done, memory_order_acquire) < target && waitpid(pid, &status, WNOHANG) == 0)
             ;
@@ -421,6 +444,283 @@ void test_journal_concurrent_reader(void)
     }
     CHECK_INT(bad, 0);
     CHECK_INT(next, CONCURRENT_ROUNDS * CONCURRENT_RECORDS);
+    kg_journal_release(j);
+    CHECK_INT(count_segments(dir), 0);
+    kg_journal_close(j);
+    remove_dir(dir);
+}
+
+/* ==== Spare segments ==== */
+
+#define PREP_WRITERS 2
+/* Appends per second per writer: half the rate journal.h sizes segments for (a segment lasts
+ * 328 ms), so the test holds on a loaded machine (measured: two ASan and two plain runs at once on
+ * two CPUs made the preparer late now and then at 100,000/s). */
+#define PREP_RATE 50000L
+#define PREP_RECORDS (3L * KG_JOURNAL_SLOTS + 99) /* per writer: three rollovers */
+#define PREP_BASE 10000000L                       /* writer k appends records k * PREP_BASE + i */
+
+/* ThreadSanitizer's shadow memory (written on every mmap, faulted in on every first access) makes
+ * the faults and the preparer's pace its own: there, only the order of the records is checked. */
+#if defined(__SANITIZE_THREAD__)
+#define PREP_TIMING 0
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PREP_TIMING 0
+#endif
+#endif
+#ifndef PREP_TIMING
+#define PREP_TIMING 1
+#endif
+
+typedef struct prep_ctx {
+    kg_journal_t *j;
+    atomic_bool stop;
+    long next[PREP_WRITERS]; /* the record each writer's next one must be */
+    long bad;
+    kg_usage_record_t buf[256];
+} prep_ctx_t;
+
+/* Reads a batch, checking each writer's records come in order, once each; then releases. Returns
+ * whether the batch was full (more may be waiting). */
+static bool batch_checking(prep_ctx_t *c)
+{
+    size_t got = kg_journal_read(c->j, c->buf, sizeof(c->buf) / sizeof(c->buf[0]));
+    for (size_t k = 0; k < got; k++) {
+        long i = strtol(c->buf[k].request_id + 4, NULL, 10), wi = i / PREP_BASE;
+        if (wi < 0 || wi >= PREP_WRITERS || i != c->next[wi] || !is_record(&c->buf[k], i)) {
+            c->bad++;
+            if (c->bad < 5)
+                fprintf(stderr, "    got record %ld out of order\n", i);
+        }
+        if (wi >= 0 && wi < PREP_WRITERS)
+            c->next[wi] = i + 1;
+    }
+    kg_journal_release(c->j);
+    return got == sizeof(c->buf) / sizeof(c->buf[0]);
+}
+
+/* The usage writer's loop (writer_main), every 5 ms rather than 50: spares before each batch, so
+ * a reader that falls behind (this one checks every record) still makes them. */
+static void *preparer_reader(void *arg)
+{
+    prep_ctx_t *c = arg;
+    while (!atomic_load(&c->stop)) {
+        do
+            kg_journal_prepare(c->j);
+        while (batch_checking(c));
+        sleep_ms(5);
+    }
+    return NULL;
+}
+
+static void drain_checking(prep_ctx_t *c)
+{
+    while (batch_checking(c))
+        ;
+}
+
+static long thread_faults(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    return ru.ru_minflt + ru.ru_majflt;
+}
+
+typedef struct paced_arg {
+    kg_journal_writer_t *w;
+    long first;
+    size_t failed;
+    long faults; /* page faults of the writer thread while it appended */
+} paced_arg_t;
+
+/* A worker appending PREP_RATE records a second, evenly. */
+static void *paced_writer(void *arg)
+{
+    paced_arg_t *a = arg;
+    struct timespec start, at;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    long faults = thread_faults();
+    for (long i = 0; i < PREP_RECORDS; i++) {
+        if (i % 256 == 0) {
+            long ns = (long)((double)i * 1e9 / PREP_RATE) + start.tv_nsec;
+            at.tv_sec = start.tv_sec + ns / 1000000000L;
+            at.tv_nsec = ns % 1000000000L;
+            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL);
+        }
+        kg_usage_record_t r;
+        make_record(&r, a->first + i);
+        a->failed += !kg_journal_append(a->w, &r);
+    }
+    a->faults = thread_faults() - faults;
+    return NULL;
+}
+
+void test_journal_prepare_keeps_rollovers_off_the_writer(void)
+{
+    char dir[64];
+    static prep_ctx_t c;
+    paced_arg_t a[PREP_WRITERS];
+    pthread_t writers[PREP_WRITERS], reader;
+
+    memset(&c, 0, sizeof(c));
+    c.j = open_journal(kg_test_tmpdir(dir, sizeof(dir)));
+    CHECK(c.j != NULL);
+    if (c.j == NULL)
+        return;
+    for (int k = 0; k < PREP_WRITERS; k++) {
+        a[k] = (paced_arg_t){kg_journal_writer_new(c.j), k * PREP_BASE, 0, 0};
+        c.next[k] = a[k].first;
+    }
+    CHECK(pthread_create(&reader, NULL, preparer_reader, &c) == 0);
+    for (int k = 0; k < PREP_WRITERS; k++)
+        CHECK(pthread_create(&writers[k], NULL, paced_writer, &a[k]) == 0);
+    for (int k = 0; k < PREP_WRITERS; k++)
+        pthread_join(writers[k], NULL);
+    atomic_store(&c.stop, true);
+    pthread_join(reader, NULL);
+    kg_journal_prepare(c.j); /* the last rollover may have been too late for the reader's last round */
+    drain_checking(&c);
+
+    /* Every rollover took a spare, and the writers' stores found their pages mapped writable
+     * (without pre-faulting, one fault per 4 KiB page: PREP_RECORDS / 8 of them; under ASan its
+     * shadow pages fault, an eighth of that). */
+    if (PREP_TIMING)
+        CHECK_INT(kg_journal_sync_rollovers(c.j), 0);
+    for (int k = 0; k < PREP_WRITERS; k++) {
+        long pages = PREP_RECORDS * KG_JOURNAL_SLOT_SIZE / 4096;
+        CHECK_INT(a[k].failed, 0);
+        CHECK(!PREP_TIMING || a[k].faults < pages / 2);
+        if (PREP_TIMING && a[k].faults >= pages / 2)
+            fprintf(stderr, "    writer %d: %ld page faults for %ld pages\n", k, a[k].faults, pages);
+        CHECK_INT(c.next[k], a[k].first + PREP_RECORDS);
+    }
+    CHECK_INT(c.bad, 0);
+    CHECK_INT(kg_journal_backlog(c.j), 0);
+    CHECK_INT(count_segments(dir), 2 * PREP_WRITERS); /* each writer's current segment and spare */
+    for (int k = 0; k < PREP_WRITERS; k++)
+        kg_journal_writer_free(a[k].w);
+    kg_journal_prepare(c.j); /* no writers: nothing to make */
+    drain_checking(&c);
+    CHECK_INT(count_segments(dir), 0);
+    CHECK_INT(c.bad, 0);
+    kg_journal_close(c.j);
+    remove_dir(dir);
+}
+
+void test_journal_unused_spares_leave_no_files(void)
+{
+    char dir[64];
+    int status = 0;
+    kg_journal_t *j = open_journal(kg_test_tmpdir(dir, sizeof(dir)));
+    CHECK(j != NULL);
+    if (j == NULL)
+        return;
+    kg_journal_writer_t *w1 = kg_journal_writer_new(j), *w2 = kg_journal_writer_new(j);
+    CHECK_INT(append_range(w1, 0, 10), 0);
+    CHECK_INT(count_segments(dir), 2);
+    kg_journal_prepare(j);
+    CHECK_INT(count_segments(dir), 4); /* a spare each */
+    kg_journal_prepare(j);
+    CHECK_INT(count_segments(dir), 4); /* they have one: nothing made */
+    CHECK_INT(kg_journal_backlog(j), 10);
+    kg_journal_writer_free(w1);
+    kg_journal_writer_free(w2);
+    kg_journal_close(j);
+    CHECK_INT(count_segments(dir), 1); /* w1's ten records; w2's empty segment and both spares are gone */
+
+    j = open_journal(dir);
+    CHECK(j != NULL);
+    if (j == NULL)
+        return;
+    CHECK_INT(kg_journal_backlog(j), 10);
+    long bad = 0;
+    CHECK_INT(read_all(j, 0, &bad), 10);
+    CHECK_INT(bad, 0);
+    kg_journal_release(j);
+    CHECK_INT(count_segments(dir), 0);
+    kg_journal_close(j);
+
+    /* Killed with a spare ready: the next process deletes it as it opens, and replays the rest. */
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char err[256];
+        kg_journal_t *cj = kg_journal_open(dir, err, sizeof(err));
+        kg_journal_writer_t *cw = cj != NULL ? kg_journal_writer_new(cj) : NULL;
+        if (cw == NULL || append_range(cw, 0, 5) != 0)
+            _exit(3);
+        kg_journal_prepare(cj);
+        raise(SIGKILL);
+    }
+    CHECK(pid > 0);
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    CHECK_INT(count_segments(dir), 2);
+    j = open_journal(dir);
+    CHECK(j != NULL);
+    if (j == NULL)
+        return;
+    CHECK_INT(count_segments(dir), 1);
+    CHECK_INT(kg_journal_backlog(j), 5);
+    bad = 0;
+    CHECK_INT(read_all(j, 0, &bad), 5);
+    CHECK_INT(bad, 0);
+    kg_journal_release(j);
+    CHECK_INT(count_segments(dir), 0);
+    kg_journal_close(j);
+    remove_dir(dir);
+}
+
+static int compare_strings(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void test_journal_replay_follows_claim_order(void)
+{
+    char dir[64], from[512], to[512], *names[8];
+    int n = 0;
+    kg_journal_t *j = open_journal(kg_test_tmpdir(dir, sizeof(dir)));
+    CHECK(j != NULL);
+    if (j == NULL)
+        return;
+    kg_journal_writer_t *w = kg_journal_writer_new(j);
+    const long total = 3 * KG_JOURNAL_SLOTS + 7;
+    size_t failed = 0;
+    for (long i = 0; i < total; i += 1000) {
+        kg_journal_prepare(j);
+        failed += append_range(w, i, i + 1000 < total ? i + 1000 : total);
+    }
+    CHECK_INT(failed, 0);
+    CHECK_INT(kg_journal_sync_rollovers(j), 0);
+    kg_journal_writer_free(w);
+    kg_journal_close(j);
+    CHECK_INT(count_segments(dir), 4); /* the spare is gone */
+
+    /* Reverse the names' order: the replay must follow the order the writer took the segments in. */
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL && n < 8)
+        if (strncmp(e->d_name, "seg-", 4) == 0)
+            names[n++] = strdup(e->d_name);
+    if (d != NULL)
+        closedir(d);
+    CHECK_INT(n, 4);
+    qsort(names, (size_t)n, sizeof(*names), compare_strings);
+    for (int k = 0; k < n; k++) {
+        snprintf(from, sizeof(from), "%s/%s", dir, names[k]);
+        snprintf(to, sizeof(to), "%s/seg-reversed-%d.kgj", dir, n - 1 - k);
+        CHECK(rename(from, to) == 0);
+        free(names[k]);
+    }
+    j = open_journal(dir);
+    CHECK(j != NULL);
+    if (j == NULL)
+        return;
+    long bad = 0;
+    CHECK_INT(read_all(j, 0, &bad), total);
+    CHECK_INT(bad, 0);
     kg_journal_release(j);
     CHECK_INT(count_segments(dir), 0);
     kg_journal_close(j);
