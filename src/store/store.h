@@ -205,10 +205,23 @@ kg_err_t kg_store_data_version(kg_store_t *st, int64_t *out) KG_MUST_CHECK;
 
 /* ==== Usage (issue 6) ==== */
 
+/*
+ * Records are stored raw in `usage` (keyed by request id only) and summed, in the same
+ * transaction, into a per-minute rollup (`usage_minutes`: per key, org, team and UTC minute).
+ * Every read below comes from the rollup, so its time bounds have minute granularity: a bound
+ * is rounded down to the start of the UTC minute that contains it, and a record counts in the
+ * minute that contains its at_ms. Budget periods (UTC day and month starts) and the minute,
+ * hour and day buckets fall on minute starts and are exact; GET /v1/usage's from and to are
+ * whole seconds, so a window starting or ending mid-minute takes the whole of its first minute
+ * and none of its last.
+ */
+
 /**
  * Inserts records in ONE transaction (BEGIN IMMEDIATE … COMMIT); a request id already stored is
- * skipped (INSERT OR IGNORE), so replaying a journal twice counts nothing twice. *inserted (may
- * be NULL) = rows actually added. On error nothing is added. Call outside any transaction.
+ * skipped (INSERT OR IGNORE) and adds nothing to the rollup, so replaying a journal twice counts
+ * nothing twice. *inserted (may be NULL) = rows actually added. On error nothing is added.
+ * KG_EINVALID_VALUE, storing nothing, if a record has an empty request id. Call outside any
+ * transaction.
  */
 kg_err_t kg_store_usage_insert(kg_store_t *st, const kg_usage_record_t *recs, size_t n,
                                size_t *inserted /* OUT */) KG_MUST_CHECK;
@@ -225,7 +238,8 @@ typedef struct kg_usage_totals {
 typedef void (*kg_usage_totals_cb)(void *ctx, const char *org_id, const char *id, const kg_usage_totals_t *t);
 
 /**
- * Sums since `since_ms` (inclusive; 0 = all time) grouped by key (by_team=false: id = key_id,
+ * Sums since `since_ms` (inclusive, rounded down to its minute: every record of the minute that
+ * contains since_ms counts; 0 = all time) grouped by key (by_team=false: id = key_id,
  * org_id) or by team (by_team=true: id = team name, rows with team_id '' excluded), calling fn
  * once per group. Used at start to seed budget counters.
  */
@@ -239,7 +253,7 @@ typedef struct kg_usage_filter {
     const char *org_id;     /* required: never mix orgs */
     const char *key_id;     /* NULL: any */
     const char *team_id;    /* NULL: any ("" : keys without a team) */
-    int64_t from_ms, to_ms; /* [from, to) */
+    int64_t from_ms, to_ms; /* [from, to), each rounded down to the start of its minute */
     int64_t bucket_ms;      /* 60000, 3600000 or 86400000 */
 } kg_usage_filter_t;
 
@@ -250,9 +264,12 @@ typedef struct kg_usage_bucket {
 
 /**
  * The usage series for GET /v1/usage: non-empty buckets in time order (bucket start =
- * floor(at_ms / bucket_ms) * bucket_ms, UTC). *out is malloc'd (caller frees; NULL when
- * *n_out is 0); at most `max` buckets (the newest are dropped past it and *truncated set).
- * KG_EINVALID_VALUE without org_id or with bucket_ms <= 0.
+ * floor(minute / bucket_ms) * bucket_ms, UTC, where minute = floor(at_ms / 60000) * 60000: the
+ * same as floor(at_ms / bucket_ms) * bucket_ms for any bucket_ms that is a whole number of
+ * minutes). The records counted are those whose minute is in [minute(from_ms), minute(to_ms)).
+ * *out is malloc'd (caller frees; NULL when *n_out is 0); at most `max` buckets (the newest
+ * are dropped past it and *truncated set). KG_EINVALID_VALUE without org_id or with
+ * bucket_ms <= 0.
  */
 kg_err_t kg_store_usage_series(kg_store_t *st, const kg_usage_filter_t *f, size_t max,
                                kg_usage_bucket_t **out /* OUT */, size_t *n_out /* OUT */,

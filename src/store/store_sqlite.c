@@ -40,6 +40,9 @@ enum {
     Q_CHANGE_LAST,
     Q_DATA_VERSION,
     Q_USAGE_INSERT,
+    Q_USAGE_INSERT_8,  /* 8 records, no OR IGNORE: a conflict aborts the statement */
+    Q_USAGE_INSERT_64, /* the same, 64 records */
+    Q_USAGE_MINUTE_ADD,
     Q_USAGE_TOTALS_BY_KEY,
     Q_USAGE_TOTALS_BY_TEAM,
     Q_USAGE_KEY_TOTALS,
@@ -50,15 +53,26 @@ enum {
     Q__COUNT
 };
 
-/* The five sums of kg_usage_totals_t, in its field order. */
-#define USAGE_SUMS "count(*), sum(status >= 400), sum(input_tokens), sum(output_tokens), sum(cost_micro)"
+/* A usage record's columns, in bind_usage's order, and the placeholders of one, then of eight
+ * records (anonymous "?" are numbered in order: record i of a statement binds ?16i+1 … ?16i+16). */
+#define USAGE_COLUMNS                                                                                                  \
+    "request_id, at_ms, key_id, org_id, team_id, model, upstream_model, route, status, input_tokens, output_tokens,"   \
+    " cost_micro, latency_us, upstream_latency_us, stream, estimated"
+#define USAGE_ROW "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+#define USAGE_ROWS_8                                                                                                   \
+    USAGE_ROW "," USAGE_ROW "," USAGE_ROW "," USAGE_ROW "," USAGE_ROW "," USAGE_ROW "," USAGE_ROW "," USAGE_ROW
 
-/* One variant per filter shape, because a prepared "?2 IS NULL OR key_id = ?2" cannot use an
- * index. With a key, "+org_id" keeps the planner on usage_by_key (a key's rows are few) and
- * off usage_by_org. The floor is written out because SQLite's % truncates toward zero. */
+/* The five sums of kg_usage_totals_t, in its field order, over usage_minutes rows. */
+#define USAGE_SUMS "sum(requests), sum(errors), sum(input_tokens), sum(output_tokens), sum(cost_micro)"
+
+/* Reads go to the per-minute rollup (migration 6), never to the raw records. One variant per
+ * filter shape, because a prepared "?2 IS NULL OR key_id = ?2" cannot use an index. With a key,
+ * "+org_id" keeps the planner on the primary key (key_id, minute_ms, ...) and off the org and
+ * team indexes. ?5 and ?6 are minute starts. The floor is written out because SQLite's %
+ * truncates toward zero. */
 #define USAGE_SERIES(org, filter)                                                                                      \
-    "SELECT at_ms - ((at_ms % ?4) + ?4) % ?4 AS start, " USAGE_SUMS " FROM usage WHERE " org " = ?1" filter            \
-    " AND at_ms >= ?5 AND at_ms < ?6 GROUP BY start ORDER BY start LIMIT ?7"
+    "SELECT minute_ms - ((minute_ms % ?4) + ?4) % ?4 AS start, " USAGE_SUMS " FROM usage_minutes WHERE " org           \
+    " = ?1" filter " AND minute_ms >= ?5 AND minute_ms < ?6 GROUP BY start ORDER BY start LIMIT ?7"
 
 static const char *const sql_text[Q__COUNT] = {
     [Q_ORG_INSERT] = "INSERT INTO orgs (id, name, created_at, created_by) VALUES (?1, ?2, ?3, ?4)",
@@ -102,26 +116,48 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_CHANGE_LIST] = "SELECT seq, object_type, object_id FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     [Q_CHANGE_LAST] = "SELECT coalesce(max(seq), 0) FROM changes",
     [Q_DATA_VERSION] = "PRAGMA data_version",
-    [Q_USAGE_INSERT] = "INSERT OR IGNORE INTO usage (request_id, at_ms, key_id, org_id, team_id, model, upstream_model,"
-                       " route, status, input_tokens, output_tokens, cost_micro, latency_us, upstream_latency_us,"
-                       " stream, estimated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
-                       " ?15, ?16)",
+    [Q_USAGE_INSERT] = "INSERT OR IGNORE INTO usage (" USAGE_COLUMNS ") VALUES " USAGE_ROW,
+    [Q_USAGE_INSERT_8] = "INSERT INTO usage (" USAGE_COLUMNS ") VALUES " USAGE_ROWS_8,
+    [Q_USAGE_INSERT_64] = "INSERT INTO usage (" USAGE_COLUMNS ") VALUES " USAGE_ROWS_8 "," USAGE_ROWS_8 "," USAGE_ROWS_8
+                          "," USAGE_ROWS_8 "," USAGE_ROWS_8 "," USAGE_ROWS_8 "," USAGE_ROWS_8 "," USAGE_ROWS_8,
+    [Q_USAGE_MINUTE_ADD] =
+        "INSERT INTO usage_minutes (key_id, minute_ms, org_id, team_id, requests, errors, input_tokens, output_tokens,"
+        " cost_micro) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (key_id, minute_ms, org_id, team_id) DO"
+        " UPDATE SET requests = requests + excluded.requests, errors = errors + excluded.errors,"
+        " input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens,"
+        " cost_micro = cost_micro + excluded.cost_micro",
     /* A key id belongs to one org (tokens.id is the primary key), so org_id is the same on every
-     * row of a group and grouping by key_id alone lets usage_by_key give the order. */
-    [Q_USAGE_TOTALS_BY_KEY] = "SELECT org_id, key_id, " USAGE_SUMS " FROM usage WHERE at_ms >= ?1 GROUP BY key_id",
-    [Q_USAGE_TOTALS_BY_TEAM] = "SELECT org_id, team_id, " USAGE_SUMS " FROM usage WHERE at_ms >= ?1 AND team_id <> ''"
-                               " GROUP BY org_id, team_id",
-    [Q_USAGE_KEY_TOTALS] = "SELECT " USAGE_SUMS " FROM usage WHERE key_id = ?1",
+     * row of a group and grouping by key_id alone follows the primary key's order. */
+    [Q_USAGE_TOTALS_BY_KEY] = "SELECT org_id, key_id, " USAGE_SUMS " FROM usage_minutes WHERE minute_ms >= ?1"
+                              " GROUP BY key_id",
+    [Q_USAGE_TOTALS_BY_TEAM] = "SELECT org_id, team_id, " USAGE_SUMS " FROM usage_minutes WHERE minute_ms >= ?1"
+                               " AND team_id <> '' GROUP BY org_id, team_id",
+    [Q_USAGE_KEY_TOTALS] = "SELECT " USAGE_SUMS " FROM usage_minutes WHERE key_id = ?1",
     [Q_USAGE_SERIES] = USAGE_SERIES("org_id", ""),
     [Q_USAGE_SERIES_KEY] = USAGE_SERIES("+org_id", " AND key_id = ?2"),
     [Q_USAGE_SERIES_TEAM] = USAGE_SERIES("org_id", " AND team_id = ?3"),
     [Q_USAGE_SERIES_KEY_TEAM] = USAGE_SERIES("+org_id", " AND key_id = ?2 AND team_id = ?3"),
 };
 
+/* One usage_minutes row being summed by kg_store_usage_insert: the records newly stored in a
+ * batch, per key, org, team and minute. */
+typedef struct usage_group {
+    const kg_usage_record_t *rec; /* the group's first record: its key, org and team */
+    int64_t minute_ms;
+    uint64_t hash;
+    kg_usage_totals_t t;
+} usage_group_t;
+
 struct kg_store {
     sqlite3 *db;
     sqlite3_stmt *stmts[Q__COUNT];
     int schema_version;
+    /* kg_store_usage_insert's scratch, kept between calls: groups, and an open-addressing
+     * table of group index + 1 (0 = empty) */
+    usage_group_t *groups;
+    size_t groups_cap;
+    uint32_t *slots;
+    size_t slots_cap;
 };
 
 /* ==== Helpers ==== */
@@ -228,6 +264,8 @@ void kg_store_close(kg_store_t *st)
     for (int i = 0; i < Q__COUNT; i++)
         sqlite3_finalize(st->stmts[i]);
     sqlite3_close(st->db);
+    free(st->groups);
+    free(st->slots);
     free(st);
 }
 
@@ -921,41 +959,193 @@ static void bind_field(sqlite3_stmt *s, int i, const char *v, size_t cap)
 
 #define BIND_FIELD(s, i, rec, field) bind_field((s), (i), (rec)->field, sizeof((rec)->field))
 
-static void bind_usage(sqlite3_stmt *s, const kg_usage_record_t *r)
+/* Binds record r as the statement's `at`-th (from 0): parameters 16 * at + 1 … 16 * at + 16. */
+static void bind_usage(sqlite3_stmt *s, int at, const kg_usage_record_t *r)
 {
-    BIND_FIELD(s, 1, r, request_id), sqlite3_bind_int64(s, 2, r->at_ms), BIND_FIELD(s, 3, r, key_id);
-    BIND_FIELD(s, 4, r, org_id), BIND_FIELD(s, 5, r, team_id), BIND_FIELD(s, 6, r, model);
-    BIND_FIELD(s, 7, r, upstream_model), sqlite3_bind_int(s, 8, r->route), sqlite3_bind_int(s, 9, r->status);
-    sqlite3_bind_int64(s, 10, r->input_tokens), sqlite3_bind_int64(s, 11, r->output_tokens);
-    sqlite3_bind_int64(s, 12, r->cost_micro), sqlite3_bind_int64(s, 13, r->latency_us);
-    sqlite3_bind_int64(s, 14, r->upstream_latency_us), sqlite3_bind_int(s, 15, r->stream ? 1 : 0);
-    sqlite3_bind_int(s, 16, r->estimated ? 1 : 0);
+    const int o = 16 * at;
+    BIND_FIELD(s, o + 1, r, request_id), sqlite3_bind_int64(s, o + 2, r->at_ms), BIND_FIELD(s, o + 3, r, key_id);
+    BIND_FIELD(s, o + 4, r, org_id), BIND_FIELD(s, o + 5, r, team_id), BIND_FIELD(s, o + 6, r, model);
+    BIND_FIELD(s, o + 7, r, upstream_model), sqlite3_bind_int(s, o + 8, r->route);
+    sqlite3_bind_int(s, o + 9, r->status), sqlite3_bind_int64(s, o + 10, r->input_tokens);
+    sqlite3_bind_int64(s, o + 11, r->output_tokens), sqlite3_bind_int64(s, o + 12, r->cost_micro);
+    sqlite3_bind_int64(s, o + 13, r->latency_us), sqlite3_bind_int64(s, o + 14, r->upstream_latency_us);
+    sqlite3_bind_int(s, o + 15, r->stream ? 1 : 0), sqlite3_bind_int(s, o + 16, r->estimated ? 1 : 0);
+}
+
+#define MINUTE_MS 60000
+
+/* floor(ms / 1 min) * 1 min: the start of the UTC minute holding `ms` (INT64_MIN for the few
+ * instants whose minute starts before it). */
+static int64_t minute_of(int64_t ms)
+{
+    int64_t r = ms % MINUTE_MS;
+    if (r < 0)
+        r += MINUTE_MS;
+    return ms >= INT64_MIN + r ? ms - r : INT64_MIN;
+}
+
+/* A sum of journaled values never wraps (a torn record may hold anything): it saturates. */
+static int64_t add_sat(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
+/* FNV-1a over a string read within its array. */
+static uint64_t hash_field(uint64_t h, const char *v, size_t cap)
+{
+    for (size_t i = 0; i < cap && v[i] != '\0'; i++)
+        h = (h ^ (unsigned char)v[i]) * 0x100000001b3ULL;
+    return (h ^ 0xff) * 0x100000001b3ULL; /* a separator: ("ab", "c") is not ("a", "bc") */
+}
+
+#define SAME_FIELD(a, b, field) (strncmp((a)->field, (b)->field, sizeof((a)->field)) == 0)
+
+/* Adds a newly stored record to its group, making the group if it is the first of it. The
+ * tables hold at least 2 * n slots for n records, so a free slot is always found. */
+static void group_add(kg_store_t *st, size_t *n_groups, size_t slot_mask, const kg_usage_record_t *r)
+{
+    const int64_t minute = minute_of(r->at_ms);
+    uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)minute;
+    h = hash_field(h, r->key_id, sizeof(r->key_id)), h = hash_field(h, r->org_id, sizeof(r->org_id));
+    h = hash_field(h, r->team_id, sizeof(r->team_id));
+    usage_group_t *g = NULL;
+    for (size_t i = (size_t)(h ^ (h >> 29)) & slot_mask;; i = (i + 1) & slot_mask) {
+        if (st->slots[i] == 0) {
+            g = &st->groups[*n_groups];
+            memset(g, 0, sizeof(*g));
+            g->rec = r, g->minute_ms = minute, g->hash = h;
+            st->slots[i] = (uint32_t)(*n_groups += 1);
+            break;
+        }
+        g = &st->groups[st->slots[i] - 1];
+        if (g->hash == h && g->minute_ms == minute && SAME_FIELD(g->rec, r, key_id) && SAME_FIELD(g->rec, r, org_id) &&
+            SAME_FIELD(g->rec, r, team_id))
+            break;
+    }
+    g->t.requests++;
+    g->t.errors += r->status >= 400;
+    g->t.input_tokens = add_sat(g->t.input_tokens, r->input_tokens);
+    g->t.output_tokens = add_sat(g->t.output_tokens, r->output_tokens);
+    g->t.cost_micro = add_sat(g->t.cost_micro, r->cost_micro);
+}
+
+/* Grows the scratch tables for a batch of n records; returns the slot mask. */
+static size_t groups_reserve(kg_store_t *st, size_t n)
+{
+    size_t slots = 16;
+    while (slots < 2 * n)
+        slots *= 2;
+    if (st->groups_cap < n) {
+        free(st->groups);
+        st->groups = kg_xcalloc(n, sizeof(*st->groups));
+        st->groups_cap = n;
+    }
+    if (st->slots_cap < slots) {
+        free(st->slots);
+        st->slots = kg_xcalloc(slots, sizeof(*st->slots));
+        st->slots_cap = slots;
+    }
+    memset(st->slots, 0, slots * sizeof(*st->slots));
+    return slots - 1;
+}
+
+static kg_err_t group_store(kg_store_t *st, sqlite3_stmt *s, const usage_group_t *g)
+{
+    const kg_usage_record_t *r = g->rec;
+    BIND_FIELD(s, 1, r, key_id), sqlite3_bind_int64(s, 2, g->minute_ms), BIND_FIELD(s, 3, r, org_id);
+    BIND_FIELD(s, 4, r, team_id), sqlite3_bind_int64(s, 5, g->t.requests), sqlite3_bind_int64(s, 6, g->t.errors);
+    sqlite3_bind_int64(s, 7, g->t.input_tokens), sqlite3_bind_int64(s, 8, g->t.output_tokens);
+    sqlite3_bind_int64(s, 9, g->t.cost_micro);
+    return exec_done(st, s);
+}
+
+/* Stores records one by one, skipping request ids already stored; adds the new ones to their
+ * groups. The way for a few records, and for a chunk that holds a replayed one. */
+static kg_err_t insert_each(kg_store_t *st, const kg_usage_record_t *recs, size_t n, size_t *n_groups, size_t mask,
+                            size_t *added)
+{
+    sqlite3_stmt *s = stmt(st, Q_USAGE_INSERT);
+    if (s == NULL)
+        return KG_ESTORE;
+    for (size_t i = 0; i < n; i++) {
+        bind_usage(s, 0, &recs[i]);
+        int rc = sqlite3_step(s);
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE) {
+            fprintf(stderr, "keygate: usage insert failed: %s\n", sqlite3_errmsg(st->db));
+            sqlite3_clear_bindings(s);
+            return KG_ESTORE;
+        }
+        if (sqlite3_changes(st->db) == 1) { /* 0: the request id was already stored */
+            group_add(st, n_groups, mask, &recs[i]);
+            ++*added;
+        }
+    }
+    sqlite3_clear_bindings(s); /* every binding was replaced for each record: cleared once */
+    return KG_OK;
+}
+
+/* Stores k records (8 or 64) with one statement: a record's cost is mostly the statement's own
+ * (the VDBE program, the cursor, the step), so this is the common way. The statement has no OR
+ * IGNORE: a request id already stored (a replayed journal) aborts it, undoing its own rows
+ * only, and the chunk is stored again record by record. */
+static kg_err_t insert_chunk(kg_store_t *st, int q, const kg_usage_record_t *recs, size_t k, size_t *n_groups,
+                             size_t mask, size_t *added)
+{
+    sqlite3_stmt *s = stmt(st, q);
+    if (s == NULL)
+        return KG_ESTORE;
+    for (size_t i = 0; i < k; i++)
+        bind_usage(s, (int)i, &recs[i]);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc == SQLITE_DONE) {
+        for (size_t i = 0; i < k; i++)
+            group_add(st, n_groups, mask, &recs[i]);
+        *added += k;
+        return KG_OK;
+    }
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) /* also as an extended code */
+        return insert_each(st, recs, k, n_groups, mask, added);
+    fprintf(stderr, "keygate: usage insert failed: %s\n", sqlite3_errmsg(st->db));
+    return KG_ESTORE;
 }
 
 kg_err_t kg_store_usage_insert(kg_store_t *st, const kg_usage_record_t *recs, size_t n, size_t *inserted)
 {
-    sqlite3_stmt *s = stmt(st, Q_USAGE_INSERT);
-    size_t added = 0;
-    kg_err_t rv;
+    sqlite3_stmt *add = stmt(st, Q_USAGE_MINUTE_ADD);
+    size_t added = 0, n_groups = 0, mask, i = 0;
+    kg_err_t rv = KG_OK;
 
     if (inserted != NULL)
         *inserted = 0;
-    if (s == NULL)
+    if (add == NULL)
         return KG_ESTORE;
     /* An empty request id would make every such record a duplicate of the first: refuse the
      * batch rather than silently drop usage. */
-    for (size_t i = 0; i < n; i++)
-        if (recs[i].request_id[0] == '\0')
+    for (size_t j = 0; j < n; j++)
+        if (recs[j].request_id[0] == '\0')
             return KG_EINVALID_VALUE;
     if (n == 0)
         return KG_OK;
+    if (n > UINT32_MAX / 2)
+        return KG_EINVALID_VALUE; /* the group table's indexes are 32-bit */
+    mask = groups_reserve(st, n);
     if ((rv = kg_store_begin(st)) != KG_OK)
         return rv;
-    for (size_t i = 0; i < n && rv == KG_OK; i++) {
-        bind_usage(s, &recs[i]);
-        if ((rv = exec_done(st, s)) == KG_OK)
-            added += (size_t)sqlite3_changes(st->db); /* 0 when the request id was already stored */
-    }
+    for (; rv == KG_OK && n - i >= 64; i += 64)
+        rv = insert_chunk(st, Q_USAGE_INSERT_64, &recs[i], 64, &n_groups, mask, &added);
+    for (; rv == KG_OK && n - i >= 8; i += 8)
+        rv = insert_chunk(st, Q_USAGE_INSERT_8, &recs[i], 8, &n_groups, mask, &added);
+    if (rv == KG_OK && i < n)
+        rv = insert_each(st, &recs[i], n - i, &n_groups, mask, &added);
+    /* Then the rollup: one upsert per key, org, team and minute of the records just stored. */
+    for (size_t g = 0; g < n_groups && rv == KG_OK; g++)
+        rv = group_store(st, add, &st->groups[g]);
     if (rv != KG_OK) {
         kg_store_rollback(st);
         return rv;
@@ -983,7 +1173,7 @@ kg_err_t kg_store_usage_totals_by(kg_store_t *st, bool by_team, int64_t since_ms
 
     if (s == NULL)
         return KG_ESTORE;
-    sqlite3_bind_int64(s, 1, since_ms != 0 ? since_ms : INT64_MIN);
+    sqlite3_bind_int64(s, 1, since_ms != 0 ? minute_of(since_ms) : INT64_MIN);
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         read_totals(s, 2, &t);
         fn(ctx, (const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1), &t);
@@ -1027,7 +1217,8 @@ kg_err_t kg_store_usage_series(kg_store_t *st, const kg_usage_filter_t *f, size_
     if (max > (size_t)INT64_MAX - 1)
         max = (size_t)INT64_MAX - 1;
     bind_text(s, 1, f->org_id), bind_text(s, 2, f->key_id), bind_text(s, 3, f->team_id);
-    sqlite3_bind_int64(s, 4, f->bucket_ms), sqlite3_bind_int64(s, 5, f->from_ms), sqlite3_bind_int64(s, 6, f->to_ms);
+    sqlite3_bind_int64(s, 4, f->bucket_ms), sqlite3_bind_int64(s, 5, minute_of(f->from_ms));
+    sqlite3_bind_int64(s, 6, minute_of(f->to_ms));
     sqlite3_bind_int64(s, 7, (sqlite3_int64)max + 1); /* one more tells whether newer buckets were dropped */
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         if (n == max) {

@@ -37,7 +37,9 @@ int kg_test_failures;
     X(test_usage_store_columns_round_trip)                                                                             \
     X(test_usage_store_totals_by_key_and_team)                                                                         \
     X(test_usage_store_series_buckets)                                                                                 \
+    X(test_usage_store_chunks_are_exactly_once)                                                                        \
     X(test_usage_store_upgrades_schema_4)                                                                              \
+    X(test_usage_store_upgrades_schema_5)                                                                              \
     X(test_admin_validation)                                                                                           \
     X(test_body_scan_reads)                                                                                            \
     X(test_body_scan_refusals)                                                                                         \
@@ -65,6 +67,9 @@ int kg_test_failures;
     X(test_journal_rewind)                                                                                             \
     X(test_journal_skips_foreign_and_torn)                                                                             \
     X(test_journal_survives_sigkill)                                                                                   \
+    X(test_journal_prepare_keeps_rollovers_off_the_writer)                                                             \
+    X(test_journal_unused_spares_leave_no_files)                                                                       \
+    X(test_journal_replay_follows_claim_order)                                                                         \
     X(test_journal_concurrent_reader)
 
 #define DECLARE(name) void name(void);

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * Tests of the usage side of src/store/ on real SQLite files: exactly-once inserts (a journal
- * replayed twice counts nothing twice), the totals that seed budget counters, the bucketed
- * series of GET /v1/usage (boundaries, org isolation, filters, bounds, truncation), and the
- * upgrade of a schema-4 store.
+ * replayed twice counts nothing twice, in the raw records and in the per-minute rollup every
+ * read comes from, whichever way a batch is cut into statements), the totals that seed budget
+ * counters, the bucketed series of GET /v1/usage (boundaries, minute granularity of the time
+ * bounds, org isolation, filters, truncation), and the upgrades of schema-4 and schema-5 stores.
  */
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -11,14 +12,15 @@
 #include "../test.h"
 #include "store/store.h"
 
-#define MINUTE_MS 60000
-#define HOUR_MS 3600000
-#define DAY_MS 86400000
+#define MINUTE_MS INT64_C(60000)
+#define HOUR_MS INT64_C(3600000)
+#define DAY_MS INT64_C(86400000)
 #define DAY0 ((int64_t)19675 * DAY_MS) /* a UTC midnight (2023-11-14) */
 
 #define KEY_A1 "pk_aaaaaaaaaaaaaaaaaaaaaaa1"
 #define KEY_A2 "pk_aaaaaaaaaaaaaaaaaaaaaaa2"
 #define KEY_B1 "pk_bbbbbbbbbbbbbbbbbbbbbbb1"
+#define KEY_E1 "pk_eeeeeeeeeeeeeeeeeeeeeee1"
 
 typedef struct fixture {
     char dir[64];
@@ -69,18 +71,30 @@ static void check_totals(const kg_usage_totals_t *t, int64_t requests, int64_t e
     CHECK_INT(t->cost_micro, cost);
 }
 
-static int64_t count_rows(const char *db)
+/* The one integer a query on the store file returns (-1 if none). */
+static int64_t query_int(const char *db, const char *sql)
 {
     sqlite3 *raw;
     sqlite3_stmt *s;
     int64_t n = -1;
     CHECK_INT(sqlite3_open(db, &raw), SQLITE_OK);
-    CHECK_INT(sqlite3_prepare_v2(raw, "SELECT count(*) FROM usage", -1, &s, NULL), SQLITE_OK);
+    CHECK_INT(sqlite3_prepare_v2(raw, sql, -1, &s, NULL), SQLITE_OK);
     if (sqlite3_step(s) == SQLITE_ROW)
         n = sqlite3_column_int64(s, 0);
     sqlite3_finalize(s);
     sqlite3_close(raw);
     return n;
+}
+
+static int64_t count_rows(const char *db)
+{
+    return query_int(db, "SELECT count(*) FROM usage");
+}
+
+/* The requests the rollup holds: always the number of raw records, whatever was replayed. */
+static int64_t rollup_requests(const char *db)
+{
+    return query_int(db, "SELECT coalesce(sum(requests), 0) FROM usage_minutes");
 }
 
 void test_usage_store_insert_is_exactly_once(void)
@@ -97,6 +111,8 @@ void test_usage_store_insert_is_exactly_once(void)
     };
     CHECK_INT(kg_store_usage_insert(f.st, first, 3, &inserted), KG_OK);
     CHECK_INT(inserted, 3);
+    CHECK_INT(kg_store_usage_key_totals(f.st, KEY_A1, &t), KG_OK);
+    check_totals(&t, 2, 1, 11, 20, 307);
 
     /* The journal replayed: the first batch again (one record now claims another cost, as a
      * torn replay might), plus new ones, one of them twice in the same batch. */
@@ -112,12 +128,19 @@ void test_usage_store_insert_is_exactly_once(void)
     second[0].cost_micro = 999999;
     CHECK_INT(kg_store_usage_insert(f.st, second, 7, &inserted), KG_OK);
     CHECK_INT(inserted, 3);
+    /* The rollup took the three new records only: A1 went from 2 requests to 4. */
+    CHECK_INT(kg_store_usage_key_totals(f.st, KEY_A1, &t), KG_OK);
+    check_totals(&t, 4, 2, 10 + 1 + 2 + 4, 20 + 0 + 3 + 6, 300 + 7 + 11 + 13);
+    CHECK_INT(rollup_requests(f.db), 6);
     CHECK_INT(kg_store_usage_insert(f.st, second, 7, NULL), KG_OK); /* *inserted may be NULL */
     CHECK_INT(kg_store_usage_insert(f.st, second, 7, &inserted), KG_OK);
+    CHECK_INT(inserted, 0);
+    CHECK_INT(kg_store_usage_insert(f.st, first, 3, &inserted), KG_OK);
     CHECK_INT(inserted, 0);
     CHECK_INT(kg_store_usage_insert(f.st, NULL, 0, &inserted), KG_OK);
     CHECK_INT(inserted, 0);
     CHECK_INT(count_rows(f.db), 6);
+    CHECK_INT(rollup_requests(f.db), 6); /* the replays changed nothing in the rollup either */
 
     /* The first write wins: the replayed record's different cost is not counted. */
     CHECK_INT(kg_store_usage_key_totals(f.st, KEY_A1, &t), KG_OK);
@@ -139,6 +162,9 @@ void test_usage_store_insert_is_exactly_once(void)
     CHECK_INT(kg_store_usage_insert(f.st, bad, 2, &inserted), KG_EINVALID_VALUE);
     CHECK_INT(inserted, 0);
     CHECK_INT(count_rows(f.db), 6);
+    CHECK_INT(rollup_requests(f.db), 6);
+    CHECK_INT(kg_store_usage_key_totals(f.st, KEY_A2, &t), KG_OK);
+    check_totals(&t, 1, 0, 5, 5, 50);
 
     fixture_close(&f);
 }
@@ -279,6 +305,29 @@ void test_usage_store_totals_by_key_and_team(void)
     if (t != NULL)
         check_totals(t, 3, 1, 105, 102, 1008);
 
+    /* since_ms has minute granularity: it is rounded down to the start of its minute, so a
+     * `since` 30 s into the minute still counts every record of that minute (new-1 … new-4, all
+     * in its first 7 ms), and one at the next minute counts none of them. Budget periods start
+     * at UTC midnights, which are minute starts: for them this is exact. */
+    memset(&seen, 0, sizeof(seen));
+    CHECK_INT(kg_store_usage_totals_by(f.st, false, since + 30000, collect, &seen), KG_OK);
+    CHECK_INT(seen.n, 3);
+    CHECK((t = find_group(&seen, "org_a", KEY_A1)) != NULL);
+    if (t != NULL)
+        check_totals(t, 2, 1, 5, 2, 8);
+    memset(&seen, 0, sizeof(seen));
+    CHECK_INT(kg_store_usage_totals_by(f.st, true, since + MINUTE_MS - 1, collect, &seen), KG_OK);
+    CHECK_INT(seen.n, 2);
+    memset(&seen, 0, sizeof(seen));
+    CHECK_INT(kg_store_usage_totals_by(f.st, false, since + MINUTE_MS, collect, &seen), KG_OK);
+    CHECK_INT(seen.n, 0);
+    /* old-1, at since - 1, is in the minute before since's: never counted from since on. */
+    memset(&seen, 0, sizeof(seen));
+    CHECK_INT(kg_store_usage_totals_by(f.st, true, since, collect, &seen), KG_OK);
+    CHECK((t = find_group(&seen, "org_a", "ml")) != NULL);
+    if (t != NULL)
+        check_totals(t, 2, 1, 5, 2, 8);
+
     /* Nothing since the future: no calls at all. */
     memset(&seen, 0, sizeof(seen));
     CHECK_INT(kg_store_usage_totals_by(f.st, false, since + DAY_MS, collect, &seen), KG_OK);
@@ -378,8 +427,19 @@ void test_usage_store_series_buckets(void)
     kg_usage_filter_t win = {
         .org_id = "org_a", .from_ms = DAY0 + MINUTE_MS, .to_ms = DAY0 + HOUR_MS, .bucket_ms = MINUTE_MS};
     SERIES(f.st, &win, 100, false, DAY0 + MINUTE_MS, 1, DAY0 + HOUR_MS - MINUTE_MS, 1);
+    /* The bounds have minute granularity: each is rounded down to the start of the minute that
+     * contains it (the API gives whole seconds). So a `from` later in a-3's minute still takes
+     * a-3 (at that minute's start), and a `to` later in a-5's minute still leaves a-5 out. */
     win.from_ms = DAY0 + MINUTE_MS + 1, win.to_ms = DAY0 + HOUR_MS + 1;
+    SERIES(f.st, &win, 100, false, DAY0 + MINUTE_MS, 1, DAY0 + HOUR_MS - MINUTE_MS, 1);
+    win.from_ms = DAY0 + 2 * MINUTE_MS - 1000, win.to_ms = DAY0 + HOUR_MS + MINUTE_MS - 1000;
+    SERIES(f.st, &win, 100, false, DAY0 + MINUTE_MS, 1, DAY0 + HOUR_MS - MINUTE_MS, 1);
+    /* From the next minute on, a-3 is out; to the next minute's start, a-5 is in. */
+    win.from_ms = DAY0 + 2 * MINUTE_MS, win.to_ms = DAY0 + HOUR_MS + MINUTE_MS;
     SERIES(f.st, &win, 100, false, DAY0 + HOUR_MS - MINUTE_MS, 1, DAY0 + HOUR_MS, 1);
+    /* from < to within one minute: both round to its start, an empty window (a-1 at DAY0 not in). */
+    win.from_ms = DAY0 + 1000, win.to_ms = DAY0 + 30000;
+    SERIES_NONE(f.st, &win, 100, false);
     win.from_ms = win.to_ms = DAY0;
     SERIES_NONE(f.st, &win, 100, false);
 
@@ -392,11 +452,23 @@ void test_usage_store_series_buckets(void)
            DAY0 + DAY_MS - MINUTE_MS, 1);
     SERIES_NONE(f.st, &all, 0, true);
 
-    /* Bucket starts are a floor, also before the epoch (SQLite's % truncates toward zero). */
-    kg_usage_record_t early = rec("e-1", -1, "org_e", KEY_A1, "", 200, 1, 1, 1);
-    CHECK_INT(kg_store_usage_insert(f.st, &early, 1, NULL), KG_OK);
-    kg_usage_filter_t neg = {.org_id = "org_e", .from_ms = INT64_MIN, .to_ms = INT64_MAX, .bucket_ms = MINUTE_MS};
-    SERIES(f.st, &neg, 10, false, -MINUTE_MS, 1);
+    /* Minutes and bucket starts are a floor, also before the epoch (C's and SQLite's % truncate
+     * toward zero); an instant whose minute would start before INT64_MIN is still stored and
+     * counted (its minute is clamped). */
+    kg_usage_record_t early[] = {
+        rec("e-1", -1, "org_e", KEY_E1, "", 200, 1, 1, 1),
+        rec("e-2", -MINUTE_MS, "org_e", KEY_E1, "", 200, 1, 1, 1),
+        rec("e-3", -MINUTE_MS - 1, "org_e", KEY_E1, "", 200, 1, 1, 1),
+        rec("e-4", INT64_MIN, "org_e", KEY_E1, "", 200, 1, 1, 1),
+    };
+    CHECK_INT(kg_store_usage_insert(f.st, early, 4, NULL), KG_OK);
+    kg_usage_filter_t neg = {.org_id = "org_e", .from_ms = -DAY_MS, .to_ms = INT64_MAX, .bucket_ms = MINUTE_MS};
+    SERIES(f.st, &neg, 10, false, -2 * MINUTE_MS, 1, -MINUTE_MS, 2);
+    neg.bucket_ms = HOUR_MS;
+    SERIES(f.st, &neg, 10, false, -HOUR_MS, 3);
+    kg_usage_totals_t t;
+    CHECK_INT(kg_store_usage_key_totals(f.st, KEY_E1, &t), KG_OK);
+    check_totals(&t, 4, 0, 4, 4, 4);
 
     /* A query without an org, or without a bucket width, is refused. */
     kg_usage_filter_t bad = {.org_id = NULL, .from_ms = 0, .to_ms = INT64_MAX, .bucket_ms = MINUTE_MS};
@@ -410,30 +482,146 @@ void test_usage_store_series_buckets(void)
     fixture_close(&f);
 }
 
+/* The key, team and org of pool record i: keys A1 and A2 in org_a, B1 in org_b. */
+static kg_usage_record_t pool_rec(int i)
+{
+    static const char *const keys[] = {KEY_A1, KEY_A2, KEY_B1};
+    char id[32];
+    snprintf(id, sizeof(id), "pool-%04d", i);
+    return rec(id, DAY0 + (i % 5) * MINUTE_MS + i, i % 3 == 2 ? "org_b" : "org_a", keys[i % 3], i % 4 == 0 ? "" : "ml",
+               i % 7 == 0 ? 500 : 200, i, 2 * i, 3 * i);
+}
+
+void test_usage_store_chunks_are_exactly_once(void)
+{
+    enum { POOL = 230 };
+    static kg_usage_record_t pool[POOL], batch[100];
+    fixture_t f;
+    size_t inserted, n;
+
+    fixture_open(&f);
+    for (int i = 0; i < POOL; i++)
+        pool[i] = pool_rec(i);
+
+    /* kg_store_usage_insert stores 64 records per statement, then 8, then one by one, and a
+     * statement that meets a stored request id is redone record by record: every cut below
+     * puts replayed or repeated records in each kind of statement. */
+    CHECK_INT(kg_store_usage_insert(f.st, pool, 100, &inserted), KG_OK); /* 64 + 4 x 8 + 4 */
+    CHECK_INT(inserted, 100);
+    /* 10 replayed + 60 new + a repeat of one of those + 10 replayed: 64 + 2 x 8 + 1. */
+    n = 0;
+    for (int i = 90; i < 160; i++)
+        batch[n++] = pool[i];
+    batch[n++] = pool[120];
+    for (int i = 0; i < 10; i++)
+        batch[n++] = pool[i];
+    CHECK_INT(n, 81);
+    CHECK_INT(kg_store_usage_insert(f.st, batch, n, &inserted), KG_OK);
+    CHECK_INT(inserted, 60);
+    /* 63 new and, last in the same 64-record statement, a repeat of one of them. */
+    n = 0;
+    for (int i = 160; i < 223; i++)
+        batch[n++] = pool[i];
+    batch[n++] = pool[200];
+    CHECK_INT(kg_store_usage_insert(f.st, batch, n, &inserted), KG_OK);
+    CHECK_INT(inserted, 63);
+    /* 7 new and a repeat in one 8-record statement. */
+    n = 0;
+    for (int i = 223; i < POOL; i++)
+        batch[n++] = pool[i];
+    batch[n++] = pool[225];
+    CHECK_INT(n, 8);
+    CHECK_INT(kg_store_usage_insert(f.st, batch, n, &inserted), KG_OK);
+    CHECK_INT(inserted, 7);
+
+    /* Then everything again, whole and in pieces: nothing is added anywhere. */
+    for (int round = 0; round < 2; round++) {
+        if (round == 1) {
+            CHECK_INT(kg_store_usage_insert(f.st, pool, 100, &inserted), KG_OK);
+            CHECK_INT(inserted, 0);
+            CHECK_INT(kg_store_usage_insert(f.st, pool + 100, POOL - 100, &inserted), KG_OK);
+            CHECK_INT(inserted, 0);
+            CHECK_INT(kg_store_usage_insert(f.st, pool + 7, 9, &inserted), KG_OK);
+            CHECK_INT(inserted, 0);
+        }
+        CHECK_INT(count_rows(f.db), POOL);
+        CHECK_INT(rollup_requests(f.db), POOL);
+
+        /* The rollup holds exactly the pool: per key (all time and per minute) and per team. */
+        static const char *const keys[] = {KEY_A1, KEY_A2, KEY_B1};
+        for (int k = 0; k < 3; k++) {
+            kg_usage_totals_t want = {0}, t;
+            for (int i = k; i < POOL; i += 3)
+                want.requests++, want.errors += i % 7 == 0, want.input_tokens += i, want.output_tokens += 2 * i,
+                    want.cost_micro += 3 * i;
+            CHECK_INT(kg_store_usage_key_totals(f.st, keys[k], &t), KG_OK);
+            check_totals(&t, want.requests, want.errors, want.input_tokens, want.output_tokens, want.cost_micro);
+
+            kg_usage_filter_t by = {.org_id = k == 2 ? "org_b" : "org_a",
+                                    .key_id = keys[k],
+                                    .from_ms = DAY0,
+                                    .to_ms = DAY0 + HOUR_MS,
+                                    .bucket_ms = MINUTE_MS};
+            kg_usage_bucket_t *b = NULL;
+            bool truncated = true;
+            CHECK_INT(kg_store_usage_series(f.st, &by, 100, &b, &n, &truncated), KG_OK);
+            CHECK_INT(n, 5);
+            CHECK(!truncated);
+            for (size_t m = 0; m < n && m < 5; m++) {
+                kg_usage_totals_t w = {0};
+                for (int i = k; i < POOL; i += 3)
+                    if (i % 5 == (int)m)
+                        w.requests++, w.errors += i % 7 == 0, w.input_tokens += i, w.output_tokens += 2 * i,
+                            w.cost_micro += 3 * i;
+                CHECK_INT(b[m].start_ms, DAY0 + (int64_t)m * MINUTE_MS);
+                check_totals(&b[m].totals, w.requests, w.errors, w.input_tokens, w.output_tokens, w.cost_micro);
+            }
+            free(b);
+        }
+        seen_t seen;
+        const kg_usage_totals_t *t;
+        memset(&seen, 0, sizeof(seen));
+        CHECK_INT(kg_store_usage_totals_by(f.st, true, DAY0, collect, &seen), KG_OK);
+        CHECK_INT(seen.n, 2);
+        int64_t want_a = 0, want_b = 0;
+        for (int i = 0; i < POOL; i++)
+            if (i % 4 != 0)
+                *(i % 3 == 2 ? &want_b : &want_a) += 1;
+        CHECK((t = find_group(&seen, "org_a", "ml")) != NULL);
+        if (t != NULL)
+            CHECK_INT(t->requests, want_a);
+        CHECK((t = find_group(&seen, "org_b", "ml")) != NULL);
+        if (t != NULL)
+            CHECK_INT(t->requests, want_b);
+    }
+    fixture_close(&f);
+}
+
 void test_usage_store_upgrades_schema_4(void)
 {
     fixture_t f;
     char err[256];
-    sqlite3 *raw;
-    sqlite3_stmt *s;
     uint8_t v[4] = {1, 2, 3, 4}, got[4] = {0};
     kg_usage_totals_t t;
+    sqlite3 *raw;
 
     fixture_open(&f);
-    CHECK_INT(kg_store_schema_version(f.st), 5);
+    CHECK_INT(kg_store_schema_version(f.st), 6);
     CHECK_INT(kg_store_meta_put_new(f.st, "probe", v, sizeof(v)), KG_OK);
     fixture_close(&f);
 
-    /* Make the file what keygate at schema 4 left behind: no usage table, user_version 4. */
+    /* Make the file what keygate at schema 4 left behind: no usage tables, user_version 4. */
     CHECK_INT(sqlite3_open(f.db, &raw), SQLITE_OK);
-    CHECK_INT(sqlite3_exec(raw, "DROP TABLE usage; PRAGMA user_version = 4;", NULL, NULL, NULL), SQLITE_OK);
+    CHECK_INT(
+        sqlite3_exec(raw, "DROP TABLE usage; DROP TABLE usage_minutes; PRAGMA user_version = 4;", NULL, NULL, NULL),
+        SQLITE_OK);
     sqlite3_close(raw);
 
     f.st = kg_store_open(f.db, err, sizeof(err));
     CHECK(f.st != NULL);
     if (f.st == NULL)
         return;
-    CHECK_INT(kg_store_schema_version(f.st), 5);
+    CHECK_INT(kg_store_schema_version(f.st), 6);                          /* through 5 and 6 */
     CHECK_INT(kg_store_meta_get(f.st, "probe", got, sizeof(got)), KG_OK); /* older data kept */
     CHECK(memcmp(got, v, sizeof(v)) == 0);
     kg_usage_record_t r = rec("up-1", DAY0, "org_a", KEY_A1, "", 200, 1, 2, 3);
@@ -442,19 +630,211 @@ void test_usage_store_upgrades_schema_4(void)
     check_totals(&t, 1, 0, 1, 2, 3);
     fixture_close(&f);
 
-    /* The file itself says 5, and the indexes the queries rely on exist. */
-    CHECK_INT(sqlite3_open(f.db, &raw), SQLITE_OK);
-    CHECK_INT(sqlite3_prepare_v2(raw, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
-    CHECK_INT(sqlite3_step(s), SQLITE_ROW);
-    CHECK_INT(sqlite3_column_int(s, 0), 5);
-    sqlite3_finalize(s);
+    /* The file itself says 6 and has the version-6 layout: `usage` keyed by request id alone
+     * (WITHOUT ROWID, no secondary index), the rollup with its two indexes. */
+    CHECK_INT(query_int(f.db, "PRAGMA user_version"), 6);
+    CHECK_INT(query_int(f.db, "SELECT wr FROM pragma_table_list WHERE name = 'usage'"), 1);
+    CHECK_INT(query_int(f.db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'usage'"
+                              " AND sql IS NOT NULL"),
+              0);
+    CHECK_INT(query_int(f.db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'usage_minutes'"
+                              " AND name IN ('usage_minutes_by_org', 'usage_minutes_by_team')"),
+              2);
+    CHECK_INT(query_int(f.db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'usage%'"), 4);
+}
+
+/* Migration 5 as it shipped (migrate.c never edits a shipped entry): what a version-5 store has. */
+static const char schema_5_usage[] =
+    "CREATE TABLE usage ("
+    "  request_id TEXT PRIMARY KEY, at_ms INTEGER NOT NULL, key_id TEXT NOT NULL, org_id TEXT NOT NULL,"
+    "  team_id TEXT NOT NULL DEFAULT '', model TEXT NOT NULL, upstream_model TEXT NOT NULL,"
+    "  route INTEGER NOT NULL, status INTEGER NOT NULL, input_tokens INTEGER NOT NULL,"
+    "  output_tokens INTEGER NOT NULL, cost_micro INTEGER NOT NULL, latency_us INTEGER NOT NULL,"
+    "  upstream_latency_us INTEGER NOT NULL, stream INTEGER NOT NULL, estimated INTEGER NOT NULL);"
+    "CREATE INDEX usage_by_key ON usage(key_id, at_ms);"
+    "CREATE INDEX usage_by_team ON usage(org_id, team_id, at_ms);"
+    "CREATE INDEX usage_by_org ON usage(org_id, at_ms);";
+
+/* A row as keygate at schema 5 wrote it. */
+static void insert_v5(sqlite3 *raw, const kg_usage_record_t *r)
+{
+    sqlite3_stmt *s;
     CHECK_INT(sqlite3_prepare_v2(raw,
-                                 "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'usage'"
-                                 " AND name IN ('usage_by_key', 'usage_by_team', 'usage_by_org')",
+                                 "INSERT INTO usage (request_id, at_ms, key_id, org_id, team_id, model, upstream_model,"
+                                 " route, status, input_tokens, output_tokens, cost_micro, latency_us,"
+                                 " upstream_latency_us, stream, estimated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,"
+                                 " ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                                  -1, &s, NULL),
               SQLITE_OK);
-    CHECK_INT(sqlite3_step(s), SQLITE_ROW);
-    CHECK_INT(sqlite3_column_int(s, 0), 3);
+    sqlite3_bind_text(s, 1, r->request_id, -1, SQLITE_STATIC), sqlite3_bind_int64(s, 2, r->at_ms);
+    sqlite3_bind_text(s, 3, r->key_id, -1, SQLITE_STATIC), sqlite3_bind_text(s, 4, r->org_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 5, r->team_id, -1, SQLITE_STATIC), sqlite3_bind_text(s, 6, r->model, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 7, r->upstream_model, -1, SQLITE_STATIC), sqlite3_bind_int(s, 8, r->route);
+    sqlite3_bind_int(s, 9, r->status), sqlite3_bind_int64(s, 10, r->input_tokens);
+    sqlite3_bind_int64(s, 11, r->output_tokens), sqlite3_bind_int64(s, 12, r->cost_micro);
+    sqlite3_bind_int64(s, 13, r->latency_us), sqlite3_bind_int64(s, 14, r->upstream_latency_us);
+    sqlite3_bind_int(s, 15, r->stream), sqlite3_bind_int(s, 16, r->estimated);
+    CHECK_INT(sqlite3_step(s), SQLITE_DONE);
     sqlite3_finalize(s);
+}
+
+static bool same_totals(const kg_usage_totals_t *a, const kg_usage_totals_t *b)
+{
+    return a->requests == b->requests && a->errors == b->errors && a->input_tokens == b->input_tokens &&
+           a->output_tokens == b->output_tokens && a->cost_micro == b->cost_micro;
+}
+
+/* Every read of two stores gives the same answers: key totals, totals by key and by team from
+ * several instants, and series for every filter shape, bucket and a few windows. */
+static void check_same_reads(kg_store_t *a, kg_store_t *b)
+{
+    static const char *const keys[] = {KEY_A1, KEY_A2, KEY_B1, "pk_nobody"};
+    static const char *const orgs[] = {"org_a", "org_b"};
+    static const char *const key_filters[] = {NULL, KEY_A1, KEY_A2, KEY_B1};
+    static const char *const team_filters[] = {NULL, "", "ml", "ops"};
+    static const int64_t buckets[] = {MINUTE_MS, HOUR_MS, DAY_MS};
+    static const int64_t sinces[] = {0, -1, DAY0, DAY0 + 1, DAY0 + HOUR_MS, DAY0 + DAY_MS, DAY0 + 40 * DAY_MS};
+    static const int64_t windows[][2] = {
+        {-DAY_MS, DAY0 + 40 * DAY_MS}, {DAY0, DAY0 + HOUR_MS}, {DAY0 + MINUTE_MS, DAY0 + DAY_MS}, {0, INT64_MAX}};
+    kg_usage_totals_t ta, tb;
+
+    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+        CHECK_INT(kg_store_usage_key_totals(a, keys[k], &ta), KG_OK);
+        CHECK_INT(kg_store_usage_key_totals(b, keys[k], &tb), KG_OK);
+        CHECK(same_totals(&ta, &tb));
+    }
+    for (int by_team = 0; by_team <= 1; by_team++)
+        for (size_t i = 0; i < sizeof(sinces) / sizeof(sinces[0]); i++) {
+            seen_t sa, sb;
+            memset(&sa, 0, sizeof(sa)), memset(&sb, 0, sizeof(sb));
+            CHECK_INT(kg_store_usage_totals_by(a, by_team, sinces[i], collect, &sa), KG_OK);
+            CHECK_INT(kg_store_usage_totals_by(b, by_team, sinces[i], collect, &sb), KG_OK);
+            CHECK_INT(sa.n, sb.n);
+            for (size_t g = 0; g < sa.n; g++) {
+                const kg_usage_totals_t *other = find_group(&sb, sa.groups[g].org_id, sa.groups[g].id);
+                CHECK(other != NULL && same_totals(&sa.groups[g].t, other));
+            }
+        }
+    for (size_t o = 0; o < 2; o++)
+        for (size_t k = 0; k < 4; k++)
+            for (size_t tm = 0; tm < 4; tm++)
+                for (size_t bk = 0; bk < 3; bk++)
+                    for (size_t w = 0; w < sizeof(windows) / sizeof(windows[0]); w++) {
+                        kg_usage_filter_t f = {.org_id = orgs[o],
+                                               .key_id = key_filters[k],
+                                               .team_id = team_filters[tm],
+                                               .from_ms = windows[w][0],
+                                               .to_ms = windows[w][1],
+                                               .bucket_ms = buckets[bk]};
+                        kg_usage_bucket_t *ba = NULL, *bb = NULL;
+                        size_t na = 0, nb = 0;
+                        bool xa = false, xb = false;
+                        CHECK_INT(kg_store_usage_series(a, &f, 100, &ba, &na, &xa), KG_OK);
+                        CHECK_INT(kg_store_usage_series(b, &f, 100, &bb, &nb, &xb), KG_OK);
+                        CHECK_INT(na, nb);
+                        CHECK_INT(xa, xb);
+                        for (size_t i = 0; i < na && i < nb; i++) {
+                            CHECK_INT(ba[i].start_ms, bb[i].start_ms);
+                            CHECK(same_totals(&ba[i].totals, &bb[i].totals));
+                        }
+                        free(ba), free(bb);
+                    }
+}
+
+void test_usage_store_upgrades_schema_5(void)
+{
+    static const int64_t instants[] = {-MINUTE_MS - 1,
+                                       -1,
+                                       DAY0 - 1,
+                                       DAY0,
+                                       DAY0 + MINUTE_MS - 1,
+                                       DAY0 + MINUTE_MS,
+                                       DAY0 + HOUR_MS - 1,
+                                       DAY0 + HOUR_MS,
+                                       DAY0 + DAY_MS - 1,
+                                       DAY0 + DAY_MS,
+                                       DAY0 + 31 * DAY_MS + 5};
+    enum { N_INSTANTS = sizeof(instants) / sizeof(instants[0]), N = 4 * N_INSTANTS };
+    static const char *const teams[] = {"ml", "", "ops", "ml"};
+    kg_usage_record_t recs[N];
+    fixture_t old, ref;
+    char err[256];
+    size_t inserted;
+    sqlite3 *raw;
+
+    /* A varied history: 3 keys in 2 orgs, a key whose team changed within a minute (ml, then
+     * ops), every kind of minute, hour and day boundary, errors and not. */
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "v5-%03d", i);
+        int key = i % 3;
+        recs[i] = rec(id, instants[i % N_INSTANTS], key == 2 ? "org_b" : "org_a",
+                      key == 0   ? KEY_A1
+                      : key == 1 ? KEY_A2
+                                 : KEY_B1,
+                      teams[(i / 3) % 4],
+                      i % 5 == 0   ? 429
+                      : i % 5 == 1 ? 399
+                                   : 200,
+                      10 + i, 20 + i, 7 * i + 1);
+        recs[i].latency_us = 1000 + i, recs[i].stream = i % 2, recs[i].estimated = i % 3 == 0;
+    }
+
+    /* The store at version 5, with these rows written the version-5 way. */
+    fixture_open(&old);
+    fixture_close(&old);
+    CHECK_INT(sqlite3_open(old.db, &raw), SQLITE_OK);
+    CHECK_INT(sqlite3_exec(raw, "DROP TABLE usage; DROP TABLE usage_minutes;", NULL, NULL, NULL), SQLITE_OK);
+    CHECK_INT(sqlite3_exec(raw, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    CHECK_INT(sqlite3_exec(raw, schema_5_usage, NULL, NULL, NULL), SQLITE_OK);
+    for (int i = 0; i < N; i++)
+        insert_v5(raw, &recs[i]);
+    CHECK_INT(sqlite3_exec(raw, "PRAGMA user_version = 5; COMMIT;", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(raw);
+    CHECK_INT(query_int(old.db, "PRAGMA user_version"), 5);
+
+    /* The same records stored the version-6 way, in a fresh store. */
+    fixture_open(&ref);
+    CHECK_INT(kg_store_usage_insert(ref.st, recs, N, &inserted), KG_OK);
+    CHECK_INT(inserted, N);
+
+    old.st = kg_store_open(old.db, err, sizeof(err));
+    CHECK(old.st != NULL);
+    if (old.st == NULL) {
+        fprintf(stderr, "    %s\n", err);
+        fixture_close(&ref);
+        return;
+    }
+    CHECK_INT(kg_store_schema_version(old.st), 6);
+    CHECK_INT(count_rows(old.db), N); /* the raw records moved over, every column */
+    CHECK_INT(rollup_requests(old.db), N);
+    CHECK_INT(query_int(old.db,
+                        "SELECT latency_us + 1000000 * stream + 10000000 * estimated + 100000000 * route"
+                        " FROM usage WHERE request_id = 'v5-003' AND upstream_model = 'gpt-4o-mini-2024-07-18'"),
+              1003 + 1000000 + 10000000 + 100000000 * KG_USAGE_CHAT);
+    CHECK_INT(query_int(old.db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'usage_by_%'"), 0);
+    /* The migrated rollup is the one the version-6 insert builds, row for row... */
+    CHECK_INT(query_int(old.db, "SELECT count(*) FROM usage_minutes"),
+              query_int(ref.db, "SELECT count(*) FROM usage_minutes"));
+    /* ...and every read gives the same answer. */
+    check_same_reads(old.st, ref.st);
+    kg_usage_totals_t t;
+    CHECK_INT(kg_store_usage_key_totals(old.st, KEY_A1, &t), KG_OK);
+    CHECK_INT(t.requests, (N + 2) / 3);
+
+    /* Exactly-once across the upgrade: the journal replayed into the migrated store adds
+     * nothing; a new record is added to both the records and the rollup. */
+    CHECK_INT(kg_store_usage_insert(old.st, recs, N, &inserted), KG_OK);
+    CHECK_INT(inserted, 0);
+    kg_usage_record_t later = rec("v6-000", DAY0 + 5, "org_a", KEY_A1, "ml", 200, 1, 1, 1);
+    kg_usage_record_t both[] = {recs[7], later};
+    CHECK_INT(kg_store_usage_insert(old.st, both, 2, &inserted), KG_OK);
+    CHECK_INT(inserted, 1);
+    CHECK_INT(kg_store_usage_insert(ref.st, &later, 1, &inserted), KG_OK);
+    CHECK_INT(inserted, 1);
+    check_same_reads(old.st, ref.st);
+    CHECK_INT(count_rows(old.db), N + 1);
+    CHECK_INT(rollup_requests(old.db), N + 1);
+    fixture_close(&old);
+    fixture_close(&ref);
 }
