@@ -50,6 +50,11 @@ void kg__admin_usage(kg__admin_call_t *c)
         kg__admin_fail(c, KG_EINVALID_VALUE, "bucket", "'bucket' must be minute, hour or day.");
         return;
     }
+    if (from < 0 || to < 0 || from > INT64_C(100000000000) || to > INT64_C(100000000000)) {
+        kg__admin_fail(c, KG_EINVALID_VALUE, from < 0 || from > INT64_C(100000000000) ? "from" : "to",
+                       "'from' and 'to' are unix seconds.");
+        return;
+    }
     f.to_ms = (to != 0 ? to : c->req->now + 60) * 1000;
     f.from_ms = (from != 0 ? from : c->req->now - 86400) * 1000;
     if (f.from_ms >= f.to_ms) {

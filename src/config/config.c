@@ -171,8 +171,8 @@ static bool read_number(walk_t *w, const yaml_node_t *n, const char *field, doub
         return fail(w, n, "%s: expected a number", field);
     errno = 0;
     double v = strtod(s, &end);
-    if (errno != 0 || *end != '\0' || v < 0)
-        return fail(w, n, "%s: expected a number >= 0", field);
+    if (errno != 0 || *end != '\0' || !(v >= 0 && v <= 1e6)) /* also refuses nan and inf */
+        return fail(w, n, "%s: expected a price from 0 to 1000000 (credits per 1M tokens)", field);
     *out = v;
     return true;
 }

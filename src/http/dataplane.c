@@ -314,10 +314,12 @@ static h2o_iovec_t rewrite_body(h2o_req_t *req, const kg_key_view_t *view, const
 
 /* ==== Limits and accounting ==== */
 
+/* Sets a response header, replacing an earlier value (the x-ratelimit-* headers are set before
+ * admission and again after it). */
 static void add_header(h2o_req_t *req, const char *name, size_t name_len, const char *value, size_t len)
 {
-    h2o_add_header_by_str(&req->pool, &req->res.headers, name, name_len, 0, NULL,
-                          h2o_strdup(&req->pool, value, len).base, len);
+    h2o_set_header_by_str(&req->pool, &req->res.headers, name, name_len, 0, h2o_strdup(&req->pool, value, len).base,
+                          len, 1);
 }
 
 static void add_int_header(h2o_req_t *req, const char *name, size_t name_len, int64_t v)
@@ -326,7 +328,16 @@ static void add_int_header(h2o_req_t *req, const char *name, size_t name_len, in
     add_header(req, name, name_len, buf, kg_format_uint(v > 0 ? (uint64_t)v : 0, buf));
 }
 
-/* SPEC §5's x-ratelimit-* triples, from the limiter's state after this request's admission. */
+/* The key's and its team's limits and counters, as one admission will take them. */
+static void holders_of(const kg_key_view_t *view, const kg_team_t *team, kg_admission_t *a)
+{
+    a->holders[0] = (kg_holder_t){view->limit_state, view->policy->limits, view->policy->budget};
+    if (team != NULL)
+        a->holders[1] = (kg_holder_t){team->state, team->limits, team->budget};
+    a->n_holders = team != NULL ? 2 : 1;
+}
+
+/* SPEC §5's x-ratelimit-* triples, from the limiter's state (after admission, when there was one). */
 static void add_ratelimit_headers(h2o_req_t *req, const kg_admission_t *a, int64_t now_ns)
 {
     kg_gcra_state_t st[2];
@@ -354,10 +365,9 @@ static void add_ratelimit_headers(h2o_req_t *req, const kg_admission_t *a, int64
  * 429 (Retry-After and retry-after-ms; x-should-retry: false when retrying cannot help).
  */
 static kg_meter_t *admit(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, const kg_key_view_t *view,
-                         const kg_decision_t *d, const kg_body_info_t *info, size_t body_len, route_t route)
+                         const kg_team_t *team, const kg_decision_t *d, const kg_body_info_t *info, size_t body_len,
+                         route_t route)
 {
-    const kg_catalog_t *cat = kg_catalog_current(); /* under the read lock */
-    const kg_team_t *team = team_of(cat, view);
     kg_error_t err = {0};
 
     if (!team_allows(team, d->model)) {
@@ -369,15 +379,14 @@ static kg_meter_t *admit(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, c
     kg_meter_t *m = &rm->meter;
     memset(m, 0, sizeof(*m));
     rm->metered = true; /* the metrics name the model even of a refused call */
-    m->admission.holders[0] = (kg_holder_t){view->limit_state, view->policy->limits, view->policy->budget};
-    if (team != NULL)
-        m->admission.holders[1] = (kg_holder_t){team->state, team->limits, team->budget};
-    m->admission.n_holders = team != NULL ? 2 : 1;
+    holders_of(view, team, &m->admission);
     m->input_micro = d->model->input_micro, m->output_micro = d->model->output_micro;
     m->reserved_input = (int64_t)body_len / 4 + 1;
-    m->reserved_output = route == R_EMBEDDINGS  ? 0
-                         : info->max_tokens > 0 ? info->max_tokens
-                                                : w->server->opts.default_max_tokens;
+    /* The most the call may generate: every choice (n, best_of) up to its max_tokens. */
+    m->reserved_output = route == R_EMBEDDINGS
+                             ? 0
+                             : (info->max_tokens > 0 ? info->max_tokens : w->server->opts.default_max_tokens) *
+                                   (info->choices > 1 ? info->choices : 1);
     m->started_ns = rm->started_ns;
     m->journal = w->journal;
     kg_usage_record_t *r = &m->record;
@@ -416,6 +425,13 @@ static void inference(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, cons
     kg_body_info_t info;
     kg_error_t err = {0};
     h2o_iovec_t body = req->entity.base != NULL ? req->entity : h2o_iovec_init("", 0);
+    const kg_team_t *team = team_of(cat, view);
+
+    /* Every authenticated inference answer carries the limits (SPEC §5), refusals included:
+     * as they stand now; an admitted request's are replaced by those after its admission. */
+    kg_admission_t now = {0};
+    holders_of(view, team, &now);
+    add_ratelimit_headers(req, &now, rm->started_ns);
 
     if (kg_body_scan(body.base, body.len, &alloc, &info, &err) != KG_OK) {
         kg__http_send_error(req, &err);
@@ -459,7 +475,7 @@ static void inference(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, cons
         kg__http_send_error(req, &err);
         return;
     }
-    kg_meter_t *meter = admit(w, req, rm, view, &d, &info, body.len, route);
+    kg_meter_t *meter = admit(w, req, rm, view, team, &d, &info, body.len, route);
     if (meter == NULL)
         return; /* refused: answered */
     bool renamed = d.agent != NULL || strcmp(d.model->name, d.model->upstream_model) != 0;

@@ -4,7 +4,9 @@
  */
 #include "json/body_scan.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <yajl/yajl_parse.h>
@@ -18,6 +20,7 @@ typedef enum top_key {
     K_ENCODING_FORMAT,
     K_DIMENSIONS,
     K_MAX_TOKENS,
+    K_CHOICES,
     K_MESSAGES
 } top_key_t;
 
@@ -190,7 +193,7 @@ static int on_number(void *ctx, const char *v, size_t len)
     scan_t *s = ctx;
     if (!on_value_start(s, false))
         return 0;
-    if (s->depth == 1 && (s->key == K_DIMENSIONS || s->key == K_MAX_TOKENS)) {
+    if (s->depth == 1 && s->key == K_DIMENSIONS) {
         long n = 0;
         for (size_t i = 0; i < len && i < 9; i++) {
             if (v[i] < '0' || v[i] > '9') {
@@ -199,10 +202,24 @@ static int on_number(void *ctx, const char *v, size_t len)
             }
             n = n * 10 + (v[i] - '0');
         }
-        if (s->key == K_DIMENSIONS)
-            s->out->dimensions = n;
-        else
-            s->out->max_tokens = n; /* max_tokens or max_completion_tokens: whichever came last */
+        s->out->dimensions = n;
+    } else if (s->depth == 1 && (s->key == K_MAX_TOKENS || s->key == K_CHOICES)) {
+        /* What bounds the answer's size, read as an upstream might (4096.0, 5e4): the largest
+         * value given counts, so a reservation is never smaller than what may be generated. */
+        char buf[32];
+        double d = 0;
+        if (len < sizeof(buf)) {
+            memcpy(buf, v, len);
+            buf[len] = '\0';
+            d = strtod(buf, NULL);
+        } else {
+            d = 1e300; /* a number this long is huge or nonsense: assume the most */
+        }
+        long cap = s->key == K_MAX_TOKENS ? 1000000000L : 128L;
+        long n = !(d > 0) ? 0 : d >= (double)cap ? cap : (long)ceil(d);
+        long *field = s->key == K_MAX_TOKENS ? &s->out->max_tokens : &s->out->choices;
+        if (n > *field)
+            *field = n;
     }
     return 1;
 }
@@ -299,6 +316,8 @@ static top_key_t classify(const unsigned char *k, size_t len)
                  {"dimensions", K_DIMENSIONS},
                  {"max_tokens", K_MAX_TOKENS},
                  {"max_completion_tokens", K_MAX_TOKENS},
+                 {"n", K_CHOICES},
+                 {"best_of", K_CHOICES},
                  {"messages", K_MESSAGES}};
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
         if (strlen(known[i].name) == len && memcmp(known[i].name, k, len) == 0)

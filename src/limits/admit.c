@@ -39,7 +39,7 @@ kg_err_t kg_admit(kg_admission_t *a, int64_t tokens, int64_t cost_micro, int64_t
     kg_gcra_take_t takes[3 * KG_ADMIT_MAX_HOLDERS];
     size_t n_takes = 0, i;
 
-    a->tokens = tokens, a->cost_micro = cost_micro, a->held = false;
+    a->tokens = tokens, a->cost_micro = cost_micro, a->held = false, a->admitted_ns = now_ns;
     why->retry_useless = false;
     /* Concurrency: every holder takes a slot (released at settle, whatever its limit). */
     for (i = 0; i < a->n_holders; i++) {
@@ -116,7 +116,21 @@ kg_err_t kg_admit(kg_admission_t *a, int64_t tokens, int64_t cost_micro, int64_t
     return KG_OK;
 }
 
-void kg_admission_settle(kg_admission_t *a, int64_t tokens_used, int64_t cost_micro, int64_t now_s)
+/*
+ * What of an unused reservation may be given back at now_ns: the reservation's units weigh on
+ * the cell for one period from admission, so only the share of that period still ahead can be
+ * returned (else a call settling late would credit tokens another window already used).
+ */
+static int64_t refundable(kg_gcra_limit_t l, int64_t unused, int64_t admitted_ns, int64_t now_ns)
+{
+    int64_t left_ns = admitted_ns + l.period_ns - now_ns;
+    if (left_ns <= 0 || l.limit <= 0)
+        return 0;
+    __int128 cap = (__int128)left_ns * l.limit / l.period_ns;
+    return cap < unused ? (int64_t)cap : unused;
+}
+
+void kg_admission_settle(kg_admission_t *a, int64_t tokens_used, int64_t cost_micro, int64_t now_ns, int64_t now_s)
 {
     if (!a->held)
         return;
@@ -125,7 +139,11 @@ void kg_admission_settle(kg_admission_t *a, int64_t tokens_used, int64_t cost_mi
         kg_holder_t *h = &a->holders[i];
         if (h->state == NULL)
             continue;
-        kg_gcra_adjust(&h->state->tpm, per(h->limits.tpm, MINUTE_NS), tokens_used - a->tokens);
+        kg_gcra_limit_t tpm = per(h->limits.tpm, MINUTE_NS);
+        int64_t delta = tokens_used - a->tokens;
+        if (delta < 0)
+            delta = -refundable(tpm, -delta, a->admitted_ns, now_ns);
+        kg_gcra_adjust(&h->state->tpm, tpm, delta);
         /* Every holder's spend is counted, budget or not: a budget set later starts from the truth. */
         kg_spent_add(h->state, cost_micro, now_s);
     }

@@ -28,9 +28,10 @@ typedef struct kg_holder {
 typedef struct kg_admission {
     kg_holder_t holders[KG_ADMIT_MAX_HOLDERS];
     size_t n_holders;
-    int64_t tokens;     /* reserved in the tpm cells */
-    int64_t cost_micro; /* reserved against the budgets */
-    bool held;          /* admitted and not yet settled */
+    int64_t tokens;      /* reserved in the tpm cells */
+    int64_t cost_micro;  /* reserved against the budgets */
+    int64_t admitted_ns; /* when the reservation was taken */
+    bool held;           /* admitted and not yet settled */
 } kg_admission_t;
 
 /** Why a request was refused, and when to retry (SPEC §5's 429s). */
@@ -51,10 +52,12 @@ kg_err_t kg_admit(kg_admission_t *a, int64_t tokens, int64_t cost_micro, int64_t
 
 /**
  * Ends a held admission: the token cells are adjusted from the reservation to `tokens_used`,
- * the cost reservation is replaced by `cost_micro` spent, the concurrency slot is freed.
+ * the cost reservation is replaced by `cost_micro` spent, the concurrency slot is freed. Unused
+ * tokens are given back only for the part of the period since admission that has not passed
+ * yet: a reservation older than a period has already "expired" and gives nothing back.
  * Does nothing if nothing is held (so it is safe to call twice).
  */
-void kg_admission_settle(kg_admission_t *a, int64_t tokens_used, int64_t cost_micro, int64_t now_s);
+void kg_admission_settle(kg_admission_t *a, int64_t tokens_used, int64_t cost_micro, int64_t now_ns, int64_t now_s);
 
 /** The x-ratelimit-* values: the holder with least left, per measure (limit 0: none applies). */
 void kg_admission_headers(const kg_admission_t *a, int64_t now_ns, kg_gcra_state_t *requests, kg_gcra_state_t *tokens);

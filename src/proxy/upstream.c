@@ -296,8 +296,10 @@ static void do_send(forward_t *f)
         state = H2O_SEND_STATE_IN_PROGRESS;
     }
     kg_meter_observe(f->meter, bufs[0].base, bufs[0].len);
-    if (state != H2O_SEND_STATE_IN_PROGRESS)
-        kg_meter_finish(f->meter, f->req->res.status); /* journaled before the client sees the end */
+    /* Journaled before the client can see the answer complete: at its last byte, or as soon as
+     * a stream's [DONE] is about to go out (the upstream may close its response much later). */
+    if (state != H2O_SEND_STATE_IN_PROGRESS || f->seen_done)
+        kg_meter_finish(f->meter, f->req->res.status);
     h2o_send(f->req, bufs, n, state);
 }
 

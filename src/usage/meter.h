@@ -22,6 +22,9 @@
 
 typedef struct kg_meter kg_meter_t;
 
+#define KG_METER_TOKENS_MAX INT64_C(1000000000000) /* a count an upstream reports, at most */
+#define KG_METER_COST_MAX (INT64_MAX / 1024)       /* one request's cost, at most (micro-credits) */
+
 struct kg_meter {
     kg_admission_t admission;
     kg_usage_scan_t scan;

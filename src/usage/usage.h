@@ -15,7 +15,7 @@
 #include "keys/token.h"
 
 #define KG_USAGE_REQUEST_ID_MAX 31
-#define KG_USAGE_MODEL_MAX 127 /* catalog model and agent names are at most 128 characters */
+#define KG_USAGE_MODEL_MAX 128 /* catalog model and agent names are at most 128 characters */
 
 typedef enum kg_usage_route {
     KG_USAGE_CHAT = 1,

@@ -69,6 +69,11 @@ describe('rate limits, teams and token reservations (openai SDK, real binary)', 
     const remaining = num(r2, 'x-ratelimit-remaining-tokens');
     assert.ok(remaining <= 100000 - used1 - b.reserved + refill, `remaining ${remaining}`);
     assert.ok(remaining >= 100000 - used1 - b.reserved - 1, `remaining ${remaining} after reconciliation`);
+    // Refusals before admission carry them too (SPEC §5: every authenticated inference answer).
+    const unknown = await api(gw, 'POST', '/v1/chat/completions', { key: k.key, body: { model: 'nope', messages: MSG } });
+    assertError(unknown, 404, 'model_not_found', { param: 'model' });
+    assert.equal(unknown.headers.get('x-ratelimit-limit-requests'), '10');
+    assert.equal(unknown.headers.get('x-ratelimit-remaining-requests'), '8', 'a refused call takes nothing');
     // A key without limits reports them as unlimited rather than omitting them.
     const free = await createAccessKey(gw, root, 'nolimits');
     const r3 = passed(await chat(free.key, b));

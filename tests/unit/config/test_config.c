@@ -62,6 +62,9 @@ void test_config_errors(void)
     expect_error("workers: 0\n", "workers");
     expect_error("limits: {max_body_bytes: -1}\n", "limits.max_body_bytes");
     expect_error("limits: {default_max_tokens: 0}\n", "limits.default_max_tokens");
+    expect_error("models: [{name: m, provider: demo, input: .inf}]\n", "models.input");
+    expect_error("models: [{name: m, provider: demo, output: nan}]\n", "models.output");
+    expect_error("models: [{name: m, provider: demo, output: 2000000}]\n", "models.output");
     expect_error("environments: [{name: prod}, {name: prod}]\n", "declared twice");
     expect_error("environments: [{name: Prod}]\n", "environments: name");
     expect_error("providers: [{name: p, type: grpc}]\n", "type must be openai or mock");

@@ -79,6 +79,21 @@ void test_body_scan_reads(void)
     CHECK_INT(info.n_inputs, 1); /* one input given as token ids */
     CHECK_INT(scan_str("{\"input\":[[1,2],[3]]}", &info, &err), KG_OK);
     CHECK_INT(info.n_inputs, 2);
+
+    /* What bounds the answer, read generously: the larger of both token limits, any number
+     * spelling an upstream may accept, and every choice. */
+    CHECK_INT(scan_str("{\"max_completion_tokens\":50000,\"max_tokens\":1,\"n\":3}", &info, &err), KG_OK);
+    CHECK_INT(info.max_tokens, 50000);
+    CHECK_INT(info.choices, 3);
+    CHECK_INT(scan_str("{\"max_tokens\":4096.5,\"best_of\":1000}", &info, &err), KG_OK);
+    CHECK_INT(info.max_tokens, 4097);
+    CHECK_INT(info.choices, 128);
+    CHECK_INT(scan_str("{\"max_tokens\":5e4}", &info, &err), KG_OK);
+    CHECK_INT(info.max_tokens, 50000);
+    CHECK_INT(scan_str("{\"max_tokens\":1e300}", &info, &err), KG_OK);
+    CHECK_INT(info.max_tokens, 1000000000);
+    CHECK_INT(scan_str("{\"max_tokens\":-5,\"extra\":{\"max_tokens\":99}}", &info, &err), KG_OK);
+    CHECK_INT(info.max_tokens, 0); /* negative: the default applies; nested members are not ours */
 }
 
 static void refused(const char *body, size_t len, const char *fragment)

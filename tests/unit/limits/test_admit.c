@@ -28,7 +28,7 @@ void test_admit_key_and_team_all_or_nothing(void)
     for (int i = 0; i < 3; i++) {
         kg_admission_t a = two_holders(&key, (kg_rate_limits_t){.rpm = 10}, &team, (kg_rate_limits_t){.rpm = 3});
         CHECK_INT(kg_admit(&a, 10, 0, T0, DAY0, &why), KG_OK);
-        kg_admission_settle(&a, 10, 0, DAY0);
+        kg_admission_settle(&a, 10, 0, T0, DAY0);
     }
     kg_admission_t a = two_holders(&key, (kg_rate_limits_t){.rpm = 10}, &team, (kg_rate_limits_t){.rpm = 3});
     CHECK_INT(kg_admit(&a, 10, 0, T0, DAY0, &why), KG_ERATE_LIMIT_EXCEEDED);
@@ -56,16 +56,28 @@ void test_admit_tokens_reserved_and_reconciled(void)
     kg_gcra_state_t req, tok;
     kg_admission_headers(&a, T0, &req, &tok);
     CHECK_INT(tok.remaining, 400);
-    kg_admission_settle(&a, 100, 0, DAY0); /* used far less than reserved: given back */
+    kg_admission_settle(&a, 100, 0, T0, DAY0); /* used far less than reserved: given back */
     kg_admission_headers(&a, T0, &req, &tok);
     CHECK_INT(tok.remaining, 900);
-    kg_admission_settle(&a, 100, 0, DAY0); /* a second settle does nothing */
+    kg_admission_settle(&a, 100, 0, T0, DAY0); /* a second settle does nothing */
     kg_admission_headers(&a, T0, &req, &tok);
     CHECK_INT(tok.remaining, 900);
     /* More than the whole limit can never pass: no retry helps. */
     CHECK_INT(kg_admit(&a, 1001, 0, T0, DAY0, &why), KG_ERATE_LIMIT_EXCEEDED);
     CHECK(why.retry_useless);
     CHECK_INT(atomic_load(&key.in_flight), 0);
+
+    /* A reservation settled more than a period after admission gives nothing back: its tokens
+     * weighed on a window that is over, and another call has used the next one since. */
+    kg_limit_state_t late = {0};
+    kg_gcra_limit_t tpm = {1000, 60 * SEC};
+    kg_admission_t slow = {.n_holders = 1, .holders = {{&late, {.tpm = 1000}, {0}}}}, next = slow;
+    CHECK_INT(kg_admit(&slow, 900, 0, T0, DAY0, &why), KG_OK);
+    CHECK_INT(kg_admit(&next, 900, 0, T0 + 61 * SEC, DAY0, &why), KG_OK); /* the next window */
+    kg_admission_settle(&slow, 0, 0, T0 + 70 * SEC, DAY0);                /* used nothing, 70 s on */
+    /* next holds 900 until T0 + 115 s: 250 are back at T0 + 70 s (a refund would say 1000). */
+    CHECK_INT(kg_gcra_peek(&late.tpm, tpm, T0 + 70 * SEC).remaining, 250);
+    kg_admission_settle(&next, 900, 0, T0 + 70 * SEC, DAY0);
 }
 
 void test_admit_concurrency_slots(void)
@@ -79,7 +91,7 @@ void test_admit_concurrency_slots(void)
     CHECK_INT(kg_admit(&a[1], 1, 0, T0, DAY0, &why), KG_OK);
     CHECK_INT(kg_admit(&a[2], 1, 0, T0, DAY0, &why), KG_ERATE_LIMIT_EXCEEDED);
     CHECK(strstr(why.message, "concurrent") != NULL);
-    kg_admission_settle(&a[0], 1, 0, DAY0);
+    kg_admission_settle(&a[0], 1, 0, T0, DAY0);
     CHECK_INT(kg_admit(&a[2], 1, 0, T0, DAY0, &why), KG_OK);
     CHECK_INT(atomic_load(&key.in_flight), 2);
 }
@@ -98,18 +110,18 @@ void test_admit_budget_periods(void)
     CHECK_INT(kg_admit(&c, 1, 400, T0, DAY0 + 10, &why), KG_EINSUFFICIENT_QUOTA);
     CHECK(why.retry_useless);
     /* Settled below the estimate: room again. */
-    kg_admission_settle(&a, 1, 100, DAY0 + 10);
-    kg_admission_settle(&b, 1, 100, DAY0 + 10);
+    kg_admission_settle(&a, 1, 100, T0, DAY0 + 10);
+    kg_admission_settle(&b, 1, 100, T0, DAY0 + 10);
     CHECK_INT(kg_spent_now(&key, KG_PERIOD_DAY, DAY0 + 10), 200);
     CHECK_INT(kg_admit(&c, 1, 800, T0, DAY0 + 10, &why), KG_OK);
-    kg_admission_settle(&c, 1, 800, DAY0 + 10);
+    kg_admission_settle(&c, 1, 800, T0, DAY0 + 10);
     /* Spent: 1000. Nothing priced passes today; a zero-priced call always does. */
     CHECK_INT(kg_admit(&a, 1, 1, T0, DAY0 + 20, &why), KG_EINSUFFICIENT_QUOTA);
     CHECK_INT(kg_admit(&a, 1, 0, T0, DAY0 + 20, &why), KG_OK);
-    kg_admission_settle(&a, 1, 0, DAY0 + 20);
+    kg_admission_settle(&a, 1, 0, T0, DAY0 + 20);
     /* The next UTC day starts from zero; the month and all-time sums keep counting. */
     CHECK_INT(kg_admit(&a, 1, 900, T0, DAY0 + 86400, &why), KG_OK);
-    kg_admission_settle(&a, 1, 900, DAY0 + 86400);
+    kg_admission_settle(&a, 1, 900, T0, DAY0 + 86400);
     CHECK_INT(kg_spent_now(&key, KG_PERIOD_DAY, DAY0 + 86400), 900);
     CHECK_INT(kg_spent_now(&key, KG_PERIOD_MONTH, DAY0 + 86400), 1900);
     CHECK_INT(kg_spent_now(&key, KG_PERIOD_NONE, DAY0 + 86400), 1900);
