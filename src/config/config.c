@@ -59,6 +59,7 @@ void kg_config_init(kg_config_t *cfg)
     cfg->upstream_timeout_ms = 600000;
     cfg->request_timeout_ms = 10000;
     cfg->default_max_tokens = 1024;
+    cfg->drain_ms = 30000;
     cfg->environments = kg_xcalloc(1, sizeof(*cfg->environments));
     cfg->environments[0].name = kg_xstrdup("production");
     cfg->environments[0].live = true;
@@ -441,6 +442,8 @@ static bool limits_pair(walk_t *w, void *obj, const char *key, const yaml_node_t
         return read_int(w, v, "limits.request_timeout_ms", 100, &cfg->request_timeout_ms);
     if (strcmp(key, "default_max_tokens") == 0)
         return read_int(w, v, "limits.default_max_tokens", 1, &cfg->default_max_tokens);
+    if (strcmp(key, "drain_ms") == 0)
+        return read_int(w, v, "limits.drain_ms", 0, &cfg->drain_ms);
     return fail(w, v, "limits: unknown field '%s'", key);
 }
 

@@ -71,6 +71,7 @@ typedef struct kg_config {
     int64_t upstream_timeout_ms;
     int64_t request_timeout_ms; /* a client must send a whole request within this (else 408) */
     int64_t default_max_tokens; /* completion tokens reserved when a request names no max_tokens */
+    int64_t drain_ms;           /* on SIGTERM, how long requests in flight may still run */
     kg_config_environment_t *environments;
     size_t n_environments;
     kg_config_credential_t *credentials;

@@ -26,8 +26,6 @@
 #include "limits/limits.h"
 #include "usage/usage_writer.h"
 
-#define DRAIN_MS 30000
-
 /* Writes the root admin secret to `path` with mode 0600, refusing to follow a symlink. */
 static bool write_root_key(const char *path, const char *secret)
 {
@@ -204,7 +202,7 @@ int kg_serve_main(int argc, char **argv)
     rc = KG_EXIT_OK;
 out:
     if (server != NULL)
-        kg_server_stop(server, DRAIN_MS);
+        kg_server_stop(server, (int)(cfg.drain_ms < 86400000 ? cfg.drain_ms : 86400000));
     kg_usage_writer_stop(usage_writer); /* after the workers: one last flush of their records */
     kg_journal_close(journal);
     kg_feed_stop(feed); /* flushes pending last-use times */

@@ -67,8 +67,9 @@ typedef struct request_metric {
     h2o_req_t *req;
     kg_metrics_route_t route;
     int64_t started_ns;
-    bool metered;     /* an inference request that reached admission: `meter` is in use */
-    kg_meter_t meter; /* its limits and usage record */
+    bool metered;        /* an inference request that reached admission: `meter` is in use */
+    h2o_linklist_t link; /* in worker->metered while metered */
+    kg_meter_t meter;    /* its limits and usage record */
 } request_metric_t;
 
 /* Copies a string into a fixed record field, cut to fit (printf costs more than the rest here). */
@@ -86,6 +87,8 @@ static void on_metric_dispose(void *p)
 {
     request_metric_t *rm = p;
     kg_meter_t *m = rm->metered ? &rm->meter : NULL;
+    if (h2o_linklist_is_linked(&rm->link))
+        h2o_linklist_unlink(&rm->link);
     int status = rm->req->res.status != 0 ? rm->req->res.status : 499;
     kg_meter_finish(m, status);
     kg_metrics_request(rm->worker->metrics, rm->route, status, m != NULL ? m->record.model : "",
@@ -109,7 +112,18 @@ static request_metric_t *count_request(kg_worker_t *w, h2o_req_t *req, route_t r
     request_metric_t *rm = h2o_mem_alloc_shared(&req->pool, sizeof(*rm), on_metric_dispose);
     rm->worker = w, rm->req = req, rm->route = routes[route], rm->started_ns = kg_meter_now_ns();
     rm->metered = false; /* the meter is cleared only when it is used */
+    rm->link = (h2o_linklist_t){NULL, NULL};
     return rm;
+}
+
+void kg__dataplane_abandon(kg_worker_t *w)
+{
+    /* These requests will never end: their clients get no more bytes, but what they were sent
+     * is accounted (the journal writer is freed after this returns). */
+    for (h2o_linklist_t *l = w->metered.next; l != &w->metered; l = l->next) {
+        request_metric_t *rm = H2O_STRUCT_FROM_MEMBER(request_metric_t, link, l);
+        kg_meter_finish(&rm->meter, rm->req->res.status != 0 ? rm->req->res.status : 499);
+    }
 }
 
 /* ==== In-flight accounting (the drain on SIGTERM waits for these) ==== */
@@ -379,6 +393,7 @@ static kg_meter_t *admit(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, c
     kg_meter_t *m = &rm->meter;
     memset(m, 0, sizeof(*m));
     rm->metered = true; /* the metrics name the model even of a refused call */
+    h2o_linklist_insert(&w->metered, &rm->link);
     holders_of(view, team, &m->admission);
     m->input_micro = d->model->input_micro, m->output_micro = d->model->output_micro;
     m->reserved_input = (int64_t)body_len / 4 + 1;

@@ -37,6 +37,7 @@ typedef struct kg_worker {
     char request_id[32];             /* of the request being handled */
     kg_journal_writer_t *journal;    /* this worker's usage journal segment (NULL: not recorded) */
     kg_metrics_t *metrics;           /* this worker's counters (only this thread writes them) */
+    h2o_linklist_t metered;          /* admitted inference requests not yet released */
     h2o_accept_ctx_t metrics_accept; /* worker 0 only: the metrics listener's routes */
     h2o_socket_t *metrics_listener;
     bool stopping;
@@ -88,6 +89,8 @@ bool kg__dataplane_matches(h2o_iovec_t path);
 /** Adds Vary: Origin and, for an origin of an active publishable key, the CORS answer headers. */
 void kg__cors_apply(kg_worker_t *worker, h2o_req_t *req);
 void kg__dataplane_handle(kg_worker_t *worker, h2o_req_t *req, h2o_iovec_t path);
+/** The drain ran out of time: journals the usage of every admitted request still running. */
+void kg__dataplane_abandon(kg_worker_t *worker);
 
 /* metrics_http.c */
 /** Answers GET /metrics with every worker's counters (no authentication: the caller decided). */

@@ -290,8 +290,10 @@ static void *worker_main(void *arg)
             uint64_t now = h2o_now(w->ctx.loop);
             if (deadline_ms == 0)
                 deadline_ms = (int64_t)now + w->server->drain_ms;
-            else if ((int64_t)now >= deadline_ms)
+            else if ((int64_t)now >= deadline_ms) {
+                kg__dataplane_abandon(w);
                 break;
+            }
         }
         /* -1 means a signal interrupted epoll_wait: not fatal, loop again. */
         h2o_evloop_run(w->ctx.loop, w->stopping ? 50 : INT32_MAX);
@@ -459,6 +461,7 @@ kg_server_t *kg_server_start(const kg_server_options_t *opts, char *err, size_t 
             w->request_id_prefix[12] = '\0';
         w->journal = opts->journal != NULL ? kg_journal_writer_new(opts->journal) : NULL;
         w->metrics = kg_xcalloc(1, sizeof(*w->metrics));
+        h2o_linklist_init_anchor(&w->metered);
         if (i == 0 && metrics_fd >= 0) { /* one loop serves scrapes: they are rare and cheap */
             w->metrics_accept.ctx = &w->ctx;
             w->metrics_accept.hosts = s->metrics_config.hosts;

@@ -2,10 +2,13 @@
 //
 // SIGTERM while a client is streaming through the gateway (docs/architecture.md "Shutdown"): the
 // listeners close at once (new connections refused), the streams in flight run to their end
-// (every chunk, then [DONE]), and only then does the process exit 0.
+// (every chunk, then [DONE]), and only then does the process exit 0. A stream still running when
+// the drain time (limits.drain_ms) is up is cut, and its usage is recorded all the same.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import OpenAI from 'openai';
 
 import {
@@ -14,6 +17,7 @@ import {
   readRootKey,
   readTimed,
   sseData,
+  startGateway,
   startWithUpstream,
   stopAll,
   waitFor,
@@ -125,5 +129,31 @@ describe('SIGTERM during a stream', () => {
     assert.ok(exit.at >= Math.max(sdk.endedAt, raw.endedAt) - 50, 'the process outlived its streams');
     assert.ok(exit.at - Math.max(sdk.endedAt, raw.endedAt) < 5000, 'and exited promptly after them');
     assert.ok(await connectRefused(gw.port), 'the port stays closed');
+  });
+
+  test('a stream still running when the drain time is up is cut, and its usage recorded', async () => {
+    const { sb: sb2, gw: gw2 } = await startWithUpstream('dp-drain', up);
+    await gw2.stop();
+    const cfg = fs.readFileSync(sb2.config, 'utf8').replace(/^limits: \{/m, 'limits: {drain_ms: 300, ');
+    fs.writeFileSync(sb2.config, cfg);
+    const gw3 = await startGateway(sb2, { env: { TEST_UPSTREAM_KEY: up.apiKey } });
+    const k = await createAccessKey(gw3, readRootKey(sb2), 'drained');
+    const res = await fetch(`${gw3.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${k.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: CONTENT }], stream: true, x_test_delay_ms: 1000 }),
+      signal: AbortSignal.timeout(20000),
+    });
+    assert.equal(res.status, 200);
+    const requestId = res.headers.get('x-request-id');
+    const reading = readTimed(res).catch(() => null);
+    gw3.proc.kill('SIGTERM');
+    const exit = await gw3.exited;
+    assert.equal(exit.code, 0, gw3.output);
+    await reading;
+    const rows = execFileSync('sqlite3', [sb2.db, `SELECT status, estimated FROM usage WHERE request_id = '${requestId}';`], {
+      encoding: 'utf8',
+    }).trim();
+    assert.equal(rows, '200|1', 'the cut stream has its record: status as sent, billed its reservation');
   });
 });
