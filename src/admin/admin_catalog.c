@@ -210,6 +210,9 @@ static kg_err_t build_spec(kg__admin_call_t *c, const char *org_id, const char *
                     rv = kg_error_set(err, KG_EINVALID_VALUE, k,
                                       "'credential' must name a credential the configuration grants to this "
                                       "organization.");
+            } else if (strcmp(k, "stream_usage") == 0) {
+                if (!json_is_boolean(v))
+                    rv = kg_error_set(err, KG_EINVALID_VALUE, k, "'stream_usage' must be true or false.");
             } else if (strcmp(k, "forward_identity") == 0) {
                 if (!json_is_boolean(v))
                     rv = kg_error_set(err, KG_EINVALID_VALUE, k, "'forward_identity' must be true or false.");
@@ -308,8 +311,8 @@ static kg_err_t build_spec(kg__admin_call_t *c, const char *org_id, const char *
 static json_t *defaults_of(const kg_catalog_row_t *r)
 {
     if (strcmp(r->kind, "provider") == 0)
-        return json_pack("{s:s, s:n, s:n, s:n, s:b}", "type", "openai", "base_url", "credential", "ca_file",
-                         "forward_identity", 0);
+        return json_pack("{s:s, s:n, s:n, s:n, s:b, s:b}", "type", "openai", "base_url", "credential", "ca_file",
+                         "forward_identity", 0, "stream_usage", 1);
     if (strcmp(r->kind, "model") == 0)
         return json_pack("{s:n, s:s, s:f, s:f, s:[]}", "provider", "upstream_model", r->name, "input", 0.0, "output",
                          0.0, "prompt_modules");

@@ -106,8 +106,9 @@ void kg_catalog_config_rows(const kg_config_t *cfg, kg_catalog_row_t **rows, siz
     for (size_t i = 0; i < cfg->n_providers; i++) {
         const kg_config_provider_t *p = &cfg->providers[i];
         add_row(rows, n, "provider", p->name,
-                json_pack("{s:s, s:s?, s:s?, s:s?, s:b}", "type", p->type, "base_url", p->base_url, "credential",
-                          p->credential, "ca_file", p->ca_file, "forward_identity", p->forward_identity),
+                json_pack("{s:s, s:s?, s:s?, s:s?, s:b, s:b}", "type", p->type, "base_url", p->base_url, "credential",
+                          p->credential, "ca_file", p->ca_file, "forward_identity", p->forward_identity, "stream_usage",
+                          !p->no_stream_usage),
                 now);
     }
     for (size_t i = 0; i < cfg->n_models; i++) {
@@ -276,6 +277,7 @@ kg_catalog_t *kg_catalog_build_rows(const kg_config_t *cfg, const kg_catalog_row
         memset(p, 0, sizeof(*p));
         p->org_id = kg_xstrdup(rows[i].org_id), p->name = kg_xstrdup(rows[i].name);
         p->forward_identity = json_is_true(json_object_get(specs[i], "forward_identity"));
+        p->stream_usage = !json_is_false(json_object_get(specs[i], "stream_usage")); /* default on */
         /* Only the config file may name a CA file (API callers must not point us at server files). */
         if (strcmp(rows[i].source, "config") == 0 && str(specs[i], "ca_file") != NULL)
             p->ca_file = kg_xstrdup(str(specs[i], "ca_file"));

@@ -36,6 +36,7 @@ typedef struct kg_provider {
     char *endpoint;    /* "tls|host|port|ca_file": the key of upstream socket pools */
     char *tls_key;     /* "host|ca_file": the key of TLS contexts (https only) */
     bool forward_identity;
+    bool stream_usage; /* streamed calls ask for usage (stream_options.include_usage); SPEC §4 */
     /* Bearer credential; NULL when it does not resolve (the provider is then unavailable). */
     char *credential;
     bool available;

@@ -326,6 +326,13 @@ static bool provider_pair(walk_t *w, void *obj, const char *key, const yaml_node
         return read_string(w, v, "providers.ca_file", &p->ca_file);
     if (strcmp(key, "forward_identity") == 0)
         return read_bool(w, v, "providers.forward_identity", &p->forward_identity);
+    if (strcmp(key, "stream_usage") == 0) {
+        bool on = true;
+        if (!read_bool(w, v, "providers.stream_usage", &on))
+            return false;
+        p->no_stream_usage = !on;
+        return true;
+    }
     return fail(w, v, "providers: unknown field '%s'", key);
 }
 

@@ -34,6 +34,7 @@ typedef struct kg_config_provider {
     char *credential;
     char *ca_file;
     bool forward_identity;
+    bool no_stream_usage; /* stream_usage: false (the upstream refuses stream_options) */
 } kg_config_provider_t;
 
 typedef struct kg_config_model {

@@ -284,16 +284,23 @@ static void *pool_alloc(void *ctx, size_t size)
  * scanner recorded.
  */
 static h2o_iovec_t rewrite_body(h2o_req_t *req, const kg_key_view_t *view, const kg_decision_t *d,
-                                const kg_body_info_t *info, h2o_iovec_t body, bool renamed)
+                                const kg_body_info_t *info, h2o_iovec_t body, bool renamed, bool ask_usage)
 {
     const kg_catalog_t *cat = kg_catalog_current(); /* under the read lock */
     typedef struct edit {
         size_t from, to; /* body[from, to) is replaced */
         h2o_iovec_t with;
     } edit_t;
-    edit_t edits[2];
+    edit_t edits[3];
     size_t n = 0, extra = 0;
 
+    if (ask_usage) { /* first member of the top-level object (the scanner saw an object) */
+        size_t open = 0;
+        while (open < body.len && body.base[open] != '{')
+            open++;
+        edits[n++] =
+            (edit_t){open + 1, open + 1, h2o_iovec_init(H2O_STRLIT("\"stream_options\":{\"include_usage\":true},"))};
+    }
     if (renamed) {
         const char *up = d->model->upstream_model;
         size_t len = strlen(up);
@@ -309,10 +316,11 @@ static h2o_iovec_t rewrite_body(h2o_req_t *req, const kg_key_view_t *view, const
             msg[len++] = ',';
         edits[n++] = (edit_t){info->messages_open, info->messages_open, h2o_iovec_init(msg, len)};
     }
-    if (n == 2 && edits[1].from < edits[0].from) { /* apply in body order */
-        edit_t t = edits[0];
-        edits[0] = edits[1], edits[1] = t;
-    }
+    for (size_t i = 1; i < n; i++) /* apply in body order */
+        for (size_t j = i; j > 0 && edits[j].from < edits[j - 1].from; j--) {
+            edit_t t = edits[j];
+            edits[j] = edits[j - 1], edits[j - 1] = t;
+        }
     for (size_t i = 0; i < n; i++)
         extra += edits[i].with.len;
     char *out = h2o_mem_alloc_pool(&req->pool, body.len + extra);
@@ -494,8 +502,12 @@ static void inference(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, cons
     if (meter == NULL)
         return; /* refused: answered */
     bool renamed = d.agent != NULL || strcmp(d.model->name, d.model->upstream_model) != 0;
-    if (renamed || d.prompt)
-        body = rewrite_body(req, view, &d, &info, body, renamed);
+    /* SPEC §4: a stream asks its provider for usage (so it is billed exactly) unless the caller
+     * set stream_options itself; the usage chunk is then kept from the caller, who did not ask. */
+    bool ask_usage = info.stream && !info.has_stream_options && route != R_EMBEDDINGS && p->stream_usage &&
+                     p->type != KG_PROVIDER_MOCK;
+    if (renamed || d.prompt || ask_usage)
+        body = rewrite_body(req, view, &d, &info, body, renamed, ask_usage);
     track(w, req);
     if (p->type == KG_PROVIDER_MOCK) {
         if (route == R_EMBEDDINGS && (info.n_inputs > KG_MOCK_MAX_INPUTS || info.dimensions > KG_MOCK_MAX_DIMENSIONS)) {
@@ -526,6 +538,7 @@ static void inference(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, cons
         .team_id = view->team_id,
         .environment = view->environment,
         .meter = meter,
+        .withhold_usage = ask_usage,
     };
     kg_upstream_forward(w->upstream, req, &fwd);
 }

@@ -360,6 +360,8 @@ static int on_map_key(void *ctx, const unsigned char *k, size_t len)
     s->key_end = yajl_get_bytes_consumed(s->h);
     if (s->key == K_MODEL)
         s->out->has_model = true;
+    if (s->key == K_STREAM_OPTIONS)
+        s->out->has_stream_options = true;
     return 1;
 }
 

@@ -23,13 +23,14 @@ typedef struct kg_body_info {
     bool model_is_string;
     char model[KG_BODY_MODEL_MAX + 1]; /* NUL-terminated copy */
     size_t model_len;
-    bool stream;          /* "stream": true */
-    bool include_usage;   /* "stream_options": {"include_usage": true} */
-    size_t n_inputs;      /* embeddings: 1 for a string or token array, else the list's length */
-    bool encoding_base64; /* "encoding_format": "base64" */
-    long dimensions;      /* "dimensions", 0 if absent */
-    long max_tokens;      /* the larger of "max_tokens" and "max_completion_tokens" (capped at 1e9), 0 if absent */
-    long choices;         /* the larger of "n" and "best_of" (capped at 128), 0 if absent */
+    bool stream;             /* "stream": true */
+    bool include_usage;      /* "stream_options": {"include_usage": true} */
+    bool has_stream_options; /* a top-level "stream_options" member, whatever its value */
+    size_t n_inputs;         /* embeddings: 1 for a string or token array, else the list's length */
+    bool encoding_base64;    /* "encoding_format": "base64" */
+    long dimensions;         /* "dimensions", 0 if absent */
+    long max_tokens;         /* the larger of "max_tokens" and "max_completion_tokens" (capped at 1e9), 0 if absent */
+    long choices;            /* the larger of "n" and "best_of" (capped at 128), 0 if absent */
     /* Byte offsets for the permitted rewrites of SPEC §4 (every other byte is kept): */
     size_t model_start, model_end; /* the model's string token, quotes included */
     bool has_messages;             /* "messages" is an array */

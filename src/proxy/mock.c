@@ -156,12 +156,15 @@ static void stream_words(h2o_req_t *req, h2o_timeout_t *tick, kg_mock_route_t ro
                            "data: {\"id\":\"%s%s\",\"object\":\"%s\",\"created\":%ld,\"model\":\"%s\",\"choices\":[{"
                            "\"text\":\"\",\"index\":0,\"logprobs\":null,\"finish_reason\":\"stop\"}]}\n\n",
                            id_prefix, request_id, object, created, model);
+    h2o_iovec_t usage = pool_printf(
+        &req->pool, 512,
+        "data: {\"id\":\"%s%s\",\"object\":\"%s\",\"created\":%ld,\"model\":\"%s\",\"choices\":[],\"usage\":{"
+        "\"prompt_tokens\":%zu,\"completion_tokens\":%zu,\"total_tokens\":%zu}}\n\n",
+        id_prefix, request_id, object, created, model, prompt_tokens, N_WORDS, prompt_tokens + N_WORDS);
     if (info->include_usage)
-        s->chunks[s->n_chunks++] = pool_printf(
-            &req->pool, 512,
-            "data: {\"id\":\"%s%s\",\"object\":\"%s\",\"created\":%ld,\"model\":\"%s\",\"choices\":[],\"usage\":{"
-            "\"prompt_tokens\":%zu,\"completion_tokens\":%zu,\"total_tokens\":%zu}}\n\n",
-            id_prefix, request_id, object, created, model, prompt_tokens, N_WORDS, prompt_tokens + N_WORDS);
+        s->chunks[s->n_chunks++] = usage;
+    else
+        kg_meter_observe(meter, usage.base, usage.len); /* billed exactly, as a provider's would be (SPEC §4) */
     s->chunks[s->n_chunks++] = h2o_iovec_init(H2O_STRLIT("data: [DONE]\n\n"));
 
     req->res.status = 200;

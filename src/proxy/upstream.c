@@ -208,6 +208,9 @@ typedef struct forward {
     size_t tail_len;
     bool seen_done; /* "data: [DONE]" went by: the stream completed */
     kg_meter_t *meter;
+    bool withhold_usage;  /* drop the usage event the gateway asked for (SPEC §4) */
+    h2o_buffer_t *held;   /* withholding: the start of an event not complete yet */
+    h2o_buffer_t *passed; /* withholding: what the current send relays */
 } forward_t;
 
 static void send_json_error(h2o_req_t *req, kg_meter_t *meter, kg_err_t code, const char *message)
@@ -263,6 +266,71 @@ static void remember_tail(forward_t *f, h2o_iovec_t vec)
     f->tail_len = keep + vec.len;
 }
 
+/* ==== Withholding the usage event the caller did not ask for ==== */
+
+/* Whether text[0..len) has `"name"`, optional spaces, then `open` (and for "[]", the close). */
+static bool has_member(const char *text, size_t len, const char *name, const char *value)
+{
+    size_t nlen = strlen(name);
+    for (const char *p = text, *end = text + len; (p = memmem(p, (size_t)(end - p), name, nlen)) != NULL;) {
+        p += nlen;
+        const char *v = value;
+        for (const char *q = p; q < end; q++) {
+            if (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n')
+                continue;
+            if (*q != *v)
+                break;
+            if (*++v == '\0')
+                return true;
+        }
+    }
+    return false;
+}
+
+/* The usage event of a stream: no choices, a usage object (OpenAI's final chunk). */
+static bool is_usage_event(const char *ev, size_t len)
+{
+    return has_member(ev, len, "\"usage\":", "{") && has_member(ev, len, "\"choices\":", "[]");
+}
+
+/*
+ * Passes `in` on without the usage event: complete events are relayed as they come, a partial
+ * one waits for the rest (at most one event's bytes). At the end whatever is held goes out.
+ */
+static h2o_iovec_t withhold_usage(forward_t *f, h2o_iovec_t in, bool final)
+{
+    h2o_buffer_consume(&f->passed, f->passed->size); /* the previous send has completed */
+    if (in.len > 0) {
+        h2o_iovec_t room = h2o_buffer_reserve(&f->held, in.len);
+        memcpy(room.base, in.base, in.len);
+        f->held->size += in.len;
+    }
+    const char *buf = f->held->bytes;
+    size_t size = f->held->size, start = 0;
+    for (size_t i = 0; i + 1 < size; i++) {
+        size_t end = buf[i] != '\n'                                             ? 0
+                     : buf[i + 1] == '\n'                                       ? i + 2
+                     : buf[i + 1] == '\r' && i + 2 < size && buf[i + 2] == '\n' ? i + 3
+                                                                                : 0;
+        if (end == 0)
+            continue;
+        if (!is_usage_event(buf + start, end - start)) {
+            h2o_iovec_t room = h2o_buffer_reserve(&f->passed, end - start);
+            memcpy(room.base, buf + start, end - start);
+            f->passed->size += end - start;
+        }
+        start = end, i = end - 1;
+    }
+    if (final && start < size) {
+        h2o_iovec_t room = h2o_buffer_reserve(&f->passed, size - start);
+        memcpy(room.base, buf + start, size - start);
+        f->passed->size += size - start;
+        start = size;
+    }
+    h2o_buffer_consume(&f->held, start);
+    return h2o_iovec_init(f->passed->bytes, f->passed->size);
+}
+
 /*
  * A stream that ends without `data: [DONE]` was cut: by an I/O error, or by a close between two
  * chunks (which libh2o 2.2.5 reports as a normal end). Close any half event and end with an
@@ -279,10 +347,27 @@ static void do_send(forward_t *f)
 
     bufs[0] = h2o_doublebuffer_prepare(&f->sending, f->client != NULL ? &f->client->sock->input : &f->last_content,
                                        f->req->preferred_chunk_size);
+    h2o_iovec_t raw = bufs[0];
+    bool final = f->client == NULL && raw.len == f->sending.buf->size && f->last_content->size == 0;
+    remember_tail(f, raw);
+    kg_meter_observe(f->meter, raw.base, raw.len); /* the meter sees everything, usage included */
+    if (f->withhold_usage && f->is_sse) {
+        bufs[0] = withhold_usage(f, raw, final);
+        if (bufs[0].len == 0 && !final) {
+            /* Nothing to relay yet (a partial event, or only the usage event): take more — now if
+             * bytes are waiting or the upstream is done, else when on_body brings some. */
+            if (raw.len != 0)
+                h2o_doublebuffer_consume(&f->sending);
+            if (f->seen_done)
+                kg_meter_finish(f->meter, f->req->res.status);
+            if (f->client == NULL || f->client->sock->input->size > 0)
+                do_send(f);
+            return;
+        }
+    }
     if (bufs[0].len != 0)
         n = 1;
-    remember_tail(f, bufs[0]);
-    if (f->client == NULL && bufs[0].len == f->sending.buf->size && f->last_content->size == 0) {
+    if (final) {
         state = H2O_SEND_STATE_FINAL;
         if (f->is_sse && !f->seen_done) {
             h2o_req_log_error(f->req, "keygate/upstream", "stream ended without [DONE]");
@@ -295,7 +380,6 @@ static void do_send(forward_t *f)
             return;
         state = H2O_SEND_STATE_IN_PROGRESS;
     }
-    kg_meter_observe(f->meter, bufs[0].base, bufs[0].len);
     /* Journaled before the client can see the answer complete: at its last byte, or as soon as
      * a stream's [DONE] is about to go out (the upstream may close its response much later). */
     if (state != H2O_SEND_STATE_IN_PROGRESS || f->seen_done)
@@ -447,6 +531,8 @@ static void on_dispose(void *p)
     }
     h2o_buffer_dispose(&f->last_content);
     h2o_doublebuffer_dispose(&f->sending);
+    h2o_buffer_dispose(&f->held);
+    h2o_buffer_dispose(&f->passed);
 }
 
 /* Is this caller header one the upstream may see? (negotiation and SDK telemetry only; the
@@ -533,6 +619,9 @@ void kg_upstream_forward(kg_upstream_loop_t *ul, h2o_req_t *req, const kg_forwar
     f->super.stop = do_stop;
     f->req = req;
     f->meter = fwd->meter;
+    f->withhold_usage = fwd->withhold_usage;
+    h2o_buffer_init(&f->held, &h2o_socket_buffer_prototype);
+    h2o_buffer_init(&f->passed, &h2o_socket_buffer_prototype);
     if (fwd->meter != NULL)
         fwd->meter->upstream_ns = kg_meter_now_ns();
     f->bufs[0] = build_head(req, fwd);

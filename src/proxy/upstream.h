@@ -46,7 +46,8 @@ typedef struct kg_forward {
     bool stream;
     /* identity headers, sent only when the provider has forward_identity */
     const char *org_id, *team_id, *key_id, *environment;
-    kg_meter_t *meter; /* sees the answer's bytes; finished before the last one is sent */
+    kg_meter_t *meter;   /* sees the answer's bytes; finished before the last one is sent */
+    bool withhold_usage; /* the gateway asked for the stream's usage chunk: the meter sees it, the caller not */
 } kg_forward_t;
 
 /** Forwards req as described and relays the answer. Loop thread only; replies exactly once. */

@@ -235,9 +235,9 @@ describe('rate limits, teams and token reservations (openai SDK, real binary)', 
     const streamedUsed = usageEvent.usage.total_tokens;
     assert.ok(Math.abs(60000 - streamedUsed - streamed.left) <= 60, `streamed: left ${streamed.left}`);
 
-    // Streamed without usage: the whole reservation is billed (estimated).
+    // A stream cut before its usage came: the whole reservation is billed (estimated).
     await settle();
-    const blind = chatBody({ stream: true }); // no max_tokens: the configured default (1024) is reserved
+    const blind = chatBody({ stream: true, x_test_fault: 'close-mid-stream' }); // no max_tokens: 1024 reserved
     const est = await remainingAfter(blind);
     assert.ok(Math.abs(60000 - blind.reserved - est.left) <= 60, `estimated: left ${est.left}, reserved ${blind.reserved}`);
   });

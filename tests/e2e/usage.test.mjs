@@ -59,7 +59,11 @@ describe('usage records, /v1/usage, budgets (real binary, openai SDK)', () => {
     up = await startUpstream({ delayMs: 5 });
     clockFile = path.join(fs.mkdtempSync('/tmp/keygate-clock-'), 'offset');
     setClockOffset(0);
-    ({ sb, gw } = await startWithUpstream('usage', up, { models: MODELS, env: { KEYGATE_TEST_CLOCK_FILE: clockFile } }));
+    ({ sb, gw } = await startWithUpstream('usage', up, {
+      models: MODELS,
+      env: { KEYGATE_TEST_CLOCK_FILE: clockFile },
+      extraYaml: 'allow_private_upstreams: true\n',
+    }));
     root = readRootKey(sb);
   });
   after(async () => {
@@ -91,12 +95,27 @@ describe('usage records, /v1/usage, budgets (real binary, openai SDK)', () => {
     input += streamedUsage.prompt_tokens;
     output += streamedUsage.completion_tokens;
 
-    // A stream without usage is billed its reservation: bytes / 4 + 1 input, max_tokens output.
+    // A stream that did not ask for usage (SPEC §4): the gateway asks the provider for it, bills
+    // it exactly, and keeps the usage chunk from the caller.
+    up.reset();
     const blindBody = JSON.stringify({ model: 'gpt-4o-mini', messages: MSG, max_tokens: 7, stream: true });
     const blind = await api(gw, 'POST', '/v1/chat/completions', { key: k.key, raw: blindBody });
     assert.equal(blind.status, 200);
-    input += Math.floor(Buffer.byteLength(blindBody) / 4) + 1;
-    output += 7;
+    assert.deepEqual(up.last().json.stream_options, { include_usage: true }, "the provider was asked for usage");
+    assert.ok(!/"usage":\{/.test(blind.text), 'the caller gets no usage chunk');
+    assert.ok(blind.text.trimEnd().endsWith('data: [DONE]'), blind.text.slice(-200));
+    // What the provider reported for it: the same call, asking for usage itself.
+    const seen = await api(gw, 'POST', '/v1/chat/completions', {
+      key: k.key,
+      body: { model: 'gpt-4o-mini', messages: MSG, max_tokens: 7, stream: true, stream_options: { include_usage: true } },
+    });
+    const seenUsage = seen.text
+      .split('\n')
+      .filter((l) => l.startsWith('data: {'))
+      .map((l) => JSON.parse(l.slice(6)))
+      .find((e) => e.usage).usage;
+    input += 2 * seenUsage.prompt_tokens;
+    output += 2 * seenUsage.completion_tokens;
 
     const emb = await client.embeddings.create({ model: 'text-embedding-3-small', input: 'hello world' });
     input += emb.usage.prompt_tokens;
@@ -108,8 +127,8 @@ describe('usage records, /v1/usage, budgets (real binary, openai SDK)', () => {
     });
     assert.equal(failed.status, 500);
 
-    const u = await waitForRequests(`key=${k.id}&bucket=minute`, 5);
-    assert.equal(u.totals.requests, 5);
+    const u = await waitForRequests(`key=${k.id}&bucket=minute`, 6);
+    assert.equal(u.totals.requests, 6);
     assert.equal(u.totals.errors, 1);
     assert.equal(u.totals.input_tokens, input);
     assert.equal(u.totals.output_tokens, output);
@@ -124,17 +143,17 @@ describe('usage records, /v1/usage, budgets (real binary, openai SDK)', () => {
     }
     assert.equal(
       u.data.reduce((s, b) => s + b.requests, 0),
-      5
+      6
     );
     // Per team: the team's keys summed; another team or a foreign key is not found.
-    assert.equal((await usageOf('team=acct')).totals.requests, 5);
+    assert.equal((await usageOf('team=acct')).totals.requests, 6);
     assertError(await api(gw, 'GET', '/v1/usage?team=nope', { key: root }), 404, 'not_found');
     assertError(await api(gw, 'GET', '/v1/usage?key=pk_000000000000000000000000', { key: root }), 404, 'not_found');
     assertError(await api(gw, 'GET', '/v1/usage?bucket=week', { key: root }), 400, 'invalid_value', { param: 'bucket' });
 
     // The key listing's usage summary and last use.
     const listed = ok(await api(gw, 'GET', `/v1/tokens/${k.id}`, { key: root }), 200);
-    assert.equal(listed.usage.requests, 5);
+    assert.equal(listed.usage.requests, 6);
     assert.equal(listed.usage.input_tokens, input);
     assert.equal(listed.usage.output_tokens, output);
     assert.equal(listed.usage.cost, u.totals.cost);
@@ -145,12 +164,51 @@ describe('usage records, /v1/usage, budgets (real binary, openai SDK)', () => {
 
     // keygate usage: JSON and the table, on the local store the gateway writes.
     const cliU = cliJson(await sb.cli(['usage', '--key', k.id, '--bucket', 'day', '--json']), 'keygate usage');
-    assert.equal(cliU.totals.requests, 5);
+    assert.equal(cliU.totals.requests, 6);
     assert.equal(cliU.totals.cost_micro, u.totals.cost_micro);
     const table = await sb.cli(['usage', '--key', k.id]);
     assert.equal(table.code, 0, table.stderr);
     assert.match(table.stdout, /^BUCKET\s+REQUESTS/m);
-    assert.match(table.stdout, new RegExp(`^TOTAL\\s+5\\s+1\\s+${input}\\s+${output}\\s`, 'm'));
+    assert.match(table.stdout, new RegExp(`^TOTAL\\s+6\\s+1\\s+${input}\\s+${output}\\s`, 'm'));
+  });
+
+  test('streams: usage asked of the provider and kept from the caller, unless the provider says no', async () => {
+    const k = await createAccessKey(gw, root, 'streams');
+    const client = new OpenAI({ apiKey: k.key, baseURL: `${gw.url}/v1`, maxRetries: 0, timeout: 10000 });
+    up.reset();
+    const chunks = [];
+    for await (const c of await client.chat.completions.create({ model: 'gpt-4o-mini', messages: MSG, stream: true }))
+      chunks.push(c);
+    assert.ok(chunks.length > 2);
+    assert.ok(chunks.every((c) => !c.usage && c.choices.length === 1), 'no usage chunk reaches the SDK');
+    assert.equal(chunks.at(-1).choices[0].finish_reason, 'stop');
+    assert.deepEqual(up.last().json.stream_options, { include_usage: true });
+
+    // A provider that refuses stream_options (stream_usage: false) gets the body as sent; the
+    // stream is then billed its reservation and marked estimated.
+    ok(
+      await api(gw, 'POST', '/v1/admin/providers', {
+        key: root,
+        body: { name: 'plain', base_url: up.baseURL, credential: 'up', stream_usage: false },
+      }),
+      201
+    );
+    ok(
+      await api(gw, 'POST', '/v1/admin/models', {
+        key: root,
+        body: { name: 'plain-mini', provider: 'plain', upstream_model: 'gpt-4o-mini', input: 1, output: 2 },
+      }),
+      201
+    );
+    const body = JSON.stringify({ model: 'plain-mini', messages: MSG, max_tokens: 9, stream: true });
+    const r = await api(gw, 'POST', '/v1/chat/completions', { key: k.key, raw: body });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(up.last().json.stream_options, undefined, 'the body went as sent');
+    const u = await waitForRequests(`key=${k.id}`, 2);
+    const reserved = Math.floor(Buffer.byteLength(body) / 4) + 1;
+    const sdkCall = u.totals.input_tokens - reserved; // the first call's exact prompt tokens
+    assert.ok(sdkCall > 0 && sdkCall < reserved, `input ${u.totals.input_tokens}`);
+    assert.ok(u.totals.output_tokens >= 9, 'the estimated call billed its max_tokens');
   });
 
   test('a key budget refuses with insufficient_quota, overspends at most one reservation, resets daily', async () => {
