@@ -184,6 +184,21 @@ describe('usage records, /v1/usage, budgets (real binary, openai SDK)', () => {
     assert.equal(chunks.at(-1).choices[0].finish_reason, 'stop');
     assert.deepEqual(up.last().json.stream_options, { include_usage: true });
 
+    // Events cut anywhere, with CRLF line ends: relayed whole and in order, the usage one kept back.
+    const split = await api(gw, 'POST', '/v1/chat/completions', {
+      key: k.key,
+      body: { model: 'gpt-4o-mini', messages: MSG, stream: true, x_test_fault: 'split-events' },
+    });
+    assert.equal(split.status, 200);
+    const events = split.text.split('\r\n\r\n').filter(Boolean);
+    assert.equal(events.at(-1), 'data: [DONE]');
+    assert.ok(!/"usage":\{/.test(split.text), 'no usage event');
+    const text = events
+      .slice(0, -1)
+      .map((e) => JSON.parse(e.slice(6)).choices[0]?.delta?.content ?? '')
+      .join('');
+    assert.equal(text, chunks.map((c) => c.choices[0].delta.content ?? '').join(''), 'the same answer, every event');
+
     // A provider that refuses stream_options (stream_usage: false) gets the body as sent; the
     // stream is then billed its reservation and marked estimated.
     ok(
@@ -204,10 +219,10 @@ describe('usage records, /v1/usage, budgets (real binary, openai SDK)', () => {
     const r = await api(gw, 'POST', '/v1/chat/completions', { key: k.key, raw: body });
     assert.equal(r.status, 200, r.text);
     assert.equal(up.last().json.stream_options, undefined, 'the body went as sent');
-    const u = await waitForRequests(`key=${k.id}`, 2);
+    const u = await waitForRequests(`key=${k.id}`, 3);
     const reserved = Math.floor(Buffer.byteLength(body) / 4) + 1;
-    const sdkCall = u.totals.input_tokens - reserved; // the first call's exact prompt tokens
-    assert.ok(sdkCall > 0 && sdkCall < reserved, `input ${u.totals.input_tokens}`);
+    const exact = u.totals.input_tokens - reserved; // the two earlier streams' exact prompt tokens
+    assert.ok(exact > 0 && exact < 2 * reserved, `input ${u.totals.input_tokens}`);
     assert.ok(u.totals.output_tokens >= 9, 'the estimated call billed its max_tokens');
   });
 

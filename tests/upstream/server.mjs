@@ -28,6 +28,8 @@
 //                       non-stream: send headers and half of the body, then destroy the socket
 //   stall-mid-stream    stream: send 2 SSE events then send nothing more until the peer leaves
 //   status:<code>       answer <code> with an OpenAI error JSON
+//   split-events        stream: write each SSE event in two halves, 5 ms apart (a relay sees
+//                       events cut anywhere, with CRLF line ends)
 //   reset               destroy the socket at once (TCP RST), no response
 // Stream delay between events: header `x-test-delay-ms`, else body `x_test_delay_ms`, else
 // opts.delayMs (30).
@@ -171,7 +173,8 @@ function parseFault(spec) {
   let m;
   if ((m = /^slow-headers:(\d+)$/.exec(s))) return { kind: 'slow-headers', ms: Number(m[1]), spec: s };
   if ((m = /^status:(\d{3})$/.exec(s))) return { kind: 'status', status: Number(m[1]), spec: s };
-  if (s === 'close-mid-stream' || s === 'stall-mid-stream' || s === 'reset') return { kind: s, spec: s };
+  if (s === 'close-mid-stream' || s === 'stall-mid-stream' || s === 'reset' || s === 'split-events')
+    return { kind: s, spec: s };
   return { kind: 'unknown', spec: s };
 }
 
@@ -465,6 +468,19 @@ export async function startUpstream(opts = {}) {
         }
         else await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
         return;
+      }
+      if (fault && fault.kind === 'split-events') {
+        const ev = all[i].replace(/\n/g, '\r\n');
+        const half = Math.floor(ev.length / 2);
+        res.write(ev.slice(0, half));
+        try {
+          await sleep(5, undefined, { signal });
+        } catch {
+          return;
+        }
+        if (res.destroyed) return;
+        res.write(ev.slice(half));
+        continue;
       }
       res.write(all[i]);
     }
