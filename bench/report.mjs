@@ -420,4 +420,7 @@ p('```');
 p();
 p('Raw data of each run (wrk outputs, `runs.csv`, `ttfb.jsonl`, `meta.json`, the keygate config used) stays in');
 p('`bench/results/<UTC stamp>/` (git-ignored).');
+p();
+p('Where the CPU goes, and what would close the gap to 1.2×: [performance-profile.md](performance-profile.md)');
+p('(a `perf` profile with every feature on, written by hand; update it when the profile changes).');
 process.stdout.write(out.join('\n') + '\n');

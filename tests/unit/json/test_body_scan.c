@@ -132,6 +132,16 @@ void test_body_scan_refusals(void)
       "not valid UTF-8");                                    /* overlong in a member name */
     R("{\"user\":\"\xed\xa0\x80\"}", "not valid UTF-8");     /* encoded surrogate */
     R("{\"user\":\"\xf4\x90\x80\x80\"}", "not valid UTF-8"); /* above U+10FFFF */
+    /* After a long ASCII run (read eight bytes at a time), at every alignment. */
+    for (int pad = 0; pad < 9; pad++) {
+        char bad[64], good[64];
+        int n = snprintf(bad, sizeof(bad), "{\"user\":\"%.*sabcdefghijklmnop\xed\xa0\x80\"}", pad, "12345678");
+        refused(bad, (size_t)n, "not valid UTF-8");
+        n = snprintf(good, sizeof(good), "{\"user\":\"%.*sabcdefghijklmnop\xc3\xa9xyz\"}", pad, "12345678");
+        kg_body_info_t ok_info;
+        kg_error_t ok_err;
+        CHECK_INT(scan_str(good, &ok_info, &ok_err), KG_OK);
+    }
 #undef R
     /* Nesting: 64 levels pass, 65 are refused. */
     char deep[256];
