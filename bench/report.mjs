@@ -210,7 +210,7 @@ p('Measured with `bench/run`, which drives `../shared/bench` (nginx upstream sta
 p('time-to-first-event client) with keygate as the candidate, and runs the key-index microbenchmark. Speed is measured');
 p('here, never asserted in tests. Every figure is quoted against **the nginx floor measured in the same run**; absolute');
 p('numbers on this 2-CPU microVM move by 2× from one minute to the next (see `../shared/bench/RESULTS.md`, "Noise").');
-p('No target is set yet (a later issue sets one: within 1.2× of nginx); this page records where keygate stands.');
+p('The target (issue 7) is 1.2× the floor\'s CPU per request with every feature on; this page records where keygate stands.');
 p();
 p('## Where it stands');
 p();
@@ -221,8 +221,8 @@ if (jCpu) {
       `with ${jRps} the floor's requests/s on its one pinned core and ${jP99} its p99 latency. ` +
       (jUser ? `In user mode alone (keygate's own code, without the kernel's loopback TCP work) it is ${jUser} the floor. ` : '') +
       (meetsJson
-        ? 'That is already inside the 1.2× a later issue will ask for, in this run.'
-        : 'That is outside the 1.2× a later issue will ask for: the gap is what the next performance work has to close.'),
+        ? 'That is inside issue 7\'s 1.2× target, in this run.'
+        : 'That is outside issue 7\'s 1.2× target: [performance-profile.md](performance-profile.md) says where the time goes.'),
   );
 } else {
   stand.push('**Non-streaming**: no keygate figures in this run (see the preflight section).');
