@@ -35,7 +35,7 @@ static struct {
 } modules[MAX_MODULES];
 static _Atomic int n_modules;
 static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
-static __thread int in_hook;  /* backtrace() and dladdr() may allocate: do not count those */
+static __thread int in_hook; /* backtrace() and dladdr() may allocate: do not count those */
 static __thread int is_worker = -1;
 
 static int worker_thread(void)
