@@ -128,6 +128,9 @@ struct kg_journal_writer {
     kg_journal_writer_t *next_writer; /* in j->writers, under j->lock */
     /* Stored (release) by the preparer only when NULL, exchanged with NULL by the writer only. */
     _Atomic(segment_t *) spare;
+    /* Set by the writer when its segment is half full: only then is a spare made for it, so an
+     * idle gateway holds no pre-faulted memory it does not use. */
+    _Atomic bool wants_spare;
     segment_t *seg;
     uint32_t next;       /* the next slot of seg to fill */
     bool create_failing; /* the last rollover failed: say so once, not per request */
@@ -538,8 +541,9 @@ void kg_journal_close(kg_journal_t *j)
 kg_journal_writer_t *kg_journal_writer_new(kg_journal_t *j)
 {
     char err[PATH_MAX + 128];
-    /* Not on a loop yet (workers are made at start): the first segment comes pre-faulted too. */
-    segment_t *s = segment_create(j, true, err, sizeof(err));
+    /* Not pre-faulted: an idle worker should not hold 8 MiB. Its first records fault their
+     * pages in as they come (one fault per eight records, once); spares come pre-faulted. */
+    segment_t *s = segment_create(j, false, err, sizeof(err));
     if (s == NULL) {
         kg_log_error("usage journal: cannot create a segment: %s", err);
         return NULL;
@@ -626,6 +630,8 @@ bool kg_journal_append(kg_journal_writer_t *w, const kg_usage_record_t *r)
     atomic_store_explicit(&slot->commit, word, memory_order_release);
     w->next++;
     atomic_store_explicit(&s->committed, w->next, memory_order_relaxed);
+    if (w->next == s->n_slots / 2)
+        atomic_store_explicit(&w->wants_spare, true, memory_order_relaxed);
     return true;
 }
 
@@ -641,7 +647,8 @@ static size_t writers_without_spare(kg_journal_t *j)
     size_t n = 0;
     pthread_mutex_lock(&j->lock);
     for (kg_journal_writer_t *w = j->writers; w != NULL; w = w->next_writer)
-        n += atomic_load_explicit(&w->spare, memory_order_relaxed) == NULL;
+        n += atomic_load_explicit(&w->spare, memory_order_relaxed) == NULL &&
+             atomic_load_explicit(&w->wants_spare, memory_order_relaxed);
     pthread_mutex_unlock(&j->lock);
     return n;
 }
@@ -652,9 +659,11 @@ static bool give_spare(kg_journal_t *j, segment_t *s)
 {
     pthread_mutex_lock(&j->lock);
     kg_journal_writer_t *w = j->writers;
-    while (w != NULL && atomic_load_explicit(&w->spare, memory_order_relaxed) != NULL)
+    while (w != NULL && (atomic_load_explicit(&w->spare, memory_order_relaxed) != NULL ||
+                         !atomic_load_explicit(&w->wants_spare, memory_order_relaxed)))
         w = w->next_writer;
     if (w != NULL) {
+        atomic_store_explicit(&w->wants_spare, false, memory_order_relaxed);
         list_append_locked(j, s); /* unclaimed: the reader passes it by, the release keeps it */
         atomic_store_explicit(&w->spare, s, memory_order_release);
     }
