@@ -38,6 +38,8 @@ typedef struct kg_worker {
     kg_journal_writer_t *journal;    /* this worker's usage journal segment (NULL: not recorded) */
     kg_metrics_t *metrics;           /* this worker's counters (only this thread writes them) */
     h2o_linklist_t metered;          /* admitted inference requests not yet released */
+    struct conn_watch *free_watches; /* slow_client.c: watches of closed connections, for reuse */
+    size_t n_free_watches;
     h2o_accept_ctx_t metrics_accept; /* worker 0 only: the metrics listener's routes */
     h2o_socket_t *metrics_listener;
     bool stopping;
@@ -77,6 +79,8 @@ kg_err_t kg__http_authenticate(kg_worker_t *worker, h2o_req_t *req, kg_key_view_
                                uint8_t secret_hash[KG_KEY_HASH_BYTES], bool *has_hash) KG_MUST_CHECK;
 
 /* slow_client.c */
+/** Frees the worker's reusable watches (its loop has stopped). */
+void kg__watch_free_all(kg_worker_t *worker);
 /** Starts watching a new connection for a request that is too slow to arrive (408). */
 void kg__watch_accept(kg_worker_t *worker, h2o_socket_t *sock);
 /** Marks a request of the connection as being handled until it ends. */

@@ -507,6 +507,7 @@ void kg_server_stop(kg_server_t *s, int drain_ms)
         if (w->listener != NULL)
             h2o_socket_close(w->listener);
         kg_journal_writer_free(w->journal); /* every request it served has been answered or abandoned */
+        kg__watch_free_all(w);
         free(w->metrics);
         /* Receivers stay registered (libh2o asserts that none has a message pending, and a late
          * admin reply may be); connections still open (idle keep-alive) end with the process,

@@ -17,6 +17,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -26,10 +27,37 @@ typedef struct conn_watch {
     kg_worker_t *worker;
     h2o_socket_t *sock;
     h2o_timeout_entry_t timer;
-    size_t busy;               /* requests of this connection being handled (HTTP/2 may have several) */
-    unsigned ticks_with_input; /* consecutive ticks (half the timeout apart) that found a partial request */
-    int linger_fd;             /* a dup of the socket kept past libh2o's close, or -1 */
+    size_t busy;                  /* requests of this connection being handled (HTTP/2 may have several) */
+    unsigned ticks_with_input;    /* consecutive ticks (half the timeout apart) that found a partial request */
+    int linger_fd;                /* a dup of the socket kept past libh2o's close, or -1 */
+    struct conn_watch *next_free; /* in the worker's free list, once its connection has closed */
 } conn_watch_t;
+
+/* Watches of closed connections, kept per worker for the next ones: clients that open
+ * connections all the time cost no allocation in steady state. Loop thread only. */
+#define FREE_WATCHES_MAX 1024
+
+static conn_watch_t *watch_new(kg_worker_t *w)
+{
+    conn_watch_t *cw = w->free_watches;
+    if (cw != NULL) {
+        w->free_watches = cw->next_free, w->n_free_watches--;
+        memset(cw, 0, sizeof(*cw));
+        return cw;
+    }
+    return kg_xcalloc(1, sizeof(*cw)); /* warming up, or more connections than ever before */
+}
+
+static void watch_free(conn_watch_t *cw)
+{
+    kg_worker_t *w = cw->worker;
+    if (w->n_free_watches >= FREE_WATCHES_MAX) {
+        free(cw);
+        return;
+    }
+    cw->next_free = w->free_watches;
+    w->free_watches = cw, w->n_free_watches++;
+}
 
 #define LINGER_MAX_BYTES (64u << 20)
 
@@ -117,12 +145,22 @@ static void on_close(void *data)
         h2o_timeout_unlink(&cw->timer);
     if (cw->linger_fd >= 0)
         start_linger(cw->worker, cw->linger_fd);
-    free(cw);
+    watch_free(cw);
+}
+
+void kg__watch_free_all(kg_worker_t *w)
+{
+    while (w->free_watches != NULL) {
+        conn_watch_t *cw = w->free_watches;
+        w->free_watches = cw->next_free;
+        free(cw);
+    }
+    w->n_free_watches = 0;
 }
 
 void kg__watch_accept(kg_worker_t *w, h2o_socket_t *sock)
 {
-    conn_watch_t *cw = kg_xcalloc(1, sizeof(*cw)); /* cold path: once per connection */
+    conn_watch_t *cw = watch_new(w);
     cw->worker = w;
     cw->sock = sock;
     cw->timer.cb = on_timer;

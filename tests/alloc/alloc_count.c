@@ -16,6 +16,7 @@
 #include <execinfo.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,10 @@ static struct {
     _Atomic unsigned long count;
 } modules[MAX_MODULES];
 static _Atomic int n_modules;
+/* Where the keygate binary's own allocations come from (offsets into it, for addr2line). */
+#define MAX_SITES 16
+static _Atomic uintptr_t sites[MAX_SITES];
+static _Atomic unsigned long site_counts[MAX_SITES];
 static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
 static __thread int in_hook; /* backtrace() and dladdr() may allocate: do not count those */
 static __thread int is_worker = -1;
@@ -65,6 +70,19 @@ static void count(void)
         if (strncmp(base, "libc.so", 7) == 0 || strstr(base, "alloc_count") != NULL)
             continue;
         module = base;
+        if (strcmp(base, "keygate") == 0) { /* remember the call site, for the failure message */
+            /* The caller of keygate's allocation wrapper (kg_xcalloc & co.) says more than it. */
+            Dl_info up;
+            int at = i + 1 < n && dladdr(frames[i + 1], &up) != 0 && up.dli_fbase == info.dli_fbase ? i + 1 : i;
+            uintptr_t off = (uintptr_t)frames[at] - (uintptr_t)info.dli_fbase;
+            for (int k = 0; k < MAX_SITES; k++) {
+                uintptr_t cur = atomic_load(&sites[k]);
+                if (cur == off || (cur == 0 && atomic_compare_exchange_strong(&sites[k], &cur, off)) || cur == off) {
+                    atomic_fetch_add(&site_counts[k], 1);
+                    break;
+                }
+            }
+        }
         break;
     }
     int found = -1, total = atomic_load(&n_modules);
@@ -129,6 +147,8 @@ static void *control(void *arg)
         if (access(reset, F_OK) == 0) {
             for (int i = 0; i < atomic_load(&n_modules); i++)
                 atomic_store(&modules[i].count, 0);
+            for (int k = 0; k < MAX_SITES; k++)
+                atomic_store(&site_counts[k], 0);
             unlink(reset);
         }
         if (access(dump, F_OK) == 0) {
@@ -141,6 +161,10 @@ static void *control(void *arg)
                     total += c;
                 }
                 fprintf(f, "total %lu\n", total);
+                for (int k = 0; k < MAX_SITES; k++)
+                    if (atomic_load(&site_counts[k]) != 0)
+                        fprintf(f, "site 0x%lx %lu\n", (unsigned long)atomic_load(&sites[k]),
+                                atomic_load(&site_counts[k]));
                 fclose(f);
                 rename(tmp, counts);
             }

@@ -561,12 +561,12 @@ export function dataplaneYaml({
 /**
  * A sandboxed gateway whose provider `up` is `upstream` (a started test upstream), its credential
  * read from TEST_UPSTREAM_KEY; `models` default to gpt-4o-mini on it, `extraYaml` is appended to
- * the config, `env` to the gateway's environment. Resolves {sb, gw}.
+ * the config, `env` to the gateway's environment, `workers` its event loops. Resolves {sb, gw}.
  */
 export async function startWithUpstream(
   label,
   upstream,
-  { models = [{ name: 'gpt-4o-mini', provider: 'up' }], agents = [], extraYaml = '', env = {} } = {}
+  { models = [{ name: 'gpt-4o-mini', provider: 'up' }], agents = [], extraYaml = '', env = {}, workers = 2 } = {}
 ) {
   const sb = sandbox(label);
   fs.writeFileSync(
@@ -578,7 +578,7 @@ export async function startWithUpstream(
       agents,
     }) + extraYaml
   );
-  const gw = await startGateway(sb, { env: { TEST_UPSTREAM_KEY: upstream.apiKey, ...env } });
+  const gw = await startGateway(sb, { workers, env: { TEST_UPSTREAM_KEY: upstream.apiKey, ...env } });
   return { sb, gw };
 }
 
