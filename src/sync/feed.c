@@ -4,6 +4,7 @@
  */
 #include "sync/feed.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -78,8 +79,16 @@ kg_err_t kg_feed_load_all(kg_store_t *st, kg_key_index_t *idx, int64_t now, int6
     /* Read the position first: a change committed during the load is applied again, harmlessly. */
     if ((rv = kg_store_change_last(st, last_seq)) != KG_OK)
         return rv;
-    if ((rv = kg_store_token_list(st, &f, &list, &n, &more)) != KG_OK)
+    /* One read transaction: SQLite takes its file lock once, not once per token (a million
+     * keys cost a million lock round trips otherwise). */
+    if ((rv = kg_store_begin_read(st)) != KG_OK)
         return rv;
+    /* All at once: the list query sorts by creation time, so pages would each sort them all
+     * (measured: 39 s instead of 23 s at a million keys). The price is holding the rows. */
+    if ((rv = kg_store_token_list(st, &f, &list, &n, &more)) != KG_OK) {
+        kg_store_rollback(st);
+        return rv;
+    }
     for (size_t i = 0; i < n && rv == KG_OK; i++) {
         kg_token_secret_t secrets[2];
         size_t n_secrets = 0;
@@ -87,7 +96,9 @@ kg_err_t kg_feed_load_all(kg_store_t *st, kg_key_index_t *idx, int64_t now, int6
         if (rv == KG_OK)
             kg_key_index_put(idx, &list[i], secrets, n_secrets);
     }
+    kg_store_rollback(st); /* nothing was written */
     kg_token_list_free(list, n);
+    malloc_trim(0); /* the rows were transient: give their memory back to the system */
     return rv;
 }
 
