@@ -117,7 +117,7 @@ static int match_id(struct cds_lfht_node *node, const void *key)
 
 static void rec_free(key_rec_t *rec)
 {
-    kg_key_policy_free(rec->policy);
+    kg_key_policy_release(rec->policy);
     free(rec);
 }
 
@@ -347,7 +347,7 @@ void kg_key_index_put(kg_key_index_t *idx, const kg_token_t *t, const kg_token_s
         snprintf(rec->view.environment, sizeof(rec->view.environment), "%s",
                  t->environment != NULL ? t->environment : "");
         snprintf(rec->view.team_id, sizeof(rec->view.team_id), "%s", t->team_id != NULL ? t->team_id : "");
-        rec->policy = kg_key_policy_new(t); /* cold path: per key change */
+        rec->policy = kg_key_policy_acquire(t); /* cold path: per key change; keys alike share one */
         rec->view.policy = rec->policy;
         rec->view.limit_state = &st->limits;
         rec->view.type = t->type;

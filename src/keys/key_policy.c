@@ -5,6 +5,9 @@
  */
 #include "keys/key_policy.h"
 
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,6 +143,7 @@ void kg_key_policy_free(kg_key_policy_t *p)
     for (size_t i = 0; i < p->n_domains; i++)
         free(p->domains[i]);
     free(p->domains);
+    free(p->signature);
     free(p);
 }
 
@@ -163,4 +167,98 @@ bool kg_allow_list_match(const kg_allow_list_t *list, const char *name, size_t l
 bool kg_key_policy_has_prompt(const kg_key_policy_t *p)
 {
     return p->n_prompt_modules > 0 || p->prompt_text_json != NULL;
+}
+
+/* ==== Shared policies ==== */
+
+/* Every member a policy is compiled from, in one string: NUL-separated fields, each led by '+'
+ * when present or '-' when absent (so no value can pass for an absent member). */
+static char *signature_of(const kg_token_t *t)
+{
+    const char *parts[] = {t->scopes,      t->allow,       t->allowed_domains, t->prompt_modules,
+                           t->prompt_text, t->rate_limits, t->budget};
+    size_t len = 4;
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+        len += (parts[i] != NULL ? strlen(parts[i]) : 0) + 2;
+    char *sig = kg_xcalloc(1, len);
+    size_t at = (size_t)snprintf(sig, len, "%d", (int)t->type) + 1;
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        size_t n = parts[i] != NULL ? strlen(parts[i]) : 0;
+        sig[at++] = parts[i] != NULL ? '+' : '-';
+        memcpy(sig + at, parts[i] != NULL ? parts[i] : "", n), at += n + 1;
+    }
+    return sig;
+}
+
+static size_t signature_len(const char *sig)
+{
+    size_t at = strlen(sig) + 1;
+    for (int i = 0; i < 7; i++)
+        at += strlen(sig + at) + 1;
+    return at;
+}
+
+#define SHARED_BUCKETS 65536
+static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static kg_key_policy_t *shared[SHARED_BUCKETS];
+
+static size_t bucket_of(const char *sig, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)sig[i]) * 1099511628211ULL;
+    return (size_t)(h % SHARED_BUCKETS);
+}
+
+kg_key_policy_t *kg_key_policy_acquire(const kg_token_t *t)
+{
+    char *sig = signature_of(t);
+    size_t len = signature_len(sig), b = bucket_of(sig, len);
+    pthread_mutex_lock(&shared_lock);
+    kg_key_policy_t *p = shared[b];
+    while (p != NULL && (signature_len(p->signature) != len || memcmp(p->signature, sig, len) != 0))
+        p = p->next_shared;
+    if (p != NULL) {
+        p->refs++;
+        pthread_mutex_unlock(&shared_lock);
+        free(sig);
+        return p;
+    }
+    pthread_mutex_unlock(&shared_lock);
+    p = kg_key_policy_new(t); /* outside the lock: compiling parses JSON */
+    p->signature = sig;
+    p->refs = 1;
+    pthread_mutex_lock(&shared_lock);
+    kg_key_policy_t *raced = shared[b];
+    while (raced != NULL && (signature_len(raced->signature) != len || memcmp(raced->signature, sig, len) != 0))
+        raced = raced->next_shared;
+    if (raced != NULL) { /* another writer compiled the same meanwhile: use that one */
+        raced->refs++;
+        pthread_mutex_unlock(&shared_lock);
+        kg_key_policy_free(p);
+        return raced;
+    }
+    p->next_shared = shared[b];
+    shared[b] = p;
+    pthread_mutex_unlock(&shared_lock);
+    return p;
+}
+
+void kg_key_policy_release(kg_key_policy_t *p)
+{
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&shared_lock);
+    if (--p->refs > 0) {
+        pthread_mutex_unlock(&shared_lock);
+        return;
+    }
+    size_t b = bucket_of(p->signature, signature_len(p->signature));
+    kg_key_policy_t **link = &shared[b];
+    while (*link != NULL && *link != p)
+        link = &(*link)->next_shared;
+    if (*link == p)
+        *link = p->next_shared;
+    pthread_mutex_unlock(&shared_lock);
+    kg_key_policy_free(p);
 }

@@ -49,11 +49,23 @@ typedef struct kg_key_policy {
     size_t n_domains;
     kg_rate_limits_t limits; /* the key's own; its team's apply too */
     kg_budget_t budget;
+    /* Sharing (kg_key_policy_acquire): the members it was compiled from, and its users. */
+    char *signature;
+    size_t refs;
+    struct kg_key_policy *next_shared;
 } kg_key_policy_t;
 
 /** Compiles t's policy members. Never fails (unparsable members compile to "nothing allowed"). */
 kg_key_policy_t *kg_key_policy_new(const kg_token_t *t);
 void kg_key_policy_free(kg_key_policy_t *p);
+
+/**
+ * The key index's way: t's compiled policy, shared with every other key whose policy members
+ * are the same (keys made from one preset share one), counted; kg_key_policy_release drops a
+ * reference and frees the policy with the last. Thread-safe (a mutex, on the writer side only).
+ */
+kg_key_policy_t *kg_key_policy_acquire(const kg_token_t *t);
+void kg_key_policy_release(kg_key_policy_t *p);
 
 /** Compiles an allow list from "*" or a list of names/prefixes (anything else allows nothing). */
 void kg_allow_list_compile(kg_allow_list_t *list, json_t *v);

@@ -45,6 +45,7 @@ int kg_test_failures;
     X(test_body_scan_refusals)                                                                                         \
     X(test_policy_decisions)                                                                                           \
     X(test_policy_system_message)                                                                                      \
+    X(test_policy_shared_between_keys_alike)                                                                           \
     X(test_origin_table)                                                                                               \
     X(test_origin_host)                                                                                                \
     X(test_origin_pattern_normalize)                                                                                   \

@@ -146,3 +146,30 @@ void test_policy_system_message(void)
     CHECK(!kg_allow_list_match(&list, "", 0));
     teardown(&f);
 }
+
+void test_policy_shared_between_keys_alike(void)
+{
+    kg_token_t a = {0}, b = {0}, c = {0}, d = {0};
+    a.scopes = b.scopes = c.scopes = d.scopes = (char *)"[\"inference:chat\"]";
+    a.rate_limits = b.rate_limits = (char *)"{\"rpm\":5}";
+    c.rate_limits = (char *)"{\"rpm\":6}";
+    d.prompt_text = (char *)""; /* present but empty is not absent */
+    kg_key_policy_t *pa = kg_key_policy_acquire(&a), *pb = kg_key_policy_acquire(&b);
+    kg_key_policy_t *pc = kg_key_policy_acquire(&c), *pd = kg_key_policy_acquire(&d);
+    kg_token_t e = d;
+    e.prompt_text = NULL;
+    kg_key_policy_t *pe = kg_key_policy_acquire(&e);
+    CHECK(pa == pb); /* the same members: one compiled policy */
+    CHECK(pa != pc && pc->limits.rpm == 6 && pa->limits.rpm == 5);
+    CHECK(pd != pe);
+    kg_key_policy_release(pa);
+    CHECK(kg_key_policy_acquire(&a) == pb); /* still held by b */
+    kg_key_policy_release(pb);
+    kg_key_policy_release(pb);
+    kg_key_policy_t *again = kg_key_policy_acquire(&a); /* the last reference went: compiled anew */
+    CHECK(again != NULL && again->limits.rpm == 5 && again->refs == 1);
+    kg_key_policy_release(again);
+    kg_key_policy_release(pc);
+    kg_key_policy_release(pd);
+    kg_key_policy_release(pe);
+}
