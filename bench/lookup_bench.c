@@ -20,6 +20,7 @@
 #include "keys/key_hash.h"
 #include "keys/key_index.h"
 #include "keys/token.h"
+#include "bench_util.h"
 
 static const char base62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -61,23 +62,7 @@ static long rss_kb(const char *field)
     return kb;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, size_t n)
-{
-    qsort(v, n, sizeof(*v), cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static void die(const char *what)
-{
-    fprintf(stderr, "lookup_bench: %s\n", what);
-    exit(1);
-}
+const char *const bench_name = "lookup_bench";
 
 /* ==== A populated index ==== */
 

@@ -31,6 +31,7 @@
 #include <sqlite3.h>
 
 #include "store/store.h"
+#include "bench_util.h"
 
 #define MINUTE_MS 60000
 #define T0 ((int64_t)1700000000000) /* 2023-11-14T22:13:20Z */
@@ -51,23 +52,7 @@ static double now_ns(clockid_t c)
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, size_t n)
-{
-    qsort(v, n, sizeof(*v), cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static void die(const char *what)
-{
-    fprintf(stderr, "usage_store_bench: %s\n", what);
-    exit(1);
-}
+const char *const bench_name = "usage_store_bench";
 
 static long parse_long(const char *s, const char *opt)
 {
