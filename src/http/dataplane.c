@@ -174,17 +174,11 @@ static bool eph_allows(const char *allow, char tag, const char *name, size_t len
 
 /* ==== Models ==== */
 
-/* The key's team (NULL: none), whose tier may narrow the models its keys reach. */
+/* The key's team (NULL: none): its limits and credit pool apply to the key's calls. */
 static const kg_team_t *team_of(const kg_catalog_t *cat, const kg_key_view_t *view)
 {
     return view->team_id[0] != '\0' ? kg_catalog_team(cat, view->org_id, view->team_id) : NULL;
 }
-
-static bool team_allows(const kg_team_t *team, const kg_model_t *m)
-{
-    return team == NULL || kg_allow_list_match(&team->models, m->name, strlen(m->name));
-}
-
 static bool method_is(h2o_req_t *req, const char *m, size_t len)
 {
     return h2o_memis(req->method.base, req->method.len, m, len);
@@ -208,12 +202,10 @@ static void list_models(h2o_req_t *req, const kg_key_view_t *view, bool agents_o
     char *buf = h2o_mem_alloc_pool(&req->pool, cap);
     size_t at = (size_t)snprintf(buf, cap, "{\"object\":\"list\",\"data\":[");
     bool first = true;
-    const kg_team_t *team = team_of(cat, view);
     {
         for (size_t i = 0; i < cat->n_models && !agents_only; i++) {
             const kg_model_t *m = &cat->models[i];
-            if (!kg_catalog_same_org(m->org_id, view->org_id) || !kg_policy_lists_model(view, view->policy, m) ||
-                !team_allows(team, m) ||
+            if (!kg_catalog_same_org(m->org_id, view->org_id) || !kg_policy_lists_model(cat, view, view->policy, m) ||
                 (view->ephemeral && !eph_allows(view->eph_allow, 'm', m->name, strlen(m->name))))
                 continue;
             at += (size_t)snprintf(buf + at, cap - at, "%s", first ? "" : ",");
@@ -223,8 +215,7 @@ static void list_models(h2o_req_t *req, const kg_key_view_t *view, bool agents_o
         }
         for (size_t i = 0; i < cat->n_agents; i++) {
             const kg_agent_t *a = &cat->agents[i];
-            if (!kg_catalog_same_org(a->org_id, view->org_id) || !kg_policy_lists_agent(view, view->policy, a) ||
-                (a->model != NULL && !team_allows(team, a->model)) ||
+            if (!kg_catalog_same_org(a->org_id, view->org_id) || !kg_policy_lists_agent(cat, view, view->policy, a) ||
                 (view->ephemeral && !eph_allows(view->eph_allow, 'a', a->name, strlen(a->name))))
                 continue;
             at += (size_t)snprintf(buf + at, cap - at, "%s", first ? "" : ",");
@@ -248,10 +239,6 @@ static void get_model(h2o_req_t *req, const kg_key_view_t *view, h2o_iovec_t id)
         !eph_allows(view->eph_allow, d.agent != NULL ? 'a' : 'm', id.base, id.len)) {
         d.code = KG_EMODEL_NOT_ALLOWED;
         snprintf(d.message, sizeof(d.message), "This ephemeral token may not use this model.");
-    }
-    if ((d.code == KG_OK || d.code == KG_EPROVIDER_UNAVAILABLE) && !team_allows(team_of(cat, view), d.model)) {
-        d.code = KG_EMODEL_NOT_ALLOWED;
-        snprintf(d.message, sizeof(d.message), "This key's team may not use this model.");
     }
     if (d.code != KG_OK && d.code != KG_EPROVIDER_UNAVAILABLE) {
         kg_error_t err = {.code = d.code};
@@ -383,21 +370,14 @@ static void add_ratelimit_headers(h2o_req_t *req, const kg_admission_t *a, int64
 
 /*
  * Admits the request against its key's and team's limits and budgets, and prepares its usage
- * record. Returns the meter, or NULL after answering 403 (a model the team may not reach) or
- * 429 (Retry-After and retry-after-ms; x-should-retry: false when retrying cannot help).
+ * record. Returns the meter, or NULL after answering 429 (Retry-After and retry-after-ms; x-should-retry: false when
+ * retrying cannot help).
  */
 static kg_meter_t *admit(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, const kg_key_view_t *view,
                          const kg_team_t *team, const kg_decision_t *d, const kg_body_info_t *info, size_t body_len,
                          route_t route)
 {
     kg_error_t err = {0};
-
-    if (!team_allows(team, d->model)) {
-        kg_error_set(&err, KG_EMODEL_NOT_ALLOWED, "model", "The team '%s' (tier %s) may not use the model '%.128s'.",
-                     team->name, team->tier, info->model);
-        kg__http_send_error(req, &err);
-        return NULL;
-    }
     kg_meter_t *m = &rm->meter;
     memset(m, 0, sizeof(*m));
     rm->metered = true; /* the metrics name the model even of a refused call */

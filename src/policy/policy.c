@@ -63,6 +63,13 @@ static bool has_prompt(const kg_key_policy_t *policy, const kg_decision_t *d)
            kg_key_policy_has_prompt(policy);
 }
 
+/* A team's tier may narrow the models its keys reach (its `models`, names or prefixes). */
+static const kg_team_t *team_refusing(const kg_catalog_t *cat, const kg_key_view_t *key, const kg_model_t *m)
+{
+    const kg_team_t *team = key->team_id[0] != '\0' ? kg_catalog_team(cat, key->org_id, key->team_id) : NULL;
+    return team != NULL && !kg_allow_list_match(&team->models, m->name, strlen(m->name)) ? team : NULL;
+}
+
 kg_err_t kg_policy_decide(const kg_catalog_t *cat, const kg_key_view_t *key, const kg_key_policy_t *policy,
                           kg_route_kind_t route, const char *name, size_t len, kg_decision_t *d)
 {
@@ -112,6 +119,14 @@ kg_err_t kg_policy_decide(const kg_catalog_t *cat, const kg_key_view_t *key, con
         return refuse(d, KG_EMODEL_NOT_ALLOWED, rule, msg);
     }
 #endif
+    const kg_team_t *team = team_refusing(cat, key, d->model);
+    if (team != NULL) {
+        snprintf(rule, sizeof(rule), "team '%s' (tier %s): its models do not list '%s'", team->name, team->tier,
+                 d->model->name);
+        snprintf(msg, sizeof(msg), "The team '%s' (tier %s) may not use the model '%.*s'.", team->name, team->tier,
+                 shown, name);
+        return refuse(d, KG_EMODEL_NOT_ALLOWED, rule, msg);
+    }
     d->prompt = route == KG_ROUTE_CHAT && has_prompt(policy, d);
     for (size_t i = 0; d->prompt && i < policy->n_prompt_modules; i++) {
         /* A guardrail that no longer exists must not silently stop applying: fail closed. */
@@ -145,16 +160,17 @@ kg_err_t kg_policy_decide(const kg_catalog_t *cat, const kg_key_view_t *key, con
     return KG_OK;
 }
 
-bool kg_policy_lists_model(const kg_key_view_t *key, const kg_key_policy_t *policy, const kg_model_t *m)
+bool kg_policy_lists_model(const kg_catalog_t *cat, const kg_key_view_t *key, const kg_key_policy_t *policy,
+                           const kg_model_t *m)
 {
-    (void)key;
-    return kg_allow_list_match(&policy->models, m->name, strlen(m->name));
+    return kg_allow_list_match(&policy->models, m->name, strlen(m->name)) && team_refusing(cat, key, m) == NULL;
 }
 
-bool kg_policy_lists_agent(const kg_key_view_t *key, const kg_key_policy_t *policy, const kg_agent_t *a)
+bool kg_policy_lists_agent(const kg_catalog_t *cat, const kg_key_view_t *key, const kg_key_policy_t *policy,
+                           const kg_agent_t *a)
 {
     return a->model != NULL && kg_allow_list_match(&policy->agents, a->name, strlen(a->name)) &&
-           kg_agent_published_to(a, key->environment);
+           kg_agent_published_to(a, key->environment) && team_refusing(cat, key, a->model) == NULL;
 }
 
 /* Calls emit for each piece of the system message's content, in SPEC §4's order. */

@@ -45,8 +45,10 @@ kg_err_t kg_policy_decide(const kg_catalog_t *cat, const kg_key_view_t *key, con
                           kg_route_kind_t route, const char *name, size_t len, kg_decision_t *out);
 
 /** Whether a model or agent shows in the key's /v1/models (reachable with some scope it has). */
-bool kg_policy_lists_model(const kg_key_view_t *key, const kg_key_policy_t *policy, const kg_model_t *m);
-bool kg_policy_lists_agent(const kg_key_view_t *key, const kg_key_policy_t *policy, const kg_agent_t *a);
+bool kg_policy_lists_model(const kg_catalog_t *cat, const kg_key_view_t *key, const kg_key_policy_t *policy,
+                           const kg_model_t *m);
+bool kg_policy_lists_agent(const kg_catalog_t *cat, const kg_key_view_t *key, const kg_key_policy_t *policy,
+                           const kg_agent_t *a);
 
 /**
  * Writes the policy system message for an allowed chat call into buf:
