@@ -157,7 +157,7 @@ int kg_cmd_explain(int argc, char **argv)
             snprintf(v.rule, sizeof(v.rule), "%s%s", d.rule,
                      d.code == KG_EPROVIDER_UNAVAILABLE ? " (credentials resolve in this shell's environment)" : "");
         } else {
-            snprintf(v.rule, sizeof(v.rule), "%s", d.rule);
+            kg_policy_allowed_rule(&d, route, model, strlen(model), v.rule, sizeof(v.rule));
             snprintf(v.upstream, sizeof(v.upstream), "model %s via provider %s", d.model->upstream_model,
                      d.model->provider->name);
         }

@@ -77,7 +77,9 @@ kg_err_t kg_policy_decide(const kg_catalog_t *cat, const kg_key_view_t *key, con
     int shown = shown_len(name, len);
     uint32_t need = kg_route_scope(route);
 
-    memset(d, 0, sizeof(*d));
+    /* Not a memset: the rule and message buffers are written only by a refusal. */
+    d->code = KG_OK, d->model = NULL, d->agent = NULL, d->prompt = false;
+    d->rule[0] = d->message[0] = '\0';
 #ifndef KG_BREAK_RULE_SCOPE
     if (need != 0 && (policy->scopes & need) == 0) {
         snprintf(rule, sizeof(rule), "scopes: the key lacks %s", kg_scope_name((kg_scope_t)need));
@@ -153,11 +155,18 @@ kg_err_t kg_policy_decide(const kg_catalog_t *cat, const kg_key_view_t *key, con
                  shown, name);
         return refuse(d, KG_EPROVIDER_UNAVAILABLE, rule, msg);
     }
-    snprintf(d->rule, sizeof(d->rule), "allowed: scope %s; %s '%.*s' in allow.%s%s",
-             need != 0 ? kg_scope_name((kg_scope_t)need) : "(none needed)", d->agent != NULL ? "agent" : "model", shown,
-             name, d->agent != NULL ? "agents" : "models", d->prompt ? "; policy system message inserted" : "");
-    d->code = KG_OK;
+    d->code = KG_OK; /* the rule that allowed it is worded on demand: kg_policy_allowed_rule */
     return KG_OK;
+}
+
+void kg_policy_allowed_rule(const kg_decision_t *d, kg_route_kind_t route, const char *name, size_t len, char *buf,
+                            size_t cap)
+{
+    uint32_t need = kg_route_scope(route);
+    snprintf(buf, cap, "allowed: scope %s; %s '%.*s' in allow.%s%s",
+             need != 0 ? kg_scope_name((kg_scope_t)need) : "(none needed)", d->agent != NULL ? "agent" : "model",
+             shown_len(name, len), name, d->agent != NULL ? "agents" : "models",
+             d->prompt ? "; policy system message inserted" : "");
 }
 
 bool kg_policy_lists_model(const kg_catalog_t *cat, const kg_key_view_t *key, const kg_key_policy_t *policy,

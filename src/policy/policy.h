@@ -31,7 +31,7 @@ uint32_t kg_route_scope(kg_route_kind_t route);
 typedef struct kg_decision {
     kg_err_t code; /* KG_OK, or the refusal to answer */
     char message[256];
-    char rule[192];          /* the rule that decided, e.g. "allow.models does not list 'gpt-4o'" */
+    char rule[192];          /* a refusal's rule, e.g. "allow.models does not list 'gpt-4o'" */
     const kg_model_t *model; /* the raw model that serves the call */
     const kg_agent_t *agent; /* the alias called, or NULL */
     bool prompt;             /* a policy system message goes before the caller's messages */
@@ -43,6 +43,10 @@ typedef struct kg_decision {
  */
 kg_err_t kg_policy_decide(const kg_catalog_t *cat, const kg_key_view_t *key, const kg_key_policy_t *policy,
                           kg_route_kind_t route, const char *name, size_t len, kg_decision_t *out);
+
+/** Words the rule that allowed decision `d` (keygate explain; the request path never needs it). */
+void kg_policy_allowed_rule(const kg_decision_t *d, kg_route_kind_t route, const char *name, size_t len, char *buf,
+                            size_t cap);
 
 /** Whether a model or agent shows in the key's /v1/models (reachable with some scope it has). */
 bool kg_policy_lists_model(const kg_catalog_t *cat, const kg_key_view_t *key, const kg_key_policy_t *policy,

@@ -79,6 +79,10 @@ void test_policy_decisions(void)
     CHECK_INT(decide(&f, &v, KG_ROUTE_EMBEDDINGS, "gpt-4o", &d), KG_OK); /* no messages to guard */
     CHECK_INT(decide(&f, &v, KG_ROUTE_CHAT, "bot", &d), KG_OK);
     CHECK(d.agent != NULL && strcmp(d.model->name, "gpt-4o-mini") == 0 && d.prompt);
+    /* What allowed it is worded on demand (keygate explain), not on every decision. */
+    char allowed[192];
+    kg_policy_allowed_rule(&d, KG_ROUTE_CHAT, "bot", 3, allowed, sizeof(allowed));
+    CHECK_STR(allowed, "allowed: scope inference:chat; agent 'bot' in allow.agents; policy system message inserted");
     CHECK_INT(decide(&f, &v, KG_ROUTE_CHAT, "nope", &d), KG_EMODEL_NOT_FOUND);
     CHECK_INT(decide(&f, &v, KG_ROUTE_CHAT, "dead", &d), KG_EPROVIDER_UNAVAILABLE);
     kg_key_policy_free(all);
