@@ -1,10 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * This file is the key-index microbenchmark run by bench/run: it fills a kg_key_index_t with
- * N tokens (one secret each, composed and hashed as the gateway does), then times
- * kg_key_index_lookup alone, the whole check a request pays (kg_key_secret_parse + kg_key_hash
- * + kg_key_index_lookup), unknown keys, and the same at 1,000 keys. Every figure is the median
- * of several batches; the output is a markdown table. Not a test: nothing here asserts a speed.
+ * N tokens (one secret each, composed and hashed as the gateway does; each with its own rate
+ * limits, in a team with limits and a credit pool), then times kg_key_index_lookup alone, the
+ * secret check (kg_key_secret_parse + kg_key_hash + lookup), the whole verification a request
+ * pays (that, then the policy decision and the key's and team's admission, settled), unknown
+ * keys, and the same at 1,000 keys. Each operation's input (the presented secret or hash) is
+ * copied into a small buffer before its chunk is timed, as the gateway has it in the request
+ * it has just read: what is timed is the index, not the bench's own input arrays. Every figure
+ * is the median of several batches; the output is a markdown table. Not a test: nothing here
+ * asserts a speed.
  *
  *   lookup_bench [--keys N] [--small N] [--batches N] [--ops N] [--threads 1|2]
  */
@@ -20,6 +25,10 @@
 #include "keys/key_hash.h"
 #include "keys/key_index.h"
 #include "keys/token.h"
+#include "catalog/catalog.h"
+#include "config/config.h"
+#include "limits/admit.h"
+#include "policy/policy.h"
 #include "bench_util.h"
 
 static const char base62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -103,11 +112,15 @@ static void keyset_build(keyset_t *ks, size_t n, uint64_t seed)
     /* The inputs are all in memory now: what RSS grows by from here on is the index. */
     ks->rss_before_kb = rss_kb("VmRSS");
     ks->idx = kg_key_index_new();
-    static char org_id[] = KG_DEFAULT_ORG_ID, environment[] = "production";
+    static char org_id[] = KG_DEFAULT_ORG_ID, environment[] = "production", team_id[] = "bench";
+    static char rate_limits[] = "{\"rpm\":1000000000,\"tpm\":1000000000000}", scopes[] = "[\"inference:chat\"]";
     kg_token_t t;
     memset(&t, 0, sizeof(t));
     t.org_id = org_id;
     t.environment = environment;
+    t.team_id = team_id;
+    t.rate_limits = rate_limits;
+    t.scopes = scopes;
     t.type = KG_TOKEN_ACCESS;
     t.enabled = true;
     t.created_at = (int64_t)time(NULL);
@@ -134,11 +147,42 @@ static void keyset_free(keyset_t *ks)
     free(ks->hashes);
 }
 
+/* The catalog OP_FULL decides against: the fixture's model, priced, and the keys' team with
+ * limits and a credit pool (far above what the bench reaches: nothing is refused). */
+static kg_catalog_t *bench_catalog(void)
+{
+    static const char yaml[] = "providers:\n"
+                               "  - {name: bench, base_url: \"http://127.0.0.1:9/v1\"}\n"
+                               "models:\n"
+                               "  - {name: gpt-4o-mini, provider: bench, input: 0.15, output: 0.60}\n";
+    static kg_config_t cfg; /* the catalog borrows from it until the process ends */
+    char err[256];
+    kg_config_init(&cfg);
+    if (!kg_config_parse(&cfg, yaml, sizeof(yaml) - 1, "lookup_bench", err, sizeof(err)))
+        die(err);
+    kg_catalog_row_t *rows;
+    size_t n;
+    kg_catalog_config_rows(&cfg, &rows, &n);
+    kg_catalog_row_t *all = realloc(rows, (n + 1) * sizeof(*all));
+    if (all == NULL)
+        die("out of memory");
+    static char org[] = KG_DEFAULT_ORG_ID, kind[] = "team", name[] = "bench", source[] = "api";
+    static char spec[] = "{\"tier\":\"custom\",\"rate_limits\":{\"rpm\":1000000000,\"tpm\":1000000000000},"
+                         "\"budget\":{\"limit_credits\":1000000000,\"period\":\"month\"}}";
+    all[n] = (kg_catalog_row_t){.org_id = org, .kind = kind, .name = name, .spec = spec, .source = source};
+    kg_catalog_t *cat = kg_catalog_build_rows(&cfg, all, n + 1);
+    kg_catalog_rows_free(all, n); /* the team row's strings are static */
+    if (kg_catalog_team(cat, KG_DEFAULT_ORG_ID, "bench") == NULL)
+        die("the bench catalog has no team");
+    return cat;
+}
+
 /* ==== Timed loops ==== */
 
 typedef enum op {
     OP_LOOKUP,         /* kg_key_index_lookup on a known hash */
     OP_VERIFY,         /* parse + hash + lookup of a known secret string */
+    OP_FULL,           /* OP_VERIFY, then the policy decision and the admission of key and team */
     OP_LOOKUP_UNKNOWN, /* kg_key_index_lookup on a hash that is not in the index */
     OP_VERIFY_UNKNOWN, /* parse + hash + lookup of a well-formed secret that is not in the index */
     OP_PARSE_BADSUM,   /* parse of a secret whose checksum is wrong: refused before any hashing */
@@ -146,6 +190,7 @@ typedef enum op {
 
 typedef struct probe {
     const keyset_t *ks;
+    const kg_catalog_t *cat; /* the model and team OP_FULL decides against */
     /* unknown inputs, made from a different seed */
     char (*u_secrets)[KG_KEY_SECRET_MAX];
     size_t *u_len;
@@ -157,59 +202,89 @@ typedef struct probe {
 
 static volatile unsigned sink;
 
+/* What the gateway does with an authenticated chat call before it forwards it. */
+static bool decide_and_admit(const kg_catalog_t *cat, const kg_key_view_t *view, int64_t now_s)
+{
+    kg_decision_t d;
+    kg_admission_t a;
+    kg_refusal_t why;
+    if (kg_policy_decide(cat, view, view->policy, KG_ROUTE_CHAT, "gpt-4o-mini", 11, &d) != KG_OK)
+        return false;
+    const kg_team_t *team = kg_catalog_team(cat, view->org_id, view->team_id);
+    memset(&a, 0, sizeof(a));
+    a.holders[0] = (kg_holder_t){view->limit_state, view->policy->limits, view->policy->budget};
+    if (team != NULL)
+        a.holders[1] = (kg_holder_t){team->state, team->limits, team->budget};
+    a.n_holders = team != NULL ? 2 : 1;
+    int64_t mono = (int64_t)now_ns();
+    if (kg_admit(&a, 100, 10, mono, now_s, &why) != KG_OK)
+        return false;
+    kg_admission_settle(&a, 100, 10, mono, now_s);
+    return team != NULL;
+}
+
+/* One operation on staged input (the secret or hash, in a hot buffer); returns whether it succeeded. */
+static bool run_op(const probe_t *p, op_t op, const char *s, size_t len, const uint8_t *staged_hash, int64_t now)
+{
+    kg_key_view_t view;
+    kg_key_secret_ref_t ref;
+    uint8_t hash[KG_KEY_HASH_BYTES];
+    bool ok;
+    switch (op) {
+    case OP_LOOKUP:
+    case OP_LOOKUP_UNKNOWN: return kg_key_index_lookup(p->ks->idx, staged_hash, now, &view) == KG_OK;
+    case OP_PARSE_BADSUM: return kg_key_secret_parse(s, len, &ref) == KG_OK;
+    case OP_VERIFY:
+    case OP_VERIFY_UNKNOWN:
+    case OP_FULL:
+        if (kg_key_secret_parse(s, len, &ref) != KG_OK || !kg_key_hash(s, len, hash))
+            return false;
+        kg_key_index_read_lock();
+        ok = kg_key_index_lookup(p->ks->idx, hash, now, &view) == KG_OK;
+        if (ok && op == OP_FULL)
+            ok = decide_and_admit(p->cat, &view, now);
+        kg_key_index_read_unlock();
+        return ok;
+    }
+    return false;
+}
+
+#define CHUNK 32 /* operations timed together, their inputs staged just before */
+
 /* One batch of `ops` operations; returns ns per operation. */
 static double run_batch(const probe_t *p, op_t op, size_t ops, size_t start)
 {
     const keyset_t *ks = p->ks;
     int64_t now = (int64_t)time(NULL);
-    kg_key_view_t view;
-    kg_key_secret_ref_t ref;
-    uint8_t hash[KG_KEY_HASH_BYTES];
+    char secrets[CHUNK][KG_KEY_SECRET_MAX];
+    size_t lens[CHUNK];
+    uint8_t hashes[CHUNK][KG_KEY_HASH_BYTES];
+    bool known = op == OP_LOOKUP || op == OP_VERIFY || op == OP_FULL;
     unsigned ok = 0;
-    double t0 = now_ns();
-    for (size_t i = 0; i < ops; i++) {
-        size_t j = p->order[(start + i) % p->n_order];
-        switch (op) {
-        case OP_LOOKUP: ok += kg_key_index_lookup(ks->idx, ks->hashes[j % ks->n], now, &view) == KG_OK; break;
-        case OP_VERIFY: {
-            const char *s = ks->secrets[j % ks->n];
-            size_t len = ks->secret_len[j % ks->n];
-            if (kg_key_secret_parse(s, len, &ref) != KG_OK || !kg_key_hash(s, len, hash))
-                break;
-            ok += kg_key_index_lookup(ks->idx, hash, now, &view) == KG_OK;
-            break;
+    double timed = 0;
+    for (size_t i = 0; i < ops; i += CHUNK) {
+        size_t n = ops - i < CHUNK ? ops - i : CHUNK;
+        for (size_t k = 0; k < n; k++) { /* staging: not timed */
+            size_t j = p->order[(start + i + k) % p->n_order];
+            size_t at = known ? j % ks->n : j % p->n_unknown;
+            lens[k] = known ? ks->secret_len[at] : p->u_len[at];
+            memcpy(secrets[k], known ? ks->secrets[at] : p->u_secrets[at], lens[k]);
+            memcpy(hashes[k], known ? ks->hashes[at] : p->u_hashes[at], KG_KEY_HASH_BYTES);
+            if (op == OP_PARSE_BADSUM) /* the unknown secrets with their last checksum char changed */
+                secrets[k][lens[k] - 1] = secrets[k][lens[k] - 1] == 'A' ? 'B' : 'A';
         }
-        case OP_LOOKUP_UNKNOWN:
-            ok += kg_key_index_lookup(ks->idx, p->u_hashes[j % p->n_unknown], now, &view) == KG_OK;
-            break;
-        case OP_VERIFY_UNKNOWN: {
-            const char *s = p->u_secrets[j % p->n_unknown];
-            size_t len = p->u_len[j % p->n_unknown];
-            if (kg_key_secret_parse(s, len, &ref) != KG_OK || !kg_key_hash(s, len, hash))
-                break;
-            ok += kg_key_index_lookup(ks->idx, hash, now, &view) == KG_OK;
-            break;
-        }
-        case OP_PARSE_BADSUM: {
-            /* the unknown secrets with their last checksum char changed */
-            char s[KG_KEY_SECRET_MAX];
-            size_t len = p->u_len[j % p->n_unknown];
-            memcpy(s, p->u_secrets[j % p->n_unknown], len);
-            s[len - 1] = s[len - 1] == 'A' ? 'B' : 'A';
-            ok += kg_key_secret_parse(s, len, &ref) == KG_OK;
-            break;
-        }
-        }
+        double t0 = now_ns();
+        for (size_t k = 0; k < n; k++)
+            ok += run_op(p, op, secrets[k], lens[k], hashes[k], now);
+        timed += now_ns() - t0;
     }
-    double dt = now_ns() - t0;
     sink += ok;
-    /* Sanity: known keys must all be found, unknown and corrupted ones never. */
-    bool want_all = op == OP_LOOKUP || op == OP_VERIFY;
-    if ((want_all && ok != ops) || (!want_all && ok != 0)) {
+    /* Sanity: known keys must all be found (and admitted), unknown and corrupted ones never. */
+    if ((known && ok != ops) || (!known && ok != 0)) {
         fprintf(stderr, "lookup_bench: op %d: %u of %zu succeeded\n", (int)op, ok, ops);
         exit(1);
     }
-    return dt / (double)ops;
+    return timed / (double)ops;
 }
 
 #define MAX_BATCHES 64
@@ -223,11 +298,12 @@ static double measure(const probe_t *p, op_t op, size_t ops, int batches)
     return median(v, (size_t)batches);
 }
 
-static void probe_init(probe_t *p, const keyset_t *ks, size_t n_order, uint64_t seed)
+static void probe_init(probe_t *p, const keyset_t *ks, const kg_catalog_t *cat, size_t n_order, uint64_t seed)
 {
     uint64_t s = seed;
     memset(p, 0, sizeof(*p));
     p->ks = ks;
+    p->cat = cat;
     p->n_unknown = 4096;
     p->u_secrets = calloc(p->n_unknown, sizeof(*p->u_secrets));
     p->u_len = calloc(p->n_unknown, sizeof(*p->u_len));
@@ -358,9 +434,10 @@ int main(int argc, char **argv)
     /* The table grows lazily (a resize runs on liburcu's worker thread): give it a moment, as a
      * gateway that loaded its keys at start would have. */
     sleep(1);
+    kg_catalog_t *cat = bench_catalog();
     probe_t pb, ps;
-    probe_init(&pb, &big, 1u << 20, 0x756E6B6E6F776EULL);
-    probe_init(&ps, &small, 1u << 20, 0x756E6B6E6F776FULL);
+    probe_init(&pb, &big, cat, 1u << 20, 0x756E6B6E6F776EULL);
+    probe_init(&ps, &small, cat, 1u << 20, 0x756E6B6E6F776FULL);
 
     struct {
         const char *what;
@@ -369,13 +446,16 @@ int main(int argc, char **argv)
     } rows[] = {
         {"`kg_key_index_lookup`, known key (random order)", OP_LOOKUP, 0, 0},
         {"full check of a known secret: `kg_key_secret_parse` + `kg_key_hash` + lookup", OP_VERIFY, 0, 0},
+        {"whole verification: the full check, then `kg_policy_decide` and `kg_admit` + settle (key and team "
+         "limits, team budget)",
+         OP_FULL, 0, 0},
         {"`kg_key_index_lookup`, unknown hash", OP_LOOKUP_UNKNOWN, 0, 0},
         {"full check of a well-formed unknown secret", OP_VERIFY_UNKNOWN, 0, 0},
         {"`kg_key_secret_parse` of a secret with a wrong checksum (refused before hashing)", OP_PARSE_BADSUM, 0, 0},
     };
     size_t n_rows = sizeof(rows) / sizeof(rows[0]);
     for (size_t r = 0; r < n_rows; r++) {
-        size_t o = rows[r].op == OP_VERIFY || rows[r].op == OP_VERIFY_UNKNOWN ? ops / 4 : ops;
+        size_t o = rows[r].op == OP_VERIFY || rows[r].op == OP_VERIFY_UNKNOWN || rows[r].op == OP_FULL ? ops / 4 : ops;
         rows[r].big = measure(&pb, rows[r].op, o, batches);
         rows[r].small = measure(&ps, rows[r].op, o, batches);
     }
@@ -426,6 +506,7 @@ int main(int argc, char **argv)
 
     probe_dispose(&pb);
     probe_dispose(&ps);
+    kg_catalog_free(cat);
     keyset_free(&big);
     keyset_free(&small);
     kg_key_index_thread_offline();
