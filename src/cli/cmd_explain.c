@@ -145,10 +145,12 @@ int kg_cmd_explain(int argc, char **argv)
         snprintf(v.rule, sizeof(v.rule), "%s keys cannot call data-plane routes", kg_token_type_name(t.type));
     } else {
         kg_key_policy_t *policy = kg_key_policy_new(&t);
-        kg_key_view_t view = {.type = t.type, .policy = policy};
+        kg_key_view_t view = {.type = t.type,
+                              .policy = policy,
+                              .org_id = policy->org_id,
+                              .environment = policy->environment,
+                              .team_id = policy->team_id};
         snprintf(view.id, sizeof(view.id), "%s", t.id);
-        snprintf(view.org_id, sizeof(view.org_id), "%s", t.org_id);
-        snprintf(view.environment, sizeof(view.environment), "%s", t.environment != NULL ? t.environment : "");
         kg_decision_t d;
         if (model == NULL) {
             snprintf(v.rule, sizeof(v.rule), "any active access key may list the models it can reach");

@@ -22,17 +22,13 @@
 typedef struct key_state {
     struct cds_lfht_node node; /* in idx->by_id */
     char id[KG_KEY_ID_LEN + 1];
-    _Atomic int64_t last_used_at; /* written by readers, at most once per second per key */
-    kg_limit_state_t limits;      /* written by readers: survives edits and rotations */
-    int64_t last_flushed_at;      /* flusher only */
-    /* writer only: the hashes currently in idx->by_hash for this token */
-    uint8_t hashes[MAX_SECRETS_PER_TOKEN][KG_KEY_HASH_BYTES];
-    size_t n_hashes;
-    /* writer only: the web origins this key adds to the CORS set (an active publishable key) */
-    char **domains;
-    size_t n_domains;
-    struct key_rec *current; /* RCU: the current secret's record (publishable lookups by id) */
-    struct rcu_head rcu;
+    _Atomic int64_t last_used_at;                /* written by readers, at most once per second per key */
+    int64_t last_flushed_at;                     /* flusher only */
+    kg_limit_state_t limits;                     /* written by readers: survives edits and rotations */
+    struct key_rec *recs[MAX_SECRETS_PER_TOKEN]; /* writer only: this token's records in idx->by_hash */
+    struct key_rec *current;                     /* RCU: the current secret's record (publishable lookups by id) */
+    uint8_t n_recs;                              /* writer only */
+    bool has_domains;                            /* writer only: the key has entries in idx->domain_entries */
 } key_state_t;
 
 typedef struct domain_entry {
@@ -41,16 +37,22 @@ typedef struct domain_entry {
     int64_t expires_at; /* the key's expiry (0: never): expired keys stop counting without a change */
 } domain_entry_t;
 
+/* One live secret of a token, immutable once published. What a lookup reads first (the table's
+ * node, the hash it compares, the secret's expiry and the state to prefetch) is one cache line. */
 typedef struct key_rec {
     struct cds_lfht_node node; /* in idx->by_hash */
     uint8_t hash[KG_KEY_HASH_BYTES];
     int64_t secret_expires_at; /* 0: current secret; else end of rotation grace */
-    int64_t expires_at;        /* the token's own expiry, 0: never */
+    key_state_t *state;        /* owned by by_id; outlives every record that points to it */
+    /* second line */
+    kg_key_policy_t *policy; /* shared (kg_key_policy_acquire); the view's strings point into it */
+    int64_t expires_at;      /* the token's own expiry, 0: never */
+    int64_t rotations;       /* the key's rotation count (an ephemeral token's generation) */
+    int64_t grace_until;     /* the end of the last rotation's grace, 0 if none */
+    uint8_t type;            /* kg_token_type_t */
     bool enabled;
     bool revoked;
-    kg_key_view_t view;
-    kg_key_policy_t *policy; /* owned; view.policy points here */
-    key_state_t *state;      /* owned by by_id; outlives every record that points to it */
+    bool is_root;
     struct rcu_head rcu;
 } key_rec_t;
 
@@ -59,9 +61,10 @@ struct kg_key_index {
     struct cds_lfht *by_id;
     pthread_mutex_t write_lock;
     domain_entry_t *domain_entries; /* writer only: every active publishable key's patterns */
-    size_t n_domain_entries;
+    size_t n_domain_entries, cap_domain_entries;
     kg_domain_set_t *domains; /* RCU: the distinct patterns, for CORS preflight */
     size_t n_records;         /* writer only */
+    size_t n_states;          /* writer only */
     size_t n_buckets;         /* writer only: the size last asked of both tables */
 };
 
@@ -126,15 +129,6 @@ static void free_rec_rcu(struct rcu_head *head)
     rec_free(caa_container_of(head, key_rec_t, rcu));
 }
 
-static void free_state_rcu(struct rcu_head *head)
-{
-    key_state_t *st = caa_container_of(head, key_state_t, rcu);
-    for (size_t i = 0; i < st->n_domains; i++)
-        free(st->domains[i]);
-    free(st->domains);
-    free(st);
-}
-
 kg_key_index_t *kg_key_index_new(void)
 {
     kg_key_index_t *idx = kg_xcalloc(1, sizeof(*idx));
@@ -158,17 +152,23 @@ void kg_key_index_free(kg_key_index_t *idx)
         return;
     /* Unlink everything, then free through call_rcu: a table resize running on liburcu's
      * worker may still be reading the nodes until a grace period has passed. */
+    key_state_t **states = kg_xcalloc(idx->n_states + 1, sizeof(*states));
+    size_t n_states = 0;
     rcu_read_lock();
     cds_lfht_for_each (idx->by_hash, &iter, node) {
         if (cds_lfht_del(idx->by_hash, node) == 0)
             call_rcu(&caa_container_of(node, key_rec_t, node)->rcu, free_rec_rcu);
     }
     cds_lfht_for_each (idx->by_id, &iter, node) {
-        if (cds_lfht_del(idx->by_id, node) == 0)
-            call_rcu(&caa_container_of(node, key_state_t, node)->rcu, free_state_rcu);
+        if (cds_lfht_del(idx->by_id, node) == 0 && n_states < idx->n_states)
+            states[n_states++] = caa_container_of(node, key_state_t, node);
     }
     rcu_read_unlock();
-    rcu_barrier(); /* every free queued above (and earlier) has run */
+    rcu_barrier();     /* every record freed above (and earlier) is gone */
+    synchronize_rcu(); /* and no reader or table resize can reach a state any more */
+    for (size_t i = 0; i < n_states; i++)
+        free(states[i]);
+    free(states);
     for (size_t i = 0; i < idx->n_domain_entries; i++)
         free(idx->domain_entries[i].pattern);
     free(idx->domain_entries);
@@ -202,31 +202,26 @@ void kg_key_index_thread_offline(void)
 /* Writer side, under write_lock and rcu_read_lock: the state of `id`, created on first use. */
 static key_state_t *state_get_or_add(kg_key_index_t *idx, const char *id)
 {
-    struct cds_lfht_iter iter;
-    struct cds_lfht_node *node;
-    unsigned long h = hash_of_id(id);
-
-    cds_lfht_lookup(idx->by_id, h, match_id, id, &iter);
-    node = cds_lfht_iter_get_node(&iter);
-    if (node != NULL)
-        return caa_container_of(node, key_state_t, node);
-    key_state_t *st = kg_xcalloc(1, sizeof(*st)); /* cold path: once per token */
-    snprintf(st->id, sizeof(st->id), "%s", id);
+    /* One walk of the bucket for lookup and insertion: a new state is made up front and given
+     * back if the token has one already (a change of a known key: the cold case at a bulk load). */
+    key_state_t *st = kg_xcalloc(1, sizeof(*st));
+    size_t len = strnlen(id, KG_KEY_ID_LEN);
+    memcpy(st->id, id, len);
     cds_lfht_node_init(&st->node);
-    cds_lfht_add(idx->by_id, h, &st->node);
+    struct cds_lfht_node *node = cds_lfht_add_unique(idx->by_id, hash_of_id(st->id), match_id, st->id, &st->node);
+    if (node != &st->node) {
+        free(st);
+        return caa_container_of(node, key_state_t, node);
+    }
+    idx->n_states++;
     return st;
 }
 
-/* Writer side: removes the record of `hash`, freeing it after a grace period. */
-static void rec_del(kg_key_index_t *idx, const uint8_t hash[KG_KEY_HASH_BYTES])
+/* Writer side: unlinks a record, freeing it after a grace period. */
+static void rec_del(kg_key_index_t *idx, key_rec_t *rec)
 {
-    struct cds_lfht_iter iter;
-    struct cds_lfht_node *node;
-
-    cds_lfht_lookup(idx->by_hash, hash_of_digest(hash), match_hash, hash, &iter);
-    node = cds_lfht_iter_get_node(&iter);
-    if (node != NULL && cds_lfht_del(idx->by_hash, node) == 0)
-        call_rcu(&caa_container_of(node, key_rec_t, node)->rcu, free_rec_rcu);
+    if (cds_lfht_del(idx->by_hash, &rec->node) == 0)
+        call_rcu(&rec->rcu, free_rec_rcu);
 }
 
 static bool hash_in(const uint8_t hash[KG_KEY_HASH_BYTES], const kg_token_secret_t *secrets, size_t n)
@@ -290,11 +285,12 @@ static void publish_domains(kg_key_index_t *idx)
     kg_rcu_retire(rcu_xchg_pointer(&idx->domains, set), destroy_domain_set);
 }
 
-/* Replaces a key's entries in the origin set by `domains` (none: the key no longer counts). */
-static void set_key_domains(kg_key_index_t *idx, key_state_t *st, char *const *domains, size_t n, int64_t expires_at)
+/* Replaces a key's entries in the origin set by `domains` (none: the key no longer counts).
+ * Returns whether the set changed (then publish_domains makes it visible). */
+static bool set_key_domains(kg_key_index_t *idx, key_state_t *st, char *const *domains, size_t n, int64_t expires_at)
 {
     bool changed = false;
-    for (size_t j = 0; j < idx->n_domain_entries;) {
+    for (size_t j = 0; st->has_domains && j < idx->n_domain_entries;) {
         if (idx->domain_entries[j].owner == st) {
             free(idx->domain_entries[j].pattern);
             idx->domain_entries[j] = idx->domain_entries[--idx->n_domain_entries];
@@ -304,16 +300,21 @@ static void set_key_domains(kg_key_index_t *idx, key_state_t *st, char *const *d
         }
     }
     if (n > 0) {
-        domain_entry_t *grown = realloc(idx->domain_entries, (idx->n_domain_entries + n) * sizeof(*grown));
-        if (grown == NULL)
-            abort();
-        idx->domain_entries = grown;
+        if (idx->n_domain_entries + n > idx->cap_domain_entries) { /* grown geometrically: a bulk load adds many */
+            size_t cap = idx->cap_domain_entries > 0 ? 2 * idx->cap_domain_entries : 16;
+            while (cap < idx->n_domain_entries + n)
+                cap *= 2;
+            domain_entry_t *grown = realloc(idx->domain_entries, cap * sizeof(*grown));
+            if (grown == NULL)
+                abort();
+            idx->domain_entries = grown, idx->cap_domain_entries = cap;
+        }
         for (size_t i = 0; i < n; i++)
             idx->domain_entries[idx->n_domain_entries++] = (domain_entry_t){st, kg_xstrdup(domains[i]), expires_at};
         changed = true;
     }
-    if (changed)
-        publish_domains(idx);
+    st->has_domains = n > 0;
+    return changed;
 }
 
 const kg_domain_set_t *kg_key_index_domains(kg_key_index_t *idx)
@@ -321,60 +322,175 @@ const kg_domain_set_t *kg_key_index_domains(kg_key_index_t *idx)
     return rcu_dereference(idx->domains);
 }
 
+/* A record of secret i (of n) of token t, not linked anywhere yet (cold: per key change, never per request). */
+static key_rec_t *rec_new(key_state_t *st, const kg_token_t *t, const kg_token_secret_t *secrets, size_t n, size_t i,
+                          kg_key_policy_t *policy)
+{
+    key_rec_t *rec = kg_xcalloc(1, sizeof(*rec));
+    memcpy(rec->hash, secrets[i].hash, KG_KEY_HASH_BYTES);
+    rec->secret_expires_at = secrets[i].expires_at;
+    rec->state = st;
+    rec->policy = policy;
+    rec->expires_at = t->expires_at;
+    rec->rotations = t->rotations;
+    rec->grace_until = n > 1 ? secrets[1].expires_at : 0;
+    rec->type = (uint8_t)t->type;
+    rec->enabled = t->enabled;
+    rec->revoked = t->revoked_at != 0;
+    rec->is_root = t->is_root;
+    cds_lfht_node_init(&rec->node);
+    return rec;
+}
+
 void kg_key_index_put(kg_key_index_t *idx, const kg_token_t *t, const kg_token_secret_t *secrets, size_t n_secrets)
 {
     if (n_secrets > MAX_SECRETS_PER_TOKEN)
         n_secrets = MAX_SECRETS_PER_TOKEN; /* the store keeps at most two; newest first */
+    /* Outside the lock: compiling a policy nobody shares yet parses JSON. One reference per record. */
+    kg_key_policy_t *policies[MAX_SECRETS_PER_TOKEN] = {NULL};
+    for (size_t i = 0; i < n_secrets; i++)
+        policies[i] = kg_key_policy_acquire(t);
     pthread_mutex_lock(&idx->write_lock);
     grow_if_needed(idx, idx->n_records + n_secrets);
     rcu_read_lock();
     key_state_t *st = state_get_or_add(idx, t->id);
 
-    /* Secrets that are gone (rotated away without grace, or a grace ended by a second rotation). */
-    for (size_t i = 0; i < st->n_hashes; i++)
-        if (!hash_in(st->hashes[i], secrets, n_secrets))
-            rec_del(idx, st->hashes[i]);
+    /* Secrets that are gone (rotated away without grace, or a grace ended by a second rotation);
+     * the ones that stay are replaced below. */
+    for (size_t i = 0; i < st->n_recs; i++)
+        if (!hash_in(st->recs[i]->hash, secrets, n_secrets))
+            rec_del(idx, st->recs[i]);
 
     for (size_t i = 0; i < n_secrets; i++) {
-        key_rec_t *rec = kg_xcalloc(1, sizeof(*rec)); /* cold path: per key change, never per request */
-        memcpy(rec->hash, secrets[i].hash, KG_KEY_HASH_BYTES);
-        rec->secret_expires_at = secrets[i].expires_at;
-        rec->expires_at = t->expires_at;
-        rec->enabled = t->enabled;
-        rec->revoked = t->revoked_at != 0;
-        snprintf(rec->view.id, sizeof(rec->view.id), "%s", t->id);
-        snprintf(rec->view.org_id, sizeof(rec->view.org_id), "%s", t->org_id != NULL ? t->org_id : "");
-        snprintf(rec->view.environment, sizeof(rec->view.environment), "%s",
-                 t->environment != NULL ? t->environment : "");
-        snprintf(rec->view.team_id, sizeof(rec->view.team_id), "%s", t->team_id != NULL ? t->team_id : "");
-        rec->policy = kg_key_policy_acquire(t); /* cold path: per key change; keys alike share one */
-        rec->view.policy = rec->policy;
-        rec->view.limit_state = &st->limits;
-        rec->view.type = t->type;
-        rec->view.rotations = t->rotations;
-        rec->view.old_secret = secrets[i].expires_at != 0;
-        rec->view.grace_until = n_secrets > 1 ? secrets[1].expires_at : 0;
-        rec->view.is_root = t->is_root;
-        rec->state = st;
-        cds_lfht_node_init(&rec->node);
+        key_rec_t *rec = rec_new(st, t, secrets, n_secrets, i, policies[i]);
         struct cds_lfht_node *old =
             cds_lfht_add_replace(idx->by_hash, hash_of_digest(rec->hash), match_hash, rec->hash, &rec->node);
         if (old != NULL)
             call_rcu(&caa_container_of(old, key_rec_t, node)->rcu, free_rec_rcu);
-        memcpy(st->hashes[i], secrets[i].hash, KG_KEY_HASH_BYTES);
-        if (i == 0)
-            rcu_assign_pointer(st->current, rec);
+        st->recs[i] = rec;
     }
-    if (n_secrets == 0)
-        rcu_assign_pointer(st->current, NULL);
-    idx->n_records = idx->n_records - st->n_hashes + n_secrets;
-    st->n_hashes = n_secrets;
+    rcu_assign_pointer(st->current, n_secrets > 0 ? st->recs[0] : NULL);
+    idx->n_records = idx->n_records - st->n_recs + n_secrets;
+    st->n_recs = (uint8_t)n_secrets;
     /* Only an active publishable key widens the CORS set (expiry is judged per request). */
-    bool counts = n_secrets > 0 && t->enabled && t->revoked_at == 0 && st->current != NULL;
-    set_key_domains(idx, st, counts ? st->current->policy->domains : NULL, counts ? st->current->policy->n_domains : 0,
-                    t->expires_at);
+    bool counts = n_secrets > 0 && t->enabled && t->revoked_at == 0;
+    if (set_key_domains(idx, st, counts ? policies[0]->domains : NULL, counts ? policies[0]->n_domains : 0,
+                        t->expires_at))
+        publish_domains(idx);
     rcu_read_unlock();
     pthread_mutex_unlock(&idx->write_lock);
+}
+
+/* ==== Bulk load ==== */
+
+typedef struct bulk_item {
+    unsigned long bucket;
+    struct cds_lfht_node *node;
+    unsigned long hash;
+} bulk_item_t;
+
+struct kg_key_index_load {
+    kg_key_index_t *idx;
+    bulk_item_t *states, *recs;
+    size_t n_states, n_recs, cap_states, cap_recs;
+    bool domains_changed;
+};
+
+static void bulk_push(bulk_item_t **items, size_t *n, size_t *cap, struct cds_lfht_node *node, unsigned long hash)
+{
+    if (*n == *cap) {
+        *cap = *cap > 0 ? 2 * *cap : 1024;
+        *items = realloc(*items, *cap * sizeof(**items));
+        if (*items == NULL)
+            abort();
+    }
+    (*items)[(*n)++] = (bulk_item_t){0, node, hash};
+}
+
+kg_key_index_load_t *kg_key_index_load_begin(kg_key_index_t *idx)
+{
+    kg_key_index_load_t *l = kg_xcalloc(1, sizeof(*l));
+    l->idx = idx;
+    pthread_mutex_lock(&idx->write_lock); /* held until load_end: the load is the only writer */
+    return l;
+}
+
+void kg_key_index_load_add(kg_key_index_load_t *l, const kg_token_t *t, const kg_token_secret_t *secrets, size_t n)
+{
+    kg_key_index_t *idx = l->idx;
+    if (n > MAX_SECRETS_PER_TOKEN)
+        n = MAX_SECRETS_PER_TOKEN;
+    key_state_t *st = kg_xcalloc(1, sizeof(*st));
+    memcpy(st->id, t->id, strnlen(t->id, KG_KEY_ID_LEN));
+    cds_lfht_node_init(&st->node);
+    bulk_push(&l->states, &l->n_states, &l->cap_states, &st->node, hash_of_id(st->id));
+    for (size_t i = 0; i < n; i++) {
+        key_rec_t *rec = rec_new(st, t, secrets, n, i, kg_key_policy_acquire(t));
+        st->recs[i] = rec;
+        bulk_push(&l->recs, &l->n_recs, &l->cap_recs, &rec->node, hash_of_digest(rec->hash));
+    }
+    st->n_recs = (uint8_t)n;
+    st->current = n > 0 ? st->recs[0] : NULL; /* published with the tables at load_end */
+    if (n > 0 && t->enabled && t->revoked_at == 0)
+        l->domains_changed |=
+            set_key_domains(idx, st, st->recs[0]->policy->domains, st->recs[0]->policy->n_domains, t->expires_at);
+}
+
+/*
+ * Links nodes in the order of their buckets: each insertion then walks a bucket array and a
+ * chain the previous ones have just brought into cache, where random order paid several cache
+ * misses per node (a third of a million keys' load, measured).
+ */
+static size_t link_in_bucket_order(kg_key_index_t *idx, struct cds_lfht *ht, bulk_item_t *items, size_t n, bool recs)
+{
+    size_t duplicates = 0, n_buckets = idx->n_buckets;
+    /* A counting sort by bucket: two passes, where qsort's comparisons cost a tenth of the load. */
+    uint32_t *start = kg_xcalloc(n_buckets + 1, sizeof(*start));
+    bulk_item_t *sorted = kg_xcalloc(n + 1, sizeof(*sorted));
+    for (size_t i = 0; i < n; i++)
+        start[(items[i].bucket = items[i].hash & (n_buckets - 1)) + 1]++;
+    for (size_t b = 0; b < n_buckets; b++)
+        start[b + 1] += start[b];
+    for (size_t i = 0; i < n; i++)
+        sorted[start[items[i].bucket]++] = items[i];
+    free(start);
+    for (size_t i = 0; i < n; i++) {
+        struct cds_lfht_node *node = sorted[i].node, *in;
+        if (recs) {
+            key_rec_t *rec = caa_container_of(node, key_rec_t, node);
+            in = cds_lfht_add_unique(ht, sorted[i].hash, match_hash, rec->hash, node);
+        } else {
+            key_state_t *st = caa_container_of(node, key_state_t, node);
+            in = cds_lfht_add_unique(ht, sorted[i].hash, match_id, st->id, node);
+        }
+        if (in != node)
+            duplicates++;
+        else if (recs)
+            idx->n_records++;
+        else
+            idx->n_states++;
+    }
+    free(sorted);
+    return duplicates;
+}
+
+kg_err_t kg_key_index_load_end(kg_key_index_load_t *l)
+{
+    kg_key_index_t *idx = l->idx;
+    grow_if_needed(idx, idx->n_records + (l->n_recs > l->n_states ? l->n_recs : l->n_states));
+    rcu_read_lock();
+    size_t duplicates = link_in_bucket_order(idx, idx->by_id, l->states, l->n_states, false) +
+                        link_in_bucket_order(idx, idx->by_hash, l->recs, l->n_recs, true);
+    if (l->domains_changed)
+        publish_domains(idx);
+    rcu_read_unlock();
+    pthread_mutex_unlock(&idx->write_lock);
+    free(l->states);
+    free(l->recs);
+    free(l);
+    /* Ids and secret hashes are the store's primary keys: a duplicate means a corrupt store (what
+     * was not linked is not freed: the caller is expected to stop). */
+    return duplicates == 0 ? KG_OK : KG_ESTORE;
 }
 
 void kg_key_index_remove(kg_key_index_t *idx, const char *id)
@@ -388,12 +504,13 @@ void kg_key_index_remove(kg_key_index_t *idx, const char *id)
     node = cds_lfht_iter_get_node(&iter);
     if (node != NULL) {
         key_state_t *st = caa_container_of(node, key_state_t, node);
-        for (size_t i = 0; i < st->n_hashes; i++)
-            rec_del(idx, st->hashes[i]);
-        idx->n_records -= st->n_hashes;
-        st->n_hashes = 0;
+        for (size_t i = 0; i < st->n_recs; i++)
+            rec_del(idx, st->recs[i]);
+        idx->n_records -= st->n_recs;
+        st->n_recs = 0;
         rcu_assign_pointer(st->current, NULL);
-        set_key_domains(idx, st, NULL, 0, 0);
+        if (set_key_domains(idx, st, NULL, 0, 0))
+            publish_domains(idx);
         /* The state stays: records freed after the grace period may still point to it. */
     }
     rcu_read_unlock();
@@ -439,6 +556,11 @@ kg_err_t kg_key_index_lookup(kg_key_index_t *idx, const uint8_t hash[KG_KEY_HASH
     if (node == NULL)
         goto out;
     const key_rec_t *rec = caa_container_of(node, key_rec_t, node);
+    /* With many keys the record's second line and the state are cache misses: start them
+     * together rather than one after the other. */
+    __builtin_prefetch(&rec->policy);
+    __builtin_prefetch(rec->state);
+    __builtin_prefetch(&rec->state->limits);
     /* The table matched on the hash already; compare again in constant time for good measure. */
     if (!kg_key_hash_equal(rec->hash, hash))
         goto out;
@@ -454,7 +576,20 @@ kg_err_t kg_key_index_lookup(kg_key_index_t *idx, const uint8_t hash[KG_KEY_HASH
     } else
 #endif
     {
-        *out = rec->view;
+        const key_state_t *st = rec->state;
+        const kg_key_policy_t *p = rec->policy;
+        memcpy(out->id, st->id, sizeof(out->id));
+        out->org_id = p->org_id, out->environment = p->environment, out->team_id = p->team_id;
+        out->type = (kg_token_type_t)rec->type;
+        out->is_root = rec->is_root;
+        out->rotations = rec->rotations;
+        out->grace_until = rec->grace_until;
+        out->old_secret = rec->secret_expires_at != 0;
+        out->policy = p;
+        out->limit_state = &rec->state->limits;
+        out->publishable = out->ephemeral = false;
+        out->eph_scopes = 0;
+        out->eph_allow = NULL;
         /* Only write when the second changes, so a hot key does not bounce its cache line. */
         if (atomic_load_explicit(&rec->state->last_used_at, memory_order_relaxed) < now)
             atomic_store_explicit(&rec->state->last_used_at, now, memory_order_relaxed);
@@ -474,6 +609,13 @@ kg_limit_state_t *kg_key_index_limit_state(kg_key_index_t *idx, const char *id)
     rcu_read_unlock();
     pthread_mutex_unlock(&idx->write_lock);
     return &st->limits;
+}
+
+void kg_key_index_reserve(kg_key_index_t *idx, size_t n)
+{
+    pthread_mutex_lock(&idx->write_lock);
+    grow_if_needed(idx, n);
+    pthread_mutex_unlock(&idx->write_lock);
 }
 
 size_t kg_key_index_size(kg_key_index_t *idx)

@@ -3,8 +3,11 @@
  * This file owns the in-memory key index that authenticates every request without touching
  * the store: a lock-free hash table (liburcu cds_lfht) from SHA-256(secret) to an immutable
  * record. A writer replaces a token's records under RCU and frees the old ones after a grace
- * period; readers take no lock and allocate nothing. Mutable per-key state (last use) lives
- * in a separate per-id object shared by all records of the token.
+ * period; readers take no lock and allocate nothing. Mutable per-key state (last use, the
+ * limiter's counters) lives in a separate per-id object shared by all records of the token.
+ * Both are kept small (a record's hot fields fill one cache line; org, environment and team
+ * live in the shared compiled policy): with a million keys every lookup is a few cache misses,
+ * and every byte is a megabyte.
  *
  * Threads that call lookup must be registered with liburcu (kg_key_index_thread_online).
  * See docs/internals/key-index.md.
@@ -22,19 +25,21 @@
 
 typedef struct kg_key_index kg_key_index_t;
 
-/** What authentication yields: a copy, valid after the read-side section ends — except `policy`. */
+/**
+ * What authentication yields: a copy, but its strings and `policy` point into the index and are
+ * valid only until the caller's kg_key_index_read_unlock() (copy what must outlive it).
+ */
 typedef struct kg_key_view {
     char id[KG_KEY_ID_LEN + 1];
-    char org_id[KG_NAME_MAX + 1];
-    char environment[KG_NAME_MAX + 1];
-    char team_id[KG_NAME_MAX + 1];
+    const char *org_id;
+    const char *environment; /* "" for none */
+    const char *team_id;     /* "" for none */
     kg_token_type_t type;
     bool is_root;
-    int64_t rotations;   /* the key's rotation count (an ephemeral token's generation) */
-    int64_t grace_until; /* the end of the last rotation's grace, 0 if none */
-    bool old_secret;     /* the secret presented is the previous one, in its grace */
-    /* The key's compiled policy: valid only until the caller's kg_key_index_read_unlock(). */
-    const kg_key_policy_t *policy;
+    int64_t rotations;             /* the key's rotation count (an ephemeral token's generation) */
+    int64_t grace_until;           /* the end of the last rotation's grace, 0 if none */
+    bool old_secret;               /* the secret presented is the previous one, in its grace */
+    const kg_key_policy_t *policy; /* the key's compiled policy (org_id and the rest point into it) */
     /* The key's counters (limits, budget): shared by all its records, valid while the index lives. */
     kg_limit_state_t *limit_state;
     /* How the request authenticated (set by the HTTP layer, not the index). */
@@ -72,6 +77,19 @@ void kg_key_index_thread_offline(void);
  */
 void kg_key_index_put(kg_key_index_t *idx, const kg_token_t *t, const kg_token_secret_t *secrets, size_t n_secrets);
 
+/**
+ * A bulk load into an empty index (the start of the gateway): tokens are added, then linked
+ * into the tables all at once, in bucket order, by kg_key_index_load_end — several times faster
+ * than a put per token with a million keys. Writers wait until the load ends; nothing added is
+ * visible before it ends, so no reader may rely on the index meanwhile.
+ */
+typedef struct kg_key_index_load kg_key_index_load_t;
+kg_key_index_load_t *kg_key_index_load_begin(kg_key_index_t *idx);
+/** As kg_key_index_put, for a token not in the index yet (each token once per load). */
+void kg_key_index_load_add(kg_key_index_load_t *l, const kg_token_t *t, const kg_token_secret_t *secrets, size_t n);
+/** Links what was added; KG_ESTORE if two tokens shared an id or two secrets a hash (a corrupt store). */
+kg_err_t kg_key_index_load_end(kg_key_index_load_t *l) KG_MUST_CHECK;
+
 /** Drops every record of token `id` (writer side). */
 void kg_key_index_remove(kg_key_index_t *idx, const char *id);
 
@@ -104,6 +122,9 @@ const kg_domain_set_t *kg_key_index_domains(kg_key_index_t *idx);
 
 /** The counters of token `id`, made if the token is not indexed yet (writer side: seeding at start). */
 kg_limit_state_t *kg_key_index_limit_state(kg_key_index_t *idx, const char *id);
+
+/** Sizes the tables for `n` records ahead of a bulk load (writer side). */
+void kg_key_index_reserve(kg_key_index_t *idx, size_t n);
 
 /** Number of records (one per live secret hash). */
 size_t kg_key_index_size(kg_key_index_t *idx);

@@ -88,6 +88,9 @@ void kg_allow_list_dispose(kg_allow_list_t *list)
 kg_key_policy_t *kg_key_policy_new(const kg_token_t *t)
 {
     kg_key_policy_t *p = kg_xcalloc(1, sizeof(*p));
+    p->org_id = kg_xstrdup(t->org_id != NULL ? t->org_id : "");
+    p->environment = kg_xstrdup(t->environment != NULL ? t->environment : "");
+    p->team_id = kg_xstrdup(t->team_id != NULL ? t->team_id : "");
     json_t *scopes = t->scopes != NULL ? json_loads(t->scopes, 0, NULL) : NULL;
     json_t *allow = t->allow != NULL ? json_loads(t->allow, 0, NULL) : NULL;
     json_t *modules = t->prompt_modules != NULL ? json_loads(t->prompt_modules, 0, NULL) : NULL;
@@ -134,6 +137,7 @@ void kg_key_policy_free(kg_key_policy_t *p)
 {
     if (p == NULL)
         return;
+    free(p->org_id), free(p->environment), free(p->team_id);
     kg_allow_list_dispose(&p->models);
     kg_allow_list_dispose(&p->agents);
     for (size_t i = 0; i < p->n_prompt_modules; i++)
@@ -171,18 +175,29 @@ bool kg_key_policy_has_prompt(const kg_key_policy_t *p)
 
 /* ==== Shared policies ==== */
 
-/* Every member a policy is compiled from, in one string: NUL-separated fields, each led by '+'
- * when present or '-' when absent (so no value can pass for an absent member). */
-static char *signature_of(const kg_token_t *t)
+#define SIGNATURE_PARTS 10
+#define SHARED_BUCKETS 65536
+
+/* The members a policy is compiled from, besides the token type. */
+static void parts_of(const kg_token_t *t, const char *parts[SIGNATURE_PARTS])
 {
-    const char *parts[] = {t->scopes,      t->allow,       t->allowed_domains, t->prompt_modules,
-                           t->prompt_text, t->rate_limits, t->budget};
-    size_t len = 4;
-    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+    const char *all[SIGNATURE_PARTS] = {t->scopes,      t->allow,       t->allowed_domains, t->prompt_modules,
+                                        t->prompt_text, t->rate_limits, t->budget,          t->org_id,
+                                        t->environment, t->team_id};
+    memcpy(parts, all, sizeof(all));
+}
+
+/* The signature a shared policy keeps: the type's digit, then every part, NUL-separated, each
+ * led by '+' when present or '-' when absent (so no value can pass for an absent member). */
+static char *signature_of(kg_token_type_t type, const char *const parts[SIGNATURE_PARTS])
+{
+    size_t len = 2;
+    for (size_t i = 0; i < SIGNATURE_PARTS; i++)
         len += (parts[i] != NULL ? strlen(parts[i]) : 0) + 2;
     char *sig = kg_xcalloc(1, len);
-    size_t at = (size_t)snprintf(sig, len, "%d", (int)t->type) + 1;
-    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+    size_t at = 2;
+    sig[0] = (char)('0' + (int)type); /* one digit: kg_token_type_t has three values */
+    for (size_t i = 0; i < SIGNATURE_PARTS; i++) {
         size_t n = parts[i] != NULL ? strlen(parts[i]) : 0;
         sig[at++] = parts[i] != NULL ? '+' : '-';
         memcpy(sig + at, parts[i] != NULL ? parts[i] : "", n), at += n + 1;
@@ -190,57 +205,78 @@ static char *signature_of(const kg_token_t *t)
     return sig;
 }
 
-static size_t signature_len(const char *sig)
+/* FNV-1a of the signature signature_of would make, without making it (a lookup allocates nothing). */
+static uint64_t signature_hash(kg_token_type_t type, const char *const parts[SIGNATURE_PARTS])
 {
-    size_t at = strlen(sig) + 1;
-    for (int i = 0; i < 7; i++)
-        at += strlen(sig + at) + 1;
-    return at;
+    uint64_t h = 1469598103934665603ULL;
+#define FNV(c) (h = (h ^ (unsigned char)(c)) * 1099511628211ULL)
+    FNV('0' + (int)type), FNV('\0');
+    for (size_t i = 0; i < SIGNATURE_PARTS; i++) {
+        FNV(parts[i] != NULL ? '+' : '-');
+        for (const char *c = parts[i] != NULL ? parts[i] : ""; *c != '\0'; c++)
+            FNV(*c);
+        FNV('\0');
+    }
+#undef FNV
+    return h;
 }
 
-#define SHARED_BUCKETS 65536
+/* Whether a kept signature is the one signature_of would make, compared part by part. */
+static bool signature_matches(const char *sig, kg_token_type_t type, const char *const parts[SIGNATURE_PARTS])
+{
+    if (sig[0] != (char)('0' + (int)type) || sig[1] != '\0')
+        return false;
+    size_t at = 2;
+    for (size_t i = 0; i < SIGNATURE_PARTS; i++) {
+        if (sig[at++] != (parts[i] != NULL ? '+' : '-'))
+            return false;
+        size_t n = parts[i] != NULL ? strlen(parts[i]) : 0;
+        if ((n > 0 && memcmp(sig + at, parts[i], n) != 0) || sig[at + n] != '\0')
+            return false;
+        at += n + 1;
+    }
+    return true;
+}
+
 static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
 static kg_key_policy_t *shared[SHARED_BUCKETS];
 
-static size_t bucket_of(const char *sig, size_t len)
+/* Under shared_lock: the shared policy with this signature, counted once more, or NULL. */
+static kg_key_policy_t *find_shared(uint64_t h, kg_token_type_t type, const char *const parts[SIGNATURE_PARTS])
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)sig[i]) * 1099511628211ULL;
-    return (size_t)(h % SHARED_BUCKETS);
+    for (kg_key_policy_t *p = shared[h % SHARED_BUCKETS]; p != NULL; p = p->next_shared)
+        if (p->signature_hash == h && signature_matches(p->signature, type, parts)) {
+            p->refs++;
+            return p;
+        }
+    return NULL;
 }
 
 kg_key_policy_t *kg_key_policy_acquire(const kg_token_t *t)
 {
-    char *sig = signature_of(t);
-    size_t len = signature_len(sig), b = bucket_of(sig, len);
+    const char *parts[SIGNATURE_PARTS];
+    parts_of(t, parts);
+    uint64_t h = signature_hash(t->type, parts);
     pthread_mutex_lock(&shared_lock);
-    kg_key_policy_t *p = shared[b];
-    while (p != NULL && (signature_len(p->signature) != len || memcmp(p->signature, sig, len) != 0))
-        p = p->next_shared;
-    if (p != NULL) {
-        p->refs++;
-        pthread_mutex_unlock(&shared_lock);
-        free(sig);
-        return p;
-    }
+    kg_key_policy_t *p = find_shared(h, t->type, parts);
     pthread_mutex_unlock(&shared_lock);
+    if (p != NULL)
+        return p;
     p = kg_key_policy_new(t); /* outside the lock: compiling parses JSON */
-    p->signature = sig;
+    p->signature = signature_of(t->type, parts);
+    p->signature_hash = h;
     p->refs = 1;
     pthread_mutex_lock(&shared_lock);
-    kg_key_policy_t *raced = shared[b];
-    while (raced != NULL && (signature_len(raced->signature) != len || memcmp(raced->signature, sig, len) != 0))
-        raced = raced->next_shared;
+    kg_key_policy_t *raced = find_shared(h, t->type, parts);
+    if (raced == NULL) {
+        p->next_shared = shared[h % SHARED_BUCKETS];
+        shared[h % SHARED_BUCKETS] = p;
+    }
+    pthread_mutex_unlock(&shared_lock);
     if (raced != NULL) { /* another writer compiled the same meanwhile: use that one */
-        raced->refs++;
-        pthread_mutex_unlock(&shared_lock);
         kg_key_policy_free(p);
         return raced;
     }
-    p->next_shared = shared[b];
-    shared[b] = p;
-    pthread_mutex_unlock(&shared_lock);
     return p;
 }
 
@@ -253,8 +289,7 @@ void kg_key_policy_release(kg_key_policy_t *p)
         pthread_mutex_unlock(&shared_lock);
         return;
     }
-    size_t b = bucket_of(p->signature, signature_len(p->signature));
-    kg_key_policy_t **link = &shared[b];
+    kg_key_policy_t **link = &shared[p->signature_hash % SHARED_BUCKETS];
     while (*link != NULL && *link != p)
         link = &(*link)->next_shared;
     if (*link == p)

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * This file owns a key's compiled policy (SPEC §3, §4): its scopes as a bit set, its model and
- * agent allowlists, its limits and budget, and its prompt policy with the text already JSON-escaped. It is built
+ * This file owns a key's compiled policy (SPEC §3, §4): the org, environment and team it lives in, its scopes
+ * as a bit set, its model and agent allowlists, its limits and budget, and its prompt policy with the text
+ * already JSON-escaped. It is built
  * from the token's stored JSON on the writer side (when the key index changes), so the request
  * path only tests bits and compares names. Immutable once built.
  */
@@ -39,6 +40,10 @@ typedef struct kg_allow_list {
 } kg_allow_list_t;
 
 typedef struct kg_key_policy {
+    /* Where the key lives (never NULL; "" for none): kept here so that keys alike share them. */
+    char *org_id;
+    char *environment;
+    char *team_id;
     uint32_t scopes;
     kg_allow_list_t models;
     kg_allow_list_t agents;
@@ -51,6 +56,7 @@ typedef struct kg_key_policy {
     kg_budget_t budget;
     /* Sharing (kg_key_policy_acquire): the members it was compiled from, and its users. */
     char *signature;
+    uint64_t signature_hash;
     size_t refs;
     struct kg_key_policy *next_shared;
 } kg_key_policy_t;
@@ -60,8 +66,8 @@ kg_key_policy_t *kg_key_policy_new(const kg_token_t *t);
 void kg_key_policy_free(kg_key_policy_t *p);
 
 /**
- * The key index's way: t's compiled policy, shared with every other key whose policy members
- * are the same (keys made from one preset share one), counted; kg_key_policy_release drops a
+ * The key index's way: t's compiled policy, shared with every other key whose policy members,
+ * org, environment and team are the same (keys made from one preset share one), counted; kg_key_policy_release drops a
  * reference and frees the policy with the last. Thread-safe (a mutex, on the writer side only).
  */
 kg_key_policy_t *kg_key_policy_acquire(const kg_token_t *t);

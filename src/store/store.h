@@ -113,6 +113,22 @@ kg_err_t kg_store_token_secrets(kg_store_t *st, const char *id, int64_t now, kg_
                                 size_t *n_out) KG_MUST_CHECK;
 
 /**
+ * Every token, in storage order, for a bulk load of the key index: `fn` gets each with the
+ * members the index is built from (id, org, team, environment, type, policy members, enabled,
+ * is_root, expires_at, revoked_at, rotations; the rest zero), strings borrowed for the call
+ * only; returning false stops the scan. Use inside a read transaction.
+ */
+typedef bool (*kg_token_scan_fn)(void *ctx, const kg_token_t *t);
+kg_err_t kg_store_token_scan(kg_store_t *st, kg_token_scan_fn fn, void *ctx) KG_MUST_CHECK;
+
+/** Every secret live at `now`, in storage order, with its token's id and when it was made. */
+typedef void (*kg_secret_scan_fn)(void *ctx, const char *token_id, const kg_token_secret_t *secret, int64_t created_at);
+kg_err_t kg_store_secret_scan(kg_store_t *st, int64_t now, kg_secret_scan_fn fn, void *ctx) KG_MUST_CHECK;
+
+/** How many tokens the store holds, whatever their status. */
+kg_err_t kg_store_token_count(kg_store_t *st, size_t *n) KG_MUST_CHECK;
+
+/**
  * The id of the token a secret hash belongs to, if that secret is still live at `now` (the
  * current secret, or an old one within its rotation grace). KG_ENOT_FOUND otherwise.
  */

@@ -203,6 +203,12 @@ static char *col_text(sqlite3_stmt *s, int i)
     return v != NULL ? kg_xstrdup((const char *)v) : NULL;
 }
 
+/* A column's text, borrowed: valid until the statement steps again. */
+static char *col_borrow(sqlite3_stmt *s, int i)
+{
+    return (char *)sqlite3_column_text(s, i);
+}
+
 /* Runs a statement expected to return no rows. */
 static kg_err_t exec_done(kg_store_t *st, sqlite3_stmt *s)
 {
@@ -650,6 +656,75 @@ kg_err_t kg_store_token_secrets(kg_store_t *st, const char *id, int64_t now, kg_
     done(s);
     *n_out = n;
     return rc == SQLITE_DONE ? KG_OK : KG_ESTORE;
+}
+
+kg_err_t kg_store_token_scan(kg_store_t *st, kg_token_scan_fn fn, void *ctx)
+{
+    sqlite3_stmt *s = NULL;
+    int rc;
+    /* Only what the key index is built from: decoding the other columns was a third of the scan. */
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT id, org_id, team_id, environment, token_type, scopes, allow, allowed_domains,"
+                           " prompt_modules, prompt_text, rate_limits, budget, enabled, is_root, expires_at,"
+                           " revoked_at, rotations FROM tokens",
+                           -1, &s, NULL) != SQLITE_OK)
+        return KG_ESTORE;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        kg_token_t t = {0};
+        const unsigned char *id = sqlite3_column_text(s, 0), *type = sqlite3_column_text(s, 4);
+        if (id == NULL || (size_t)sqlite3_column_bytes(s, 0) > KG_KEY_ID_LEN)
+            continue;
+        memcpy(t.id, id, (size_t)sqlite3_column_bytes(s, 0));
+        t.org_id = col_borrow(s, 1), t.team_id = col_borrow(s, 2), t.environment = col_borrow(s, 3);
+        if (type == NULL || !kg_token_type_parse((const char *)type, &t.type))
+            t.type = KG_TOKEN_ACCESS;
+        t.scopes = col_borrow(s, 5), t.allow = col_borrow(s, 6), t.allowed_domains = col_borrow(s, 7);
+        t.prompt_modules = col_borrow(s, 8), t.prompt_text = col_borrow(s, 9), t.rate_limits = col_borrow(s, 10);
+        t.budget = col_borrow(s, 11), t.enabled = sqlite3_column_int(s, 12) != 0;
+        t.is_root = sqlite3_column_int(s, 13) != 0, t.expires_at = sqlite3_column_int64(s, 14);
+        t.revoked_at = sqlite3_column_int64(s, 15), t.rotations = sqlite3_column_int64(s, 16);
+        if (!fn(ctx, &t)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? KG_OK : KG_ESTORE;
+}
+
+kg_err_t kg_store_secret_scan(kg_store_t *st, int64_t now, kg_secret_scan_fn fn, void *ctx)
+{
+    sqlite3_stmt *s = NULL;
+    int rc;
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT token_id, hash, expires_at, created_at FROM token_secrets"
+                           " WHERE expires_at IS NULL OR expires_at > ?1",
+                           -1, &s, NULL) != SQLITE_OK)
+        return KG_ESTORE;
+    sqlite3_bind_int64(s, 1, now);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const unsigned char *id = sqlite3_column_text(s, 0);
+        if (id == NULL || sqlite3_column_bytes(s, 1) != KG_KEY_HASH_BYTES)
+            continue;
+        kg_token_secret_t sec = {.expires_at = sqlite3_column_int64(s, 2)};
+        memcpy(sec.hash, sqlite3_column_blob(s, 1), KG_KEY_HASH_BYTES);
+        fn(ctx, (const char *)id, &sec, sqlite3_column_int64(s, 3));
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? KG_OK : KG_ESTORE;
+}
+
+kg_err_t kg_store_token_count(kg_store_t *st, size_t *n)
+{
+    sqlite3_stmt *s = NULL;
+    *n = 0;
+    if (sqlite3_prepare_v2(st->db, "SELECT count(*) FROM tokens", -1, &s, NULL) != SQLITE_OK)
+        return KG_ESTORE;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *n = (size_t)sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? KG_OK : KG_ESTORE;
 }
 
 kg_err_t kg_store_token_id_by_hash(kg_store_t *st, const uint8_t hash[KG_KEY_HASH_BYTES], int64_t now,

@@ -345,3 +345,33 @@ describe('keygate CLI on the local store', () => {
     assert.deepEqual([refusal(bad).status, refusal(bad).code], [400, 'invalid_value']);
   });
 });
+
+describe('keygate explain', () => {
+  let sb;
+  let key;
+
+  before(async () => {
+    sb = sandbox('cli-explain');
+    assert.equal((await sb.cli(['init'])).code, 0);
+    const team = await sb.cli(['team', 'create', '--name', 'minis', '--tier', 'free', '--model', 'demo-*']);
+    assert.equal(team.code, 0, team.stderr);
+    key = cliJson(await sb.cli(['access-key', 'create', '--name', 'in-team', '--team', 'minis', '--json']));
+  });
+  after(stopAll);
+
+  const explain = (model) =>
+    sb.cli(['explain', '--route', '/v1/chat/completions', '--model', model, '--id', key.id, '--json']);
+
+  test('an allowed call names the scope and the allowlist that let it through', async () => {
+    const v = cliJson(await explain('demo-chat'));
+    assert.equal(v.decision, 'allowed');
+    assert.equal(v.rule, "allowed: scope inference:chat; model 'demo-chat' in allow.models");
+    assert.match(v.upstream, /provider demo/);
+  });
+
+  test("the key's team narrows its models, as the data plane does", async () => {
+    const v = cliJson(await explain('gpt-4o-mini'));
+    assert.deepEqual([v.decision, v.status, v.code], ['refused', 403, 'model_not_allowed']);
+    assert.match(v.rule, /team 'minis' \(tier free\): its models do not list 'gpt-4o-mini'/);
+  });
+});

@@ -49,8 +49,7 @@ static kg_key_policy_t *key(kg_key_view_t *v, const char *scopes, const char *al
     kg_key_policy_t *p = kg_key_policy_new(&t);
     memset(v, 0, sizeof(*v));
     snprintf(v->id, sizeof(v->id), "pk_test");
-    snprintf(v->org_id, sizeof(v->org_id), "%s", KG_DEFAULT_ORG_ID);
-    snprintf(v->environment, sizeof(v->environment), "%s", env);
+    v->org_id = KG_DEFAULT_ORG_ID, v->environment = env, v->team_id = "";
     v->type = KG_TOKEN_ACCESS;
     v->policy = p;
     return p;
@@ -111,7 +110,7 @@ void test_policy_decisions(void)
 
     /* Another org sees nothing of the config's catalog: 404, not 403. */
     kg_key_policy_t *other = key(&v, "[\"inference:chat\"]", "{\"models\":\"*\"}", NULL, NULL, "production");
-    snprintf(v.org_id, sizeof(v.org_id), "org_other");
+    v.org_id = "org_other";
     CHECK_INT(decide(&f, &v, KG_ROUTE_CHAT, "gpt-4o", &d), KG_EMODEL_NOT_FOUND);
     kg_key_policy_free(other);
     teardown(&f);

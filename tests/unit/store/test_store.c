@@ -132,6 +132,27 @@ void test_store_feed_rotation_grace(void)
     CHECK_INT(kg_key_index_lookup(idx, h2, T + 11, &v), KG_OK);
     CHECK_INT(kg_key_index_lookup(idx, h3, T + 11, &v), KG_OK);
 
+    /* A full load in the middle of a grace (another token beside, so the join has a choice):
+     * the new secret is the current one, the old one is known as old until its deadline. */
+    json_t *other = call(&f, f.st, "POST", "/v1/tokens", "{\"name\":\"other\"}", T + 10, 201);
+    uint8_t h_other[32];
+    hash_of(other, h_other);
+    kg_key_index_t *mid = kg_key_index_new();
+    int64_t seq_mid;
+    CHECK_INT(kg_feed_load_all(f.st, mid, T + 11, &seq_mid), KG_OK);
+    CHECK_INT(kg_key_index_size(mid), 3 + 1); /* two secrets of `app`, one of `other`, the root key's */
+    CHECK_INT(kg_key_index_lookup(mid, h3, T + 11, &v), KG_OK);
+    CHECK(!v.old_secret);
+    CHECK_INT(v.grace_until, T + 10 + 100);
+    CHECK_INT(kg_key_index_lookup(mid, h2, T + 11, &v), KG_OK);
+    CHECK(v.old_secret);
+    CHECK_STR(v.id, id);
+    CHECK_INT(kg_key_index_lookup(mid, h2, T + 110, &v), KG_EINVALID_API_KEY);
+    CHECK_INT(kg_key_index_lookup(mid, h_other, T + 11, &v), KG_OK);
+    CHECK_STR(v.id, json_string_value(json_object_get(other, "id")));
+    kg_key_index_free(mid);
+    json_decref(other);
+
     /* Without grace the old secret dies at once. */
     json_t *r3 = call(&f, f.st, "POST", path, NULL, T + 20, 200);
     hash_of(r3, h4);
