@@ -81,12 +81,14 @@ typedef struct pending_secret {
     kg_token_secret_t secret;
     int64_t created_at;
     size_t next; /* the same token's next secret, + 1 (0: none) */
+    bool shared; /* its token has other live secrets (a rotation's grace) */
 } pending_secret_t;
 
 typedef struct bulk_load {
     kg_key_index_load_t *load;
     pending_secret_t *secrets;
     size_t n, cap;
+    size_t next_in_order;         /* the first secret not yet known to be taken (see load_token) */
     struct hsearch_data by_token; /* token id -> its first secret's position + 1 */
 } bulk_load_t;
 
@@ -124,6 +126,7 @@ static void collect_secret(void *ctx, const char *token_id, const kg_token_secre
     p->secret = *secret;
     p->created_at = created_at;
     p->next = 0;
+    p->shared = false;
 }
 
 /* Indexes the collected secrets by token id (after collecting: the table points into the array). */
@@ -137,6 +140,7 @@ static bool index_secrets(bulk_load_t *b)
             return false;
         if (found->data != want.data) { /* the token has another secret: chain this one in front */
             b->secrets[i].next = (size_t)(uintptr_t)found->data;
+            b->secrets[i].shared = b->secrets[b->secrets[i].next - 1].shared = true;
             found->data = want.data;
         }
     }
@@ -151,6 +155,22 @@ static bool secret_before(const pending_secret_t *a, const pending_secret_t *b)
     return a->created_at > b->created_at;
 }
 
+/*
+ * A key's token row and its first secret are written together, so both scans mostly meet the
+ * keys in the same order: when the next secret in storage order is this token's only one, it
+ * is taken without a hash lookup. Anything else (a rotated key, a grace) is looked up.
+ */
+static const pending_secret_t *next_in_order(bulk_load_t *b, const char *key)
+{
+    if (b->next_in_order >= b->n)
+        return NULL;
+    const pending_secret_t *p = &b->secrets[b->next_in_order];
+    if (p->shared || strcmp(p->token_key, key) != 0)
+        return NULL;
+    b->next_in_order++;
+    return p;
+}
+
 static bool load_token(void *ctx, const kg_token_t *t)
 {
     bulk_load_t *b = ctx;
@@ -158,7 +178,8 @@ static bool load_token(void *ctx, const kg_token_t *t)
     const pending_secret_t *best[2] = {NULL, NULL};
     char key[KG_KEY_ID_LEN + 1];
     ENTRY want = {.key = key}, *found = NULL;
-    if (b->n > 0 && reverse_id(t->id, key) && hsearch_r(want, FIND, &found, &b->by_token) != 0) {
+    if (b->n > 0 && reverse_id(t->id, key) && (best[0] = next_in_order(b, key)) == NULL &&
+        hsearch_r(want, FIND, &found, &b->by_token) != 0) {
         for (size_t at = (size_t)(uintptr_t)found->data; at != 0; at = b->secrets[at - 1].next) {
             const pending_secret_t *p = &b->secrets[at - 1];
             if (best[0] == NULL || secret_before(p, best[0]))
@@ -193,8 +214,11 @@ kg_err_t kg_feed_load_all(kg_store_t *st, kg_key_index_t *idx, int64_t now, int6
     /* One read transaction: one snapshot, and SQLite takes its file lock once. */
     if ((rv = kg_store_begin_read(st)) != KG_OK)
         return rv;
-    if ((rv = kg_store_token_count(st, &n_tokens)) == KG_OK)
+    if ((rv = kg_store_token_count(st, &n_tokens)) == KG_OK) {
         kg_key_index_reserve(idx, n_tokens); /* no table resize during the load */
+        b.cap = n_tokens + 16;               /* a secret per token, mostly: no copies as the array grows */
+        b.secrets = kg_xcalloc(b.cap, sizeof(*b.secrets));
+    }
     double t0 = seconds_now();
     if (rv == KG_OK)
         rv = kg_store_secret_scan(st, now, collect_secret, &b);

@@ -151,7 +151,6 @@ void test_store_feed_rotation_grace(void)
     CHECK_INT(kg_key_index_lookup(mid, h_other, T + 11, &v), KG_OK);
     CHECK_STR(v.id, json_string_value(json_object_get(other, "id")));
     kg_key_index_free(mid);
-    json_decref(other);
 
     /* Without grace the old secret dies at once. */
     json_t *r3 = call(&f, f.st, "POST", path, NULL, T + 20, 200);
@@ -167,8 +166,14 @@ void test_store_feed_rotation_grace(void)
     CHECK_INT(kg_feed_load_all(f.st, fresh, T + 21, &seq2), KG_OK);
     CHECK_INT(seq2, seq);
     CHECK_INT(kg_key_index_lookup(fresh, h4, T + 21, &v), KG_OK);
+    CHECK_STR(v.id, id);
     CHECK_INT(kg_key_index_lookup(fresh, h3, T + 21, &v), KG_EINVALID_API_KEY);
+    /* `app`'s only secret now comes after `other`'s in storage order: both are still joined right. */
+    CHECK_INT(kg_key_index_lookup(fresh, h_other, T + 21, &v), KG_OK);
+    CHECK_STR(v.id, json_string_value(json_object_get(other, "id")));
+    CHECK_INT(kg_key_index_size(fresh), 3);
     kg_key_index_free(fresh);
+    json_decref(other);
 
     json_decref(created), json_decref(r1), json_decref(r2), json_decref(r3);
     kg_key_index_free(idx);
