@@ -227,30 +227,39 @@ static void peer_address(h2o_req_t *req, char *buf, size_t cap)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, (socklen_t)cap);
 }
 
+/* The actor an authenticated admin key (or an access key minting its own tokens) acts as. */
+static kg_err_t actor_of(const kg_key_view_t *view, h2o_iovec_t path, kg_actor_t *actor)
+{
+    /* POST /v1/ephemeral-tokens: an access key mints its own, with its own secret (not with its
+     * public id alone, nor with an ephemeral token). */
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/v1/ephemeral-tokens")) && view->type == KG_TOKEN_ACCESS &&
+        !view->publishable && !view->ephemeral) {
+        snprintf(actor->id, sizeof(actor->id), "%s", view->id);
+        snprintf(actor->org_id, sizeof(actor->org_id), "%s", view->org_id);
+        actor->access_key = true;
+        actor->old_secret = view->old_secret;
+        return KG_OK;
+    }
+    if (view->type != KG_TOKEN_ADMIN || view->publishable || view->ephemeral)
+        return KG_EADMIN_REQUIRED;
+    snprintf(actor->id, sizeof(actor->id), "%s", view->id);
+    snprintf(actor->org_id, sizeof(actor->org_id), "%s", view->org_id);
+    actor->is_root = view->is_root;
+    return KG_OK;
+}
+
 /* Authenticates an admin key. Returns KG_OK with actor filled, or the error to answer. */
 static kg_err_t authenticate_admin(kg_worker_t *worker, h2o_req_t *req, h2o_iovec_t path, kg_actor_t *actor,
                                    uint8_t secret_hash[KG_KEY_HASH_BYTES], bool *has_hash)
 {
     kg_key_view_t view = {0};
+    /* The view's org id points into the index: copied out before the read-side section ends. */
+    kg_key_index_read_lock();
     kg_err_t rv = kg__http_authenticate(worker, req, &view, secret_hash, has_hash);
-    if (rv != KG_OK)
-        return rv;
-    /* POST /v1/ephemeral-tokens: an access key mints its own, with its own secret (not with its
-     * public id alone, nor with an ephemeral token). */
-    if (h2o_memis(path.base, path.len, H2O_STRLIT("/v1/ephemeral-tokens")) && view.type == KG_TOKEN_ACCESS &&
-        !view.publishable && !view.ephemeral) {
-        snprintf(actor->id, sizeof(actor->id), "%s", view.id);
-        snprintf(actor->org_id, sizeof(actor->org_id), "%s", view.org_id);
-        actor->access_key = true;
-        actor->old_secret = view.old_secret;
-        return KG_OK;
-    }
-    if (view.type != KG_TOKEN_ADMIN || view.publishable || view.ephemeral)
-        return KG_EADMIN_REQUIRED;
-    snprintf(actor->id, sizeof(actor->id), "%s", view.id);
-    snprintf(actor->org_id, sizeof(actor->org_id), "%s", view.org_id);
-    actor->is_root = view.is_root;
-    return KG_OK;
+    if (rv == KG_OK)
+        rv = actor_of(&view, path, actor);
+    kg_key_index_read_unlock();
+    return rv;
 }
 
 void kg__admin_http_handle(kg_worker_t *worker, h2o_req_t *req, h2o_iovec_t path)

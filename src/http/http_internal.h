@@ -74,6 +74,7 @@ void kg__http_fail(h2o_req_t *req, kg_err_t code, const char *message);
  * revoked, origin not allowed). No allocation, no store access. When a secret was presented
  * and secret_hash is not NULL, its hash is written there (the admin worker checks it again
  * when the job runs; the caller wipes it) and *has_hash set; otherwise the hash is wiped.
+ * Call it inside kg_key_index_read_lock(): the view's strings and policy point into the index.
  */
 kg_err_t kg__http_authenticate(kg_worker_t *worker, h2o_req_t *req, kg_key_view_t *view,
                                uint8_t secret_hash[KG_KEY_HASH_BYTES], bool *has_hash) KG_MUST_CHECK;
