@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <urcu.h>
+#include <urcu/lfstack.h>
 #include <urcu/rculfhash.h>
 
 #include "core/alloc.h"
@@ -23,7 +24,8 @@ typedef struct key_state {
     struct cds_lfht_node node; /* in idx->by_id */
     char id[KG_KEY_ID_LEN + 1];
     _Atomic int64_t last_used_at;                /* written by readers, at most once per second per key */
-    int64_t last_flushed_at;                     /* flusher only */
+    struct cds_lfs_node used;                    /* in idx->used while `listed` */
+    atomic_bool listed;                          /* set by the reader that lists it, cleared by the flusher */
     kg_limit_state_t limits;                     /* written by readers: survives edits and rotations */
     struct key_rec *recs[MAX_SECRETS_PER_TOKEN]; /* writer only: this token's records in idx->by_hash */
     struct key_rec *current;                     /* RCU: the current secret's record (publishable lookups by id) */
@@ -63,9 +65,13 @@ struct kg_key_index {
     domain_entry_t *domain_entries; /* writer only: every active publishable key's patterns */
     size_t n_domain_entries, cap_domain_entries;
     kg_domain_set_t *domains; /* RCU: the distinct patterns, for CORS preflight */
-    size_t n_records;         /* writer only */
-    size_t n_states;          /* writer only */
-    size_t n_buckets;         /* writer only: the size last asked of both tables */
+    /* The keys used since the last flush: readers push, the flusher pops (so a flush costs the
+     * keys used, not every key: walking a million states each second cost 20 µs per request). */
+    struct __cds_lfs_stack used;
+    struct cds_lfs_head *flushing; /* flusher only: popped, not yet taken */
+    size_t n_records;              /* writer only */
+    size_t n_states;               /* writer only */
+    size_t n_buckets;              /* writer only: the size last asked of both tables */
 };
 
 #define INITIAL_BUCKETS 4096
@@ -135,6 +141,7 @@ kg_key_index_t *kg_key_index_new(void)
     idx->by_hash = cds_lfht_new(INITIAL_BUCKETS, INITIAL_BUCKETS, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
     idx->by_id = cds_lfht_new(INITIAL_BUCKETS, INITIAL_BUCKETS, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
     idx->n_buckets = INITIAL_BUCKETS;
+    __cds_lfs_init(&idx->used);
     if (idx->by_hash == NULL || idx->by_id == NULL) {
         fprintf(stderr, "keygate: cannot allocate the key index\n");
         abort();
@@ -590,9 +597,15 @@ kg_err_t kg_key_index_lookup(kg_key_index_t *idx, const uint8_t hash[KG_KEY_HASH
         out->publishable = out->ephemeral = false;
         out->eph_scopes = 0;
         out->eph_allow = NULL;
-        /* Only write when the second changes, so a hot key does not bounce its cache line. */
-        if (atomic_load_explicit(&rec->state->last_used_at, memory_order_relaxed) < now)
-            atomic_store_explicit(&rec->state->last_used_at, now, memory_order_relaxed);
+        /* Only write when the second changes, so a hot key does not bounce its cache line; a key
+         * not listed since the last flush is listed for the next one. */
+        key_state_t *used = rec->state;
+        if (atomic_load_explicit(&used->last_used_at, memory_order_relaxed) < now) {
+            atomic_store_explicit(&used->last_used_at, now, memory_order_relaxed);
+            if (!atomic_load_explicit(&used->listed, memory_order_relaxed) &&
+                !atomic_exchange_explicit(&used->listed, true, memory_order_acq_rel))
+                cds_lfs_push(&idx->used, &used->used);
+        }
         rv = KG_OK;
     }
 out:
@@ -629,24 +642,25 @@ size_t kg_key_index_size(kg_key_index_t *idx)
 
 size_t kg_key_index_take_last_used(kg_key_index_t *idx, kg_last_used_t *out, size_t cap)
 {
-    struct cds_lfht_iter iter;
-    struct cds_lfht_node *node;
+    struct cds_lfs_node *node, *next;
     size_t n = 0;
 
-    rcu_read_lock();
-    /* cds_lfht_for_each_entry would apply container_of to the final NULL (UB): iterate nodes. */
-    cds_lfht_for_each (idx->by_id, &iter, node) {
-        key_state_t *st = caa_container_of(node, key_state_t, node);
-        if (n == cap)
-            break;
-        int64_t at = atomic_load_explicit(&st->last_used_at, memory_order_relaxed);
-        if (at > st->last_flushed_at) {
-            snprintf(out[n].id, sizeof(out[n].id), "%s", st->id);
-            out[n].at = at;
-            st->last_flushed_at = at;
-            n++;
+    if (idx->flushing == NULL)
+        idx->flushing = __cds_lfs_pop_all(&idx->used); /* the flusher is the only consumer */
+    if (idx->flushing == NULL)
+        return 0;
+    cds_lfs_for_each_safe(idx->flushing, node, next)
+    {
+        if (n == cap) {
+            idx->flushing = caa_container_of(node, struct cds_lfs_head, node); /* the rest: next call */
+            return n;
         }
+        key_state_t *st = caa_container_of(node, key_state_t, used);
+        /* Unlisted before the time is read: a use after this lists the key again. */
+        atomic_store_explicit(&st->listed, false, memory_order_seq_cst);
+        snprintf(out[n].id, sizeof(out[n].id), "%s", st->id);
+        out[n++].at = atomic_load_explicit(&st->last_used_at, memory_order_relaxed);
     }
-    rcu_read_unlock();
+    idx->flushing = NULL;
     return n;
 }

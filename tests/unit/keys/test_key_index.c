@@ -202,3 +202,43 @@ void test_index_last_used(void)
     kg_key_index_free(idx);
     kg_key_index_thread_offline();
 }
+
+void test_index_last_used_in_batches(void)
+{
+    kg_key_index_thread_online();
+    kg_key_index_t *idx = kg_key_index_new();
+    kg_token_secret_t s[5];
+    kg_key_view_t v;
+    kg_last_used_t out[2];
+    char id[KG_KEY_ID_LEN + 1], secret[8];
+    for (int i = 0; i < 5; i++) {
+        snprintf(id, sizeof(id), "pk_%024d", i);
+        snprintf(secret, sizeof(secret), "s%d", i);
+        kg_token_t t = make_token(id);
+        s[i] = secret_of(secret, 0);
+        kg_key_index_put(idx, &t, &s[i], 1);
+        CHECK_INT(kg_key_index_lookup(idx, s[i].hash, 1000 + i, &v), KG_OK);
+    }
+    /* Five keys used, taken two at a time: each once, with its own time. */
+    int seen = 0, total = 0;
+    size_t n;
+    while (total < 5 && (n = kg_key_index_take_last_used(idx, out, 2)) > 0) {
+        CHECK(n <= 2);
+        for (size_t j = 0; j < n; j++) {
+            int k = atoi(out[j].id + 3);
+            CHECK(k >= 0 && k < 5 && !(seen & (1 << k)));
+            CHECK_INT(out[j].at, 1000 + k);
+            seen |= 1 << k, total++;
+        }
+        /* A key used again while the flush is under way is taken again, later, with its new time. */
+        if (total == 2)
+            CHECK_INT(kg_key_index_lookup(idx, s[atoi(out[0].id + 3)].hash, 2000, &v), KG_OK);
+    }
+    CHECK_INT(seen, 31);
+    CHECK_INT(total, 5);
+    CHECK_INT(kg_key_index_take_last_used(idx, out, 2), 1);
+    CHECK_INT(out[0].at, 2000);
+    CHECK_INT(kg_key_index_take_last_used(idx, out, 2), 0);
+    kg_key_index_free(idx);
+    kg_key_index_thread_offline();
+}
