@@ -88,6 +88,18 @@ const sruns = parseCsv(read('streams', 'runs.csv'));
 const json = aggregate(runs, 'json');
 const sseShared = aggregate(runs, 'sse');
 const sse = aggregate(sruns, 'sse');
+const spreadAll = aggregate(parseCsv(read('spread', 'runs.csv')), 'spread');
+/* the spread pass's two halves, each against the floor: its keys in a store of ~1,000, then of 1,000,000 */
+const spreadHalf = (target) =>
+  Object.fromEntries(
+    Object.entries(spreadAll)
+      .filter(([, a]) => a[target])
+      .map(([c, a]) => [c, { floor: a.floor, keygate: a[target] }]),
+  );
+const spread = spreadHalf('keygate');
+const spread1m = spreadHalf('keygate-1m');
+const spreadMeta = readJson('spread', 'meta.json');
+const startupMd = read('startup.md');
 const ttfb = [...read('shared', 'ttfb.jsonl').split('\n'), ...[]]
   .filter((l) => l.trim())
   .map((l) => ({ ...JSON.parse(l), pass: 'run.sh' }));
@@ -197,6 +209,25 @@ const lk1k = lookupCell('`kg_key_index_lookup`, known key', 2);
 const full1m = lookupCell('full check of a known secret', 1);
 const full1k = lookupCell('full check of a known secret', 2);
 const parseBad = lookupCell('`kg_key_secret_parse` of a secret with a wrong checksum', 2);
+const whole1m = lookupCell('whole verification', 1);
+const whole1k = lookupCell('whole verification', 2);
+const xCpu = rangeOf(spread, 'cpu');
+const xRps = rangeOf(spread, 'rps');
+const xP99 = rangeOf(spread, 'p99');
+const mCpu = rangeOf(spread1m, 'cpu');
+const mRps = rangeOf(spread1m, 'rps');
+const mP99 = rangeOf(spread1m, 'p99');
+/* keygate's own CPU per request among a million keys ÷ among a thousand, per connection count */
+const flat = Object.keys(spread1m)
+  .filter((c) => spread[c] && spread[c].keygate && spread1m[c].keygate)
+  .map((c) => rx(spread1m[c].keygate.cpu, spread[c].keygate.cpu));
+/* bench/startup's rows: [keys, seconds, MiB after, peak MiB] */
+const startupRows = startupMd
+  .split('\n')
+  .filter((l) => /^\| \d/.test(l))
+  .map((l) => l.split('|').slice(1, 5).map((c) => parseFloat(c)));
+const startup1m = startupRows.find((r) => r[0] === 1000000);
+const startupIdle = startupRows.find((r) => r[0] === 0);
 const miss = lookupCell('reference, not keygate', 1);
 const memMiB = lookupCell('index memory (VmRSS growth during the puts), MiB', 1);
 const memPerKey = lookupCell('index memory per key, bytes', 1);
@@ -235,6 +266,23 @@ if (sCpu) {
         : ''),
   );
 }
+if (xCpu) {
+  stand.push(
+    `**Non-streaming, the load spread over ${f0(spreadMeta.keys_keygate || 1000)} keys** (each request with the next key; the floor walks its ${spreadMeta.keys_floor || 4}): ` +
+      `${xCpu} the floor's CPU per request, ${xRps} its requests/s, ${xP99} its p99 latency.` +
+      (mCpu
+        ? ` The same keys among 1,000,000 in the store: ${mCpu} the floor's CPU, ${mRps} its requests/s, ${mP99} its p99; ` +
+          `keygate's CPU per request there is ${flat.map((r) => fx(r)).join(' and ')} what it is among a thousand (issue 7: flat from a thousand to a million keys).`
+        : ''),
+  );
+}
+if (startup1m) {
+  stand.push(
+    `**Start-up** (\`bench/startup\`): with 1,000,000 access keys in the store keygate listens after ${startup1m[1].toFixed(2)} s ` +
+      `holding ${f0(startup1m[2])} MiB (peak ${f0(startup1m[3])} MiB); issue 7 asks for ≤ 3 s and ≤ 400 MB (381 MiB).` +
+      (startupIdle ? ` Idle, with only the root admin key: ${f0(startupIdle[2])} MiB (target ≤ 20 MB).` : ''),
+  );
+}
 if (kgPreflightFailed.length) {
   stand.push(
     `**Harness compatibility**: keygate failed part of \`run.sh\`'s preflight (${kgPreflightFailed.map((x) => x[1]).join(', ')}). ` +
@@ -254,6 +302,9 @@ if (lk1m !== null && lk1k !== null) {
         : '') +
       `. The whole check of a presented secret (parse + SHA-256 + lookup) is ${f1(full1k)} ns at 1,000 keys and ${f1(full1m)} ns at 1,000,000` +
       (parseBad !== null ? `, of which the format check (\`kg_key_secret_parse\`) is ${f1(parseBad)} ns` : '') +
+      (whole1m !== null
+        ? `; with the policy decision and the key's and team's admission (issue 7's "key verification", target ≤ 1 µs) it is ${f1(whole1k)} ns and ${f1(whole1m)} ns`
+        : '') +
       '. ' +
       (r < 1.5
         ? 'The cost is flat in the number of keys.'
@@ -323,6 +374,14 @@ if (!comparison(sse, "### Streaming, SSE burst (bench/run's streaming pass: keyg
   p('No keygate streaming rows in this run.');
   p();
 }
+comparison(
+  spread,
+  `### Non-streaming, the load spread over ${f0(spreadMeta.keys_keygate || 1000)} keys (bench/run's spread pass: wrk with \`bench/keys.lua\`, each request the next key of the list; the floor walks its own ${spreadMeta.keys_floor || 4} keys the same way)`,
+);
+comparison(
+  spread1m,
+  "### Non-streaming, the same keys among 1,000,000 in the store (the spread pass's second half: 999,000 more keys cloned in SQL by `bench/clone-keys`)",
+);
 if (comparison(sseShared, '### Streaming through run.sh')) {
   // printed above only if keygate passed run.sh's streaming preflight
 }
@@ -369,10 +428,11 @@ if (lookupMd.trim()) {
   p();
   p('Reading it:');
   p();
-  p('- The index is a liburcu `cds_lfht` keyed by SHA-256(secret). A lookup walks its bucket\'s split-ordered list (a');
-  p('  miss per node), compares the hash, copies the record\'s view and reads the key\'s separate state object for');
-  p('  `last_used_at` (another miss). With 1,000 keys all of it stays in cache; with 1,000,000 (about half a GiB with the');
-  p('  inputs) every step is a cache and TLB miss, which the reference row prices.');
+  p('- The index is a liburcu `cds_lfht` keyed by SHA-256(secret). A lookup reads its bucket, walks the bucket\'s');
+  p('  split-ordered list (a miss per node) to the record, whose first cache line holds the node, the hash and the');
+  p('  state pointer; the record\'s second line and the key\'s state (id, `last_used_at`, the limiter\'s counters) are');
+  p('  prefetched together. With 1,000 keys all of it stays in cache; with 1,000,000 every step is a cache miss, which');
+  p('  the reference row prices. Inputs are staged in cache before each timed chunk, as a request\'s header is.');
   p('- History: until commit 7d20f0e (2026-11-22) the index relied on liburcu\'s lazy automatic resize, which on this');
   p('  machine often never ran: the first `bench/run` found 86,634 ns per lookup at 1,000,000 keys (every key in 1,024');
   p('  buckets; puts took 49 µs each), and separate runs showed 67–93 µs in 2 of 6 builds and 1.8–2.7 µs in the others,');
@@ -387,6 +447,21 @@ if (lookupMd.trim()) {
   p();
 } else {
   p('Not run (`--no-micro`), or it failed: see `lookup.log` in the results folder.');
+  p();
+}
+
+p('## Start-up and memory (`bench/startup`)');
+p();
+if (startupMd.trim()) {
+  p('`keygate serve` (release build, two workers) on a store of N access keys: one made with `keygate access-key create`');
+  p('(in a team with limits and a credit pool, with its own limits), then cloned in SQL with new ids and random secret');
+  p('hashes. Start-up runs from exec to the "keygate listening" log line; memory is VmRSS one second later (VmHWM: the');
+  p('peak during the load). Median of the runs.');
+  p();
+  p(startupMd.trim());
+  p();
+} else {
+  p('Not run (`--no-micro`), or it failed: see `startup.log` in the results folder.');
   p();
 }
 
@@ -413,9 +488,10 @@ if (s2) {
 p('## How to reproduce');
 p();
 p('```sh');
-p('bench/run                 # ~8 minutes: release build, run.sh (floor vs keygate), streaming pass, microbenchmark');
+p('bench/run                 # ~12 minutes: release build, run.sh (floor vs keygate), streaming and spread passes, microbenchmarks');
 p('bench/run --quick         # ~2 minutes smoke check (1 round, 2 s runs)');
 p('bench/run --rounds 5      # options bench/run does not know go to ../shared/bench/run.sh');
+p('bench/startup             # start-up time and memory alone (1,000,000 and 1,000 keys, idle)');
 p('```');
 p();
 p('Raw data of each run (wrk outputs, `runs.csv`, `ttfb.jsonl`, `meta.json`, the keygate config used) stays in');
