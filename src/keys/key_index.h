@@ -10,7 +10,7 @@
  * and every byte is a megabyte.
  *
  * Threads that call lookup must be registered with liburcu (kg_key_index_thread_online).
- * See docs/internals/key-index.md.
+ * See docs/architecture.md, "The key index".
  */
 #ifndef KG_KEYS_KEY_INDEX_H
 #define KG_KEYS_KEY_INDEX_H
