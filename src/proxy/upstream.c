@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * This file implements the upstream client of upstream.h. Its shape follows h2o 2.2.5's own
+ * This file implements the forwarding of upstream.h. Its shape follows h2o 2.2.5's own
  * reverse proxy (lib/core/proxy.c): a generator fed through an h2o_doublebuffer so a slow
- * client applies back-pressure to the upstream. Everything per request lives in the
- * request's memory pool.
+ * client applies back-pressure to the upstream; the connections are keygate's own (upconn.h).
+ * Everything per request lives in the request's memory pool.
  */
 #include "proxy/upstream.h"
 
@@ -20,6 +20,7 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "proxy/upconn.h"
 
 /*
  * TLS contexts per host and CA file (whatever the port), shared by every loop. They are
@@ -42,8 +43,7 @@ struct kg_upstreams {
 typedef struct loop_pool {
     struct loop_pool *next;
     char *key; /* the provider's endpoint */
-    h2o_socketpool_t pool;
-    h2o_http1client_ctx_t client_ctx;
+    kg_upconn_pool_t *conns;
 } loop_pool_t;
 
 struct kg_upstream_loop {
@@ -160,7 +160,7 @@ void kg_upstream_loop_free(kg_upstream_loop_t *ul)
         return;
     while (ul->pools != NULL) {
         loop_pool_t *next = ul->pools->next;
-        h2o_socketpool_dispose(&ul->pools->pool);
+        kg_upconn_pool_free(ul->pools->conns);
         free(ul->pools->key);
         free(ul->pools);
         ul->pools = next;
@@ -182,12 +182,9 @@ static loop_pool_t *pool_for(kg_upstream_loop_t *ul, const kg_provider_t *p)
         return NULL;
     loop_pool_t *lp = kg_xcalloc(1, sizeof(*lp)); /* cold path: once per endpoint and loop */
     lp->key = kg_xstrdup(p->endpoint);
-    h2o_socketpool_init_by_hostport(&lp->pool, h2o_iovec_init(p->host, strlen(p->host)), p->port, p->tls, 256);
-    h2o_socketpool_set_timeout(&lp->pool, ul->loop, 2000); /* idle upstream connections live 2 s */
-    lp->client_ctx.loop = ul->loop;
-    lp->client_ctx.getaddr_receiver = &ul->getaddr_receiver;
-    lp->client_ctx.io_timeout = &ul->io_timeout;
-    lp->client_ctx.ssl_ctx = ep != NULL ? ep->ssl : NULL;
+    /* idle upstream connections live 2 s */
+    lp->conns = kg_upconn_pool_new(ul->loop, &ul->getaddr_receiver, &ul->io_timeout, p->host, (uint16_t)p->port,
+                                   ep != NULL ? ep->ssl : NULL, 2000);
     lp->next = ul->pools;
     ul->pools = lp;
     return lp;
@@ -198,7 +195,7 @@ static loop_pool_t *pool_for(kg_upstream_loop_t *ul, const kg_provider_t *p)
 typedef struct forward {
     h2o_generator_t super;
     h2o_req_t *req;
-    h2o_http1client_t *client;
+    kg_upconn_t *client;
     h2o_iovec_t bufs[2];        /* request head, body */
     h2o_buffer_t *last_content; /* what remained when the upstream finished */
     h2o_doublebuffer_t sending;
@@ -400,12 +397,12 @@ static void do_stop(h2o_generator_t *generator, h2o_req_t *req)
     forward_t *f = (forward_t *)generator;
     (void)req;
     if (f->client != NULL) {
-        h2o_http1client_cancel(f->client);
+        kg_upconn_cancel(f->client);
         f->client = NULL;
     }
 }
 
-static int on_body(h2o_http1client_t *client, const char *errstr)
+static int on_body(kg_upconn_t *client, const char *errstr)
 {
     forward_t *f = client->data;
     if (errstr != NULL) {
@@ -413,7 +410,7 @@ static int on_body(h2o_http1client_t *client, const char *errstr)
         f->last_content = client->sock->input;
         h2o_buffer_init(&client->sock->input, &h2o_socket_buffer_prototype);
         f->client = NULL;
-        if (errstr != h2o_http1client_error_is_eos) {
+        if (errstr != kg_upconn_error_is_eos) {
             h2o_req_log_error(f->req, "keygate/upstream", "%s", errstr);
             f->body_error = true;
         }
@@ -433,14 +430,13 @@ static bool name_has_prefix(const h2o_iovec_t *name, const char *lit, size_t len
     return name->len >= len && h2o_lcstris(name->base, len, lit, len);
 }
 
-static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *errstr, int minor_version, int status,
-                                       h2o_iovec_t msg, h2o_header_t *headers, size_t num_headers, int rlen)
+static kg_upconn_body_cb on_head(kg_upconn_t *client, const char *errstr, int status, h2o_iovec_t msg,
+                                 h2o_header_t *headers, size_t num_headers)
 {
     forward_t *f = client->data;
     h2o_req_t *req = f->req;
-    (void)minor_version, (void)rlen;
 
-    if (errstr != NULL && errstr != h2o_http1client_error_is_eos) {
+    if (errstr != NULL && errstr != kg_upconn_error_is_eos) {
         f->client = NULL;
         fail_before_head(f, errstr);
         return NULL;
@@ -498,7 +494,7 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
     if (f->is_sse)
         req->res.content_length = SIZE_MAX; /* relayed chunked: a cut stream gets its error event */
     h2o_start_response(req, &f->super);
-    if (errstr == h2o_http1client_error_is_eos) {
+    if (errstr == kg_upconn_error_is_eos) {
         f->client = NULL;
         kg_meter_finish(f->meter, status);
         h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
@@ -507,26 +503,11 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
     return on_body;
 }
 
-static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *errstr, h2o_iovec_t **reqbufs,
-                                          size_t *reqbufcnt, int *method_is_head)
-{
-    forward_t *f = client->data;
-    if (errstr != NULL) {
-        f->client = NULL;
-        fail_before_head(f, errstr);
-        return NULL;
-    }
-    *reqbufs = f->bufs;
-    *reqbufcnt = f->bufs[1].len != 0 ? 2 : 1;
-    *method_is_head = 0;
-    return on_head;
-}
-
 static void on_dispose(void *p)
 {
     forward_t *f = p;
     if (f->client != NULL) {
-        h2o_http1client_cancel(f->client);
+        kg_upconn_cancel(f->client);
         f->client = NULL;
     }
     h2o_buffer_dispose(&f->last_content);
@@ -628,5 +609,5 @@ void kg_upstream_forward(kg_upstream_loop_t *ul, h2o_req_t *req, const kg_forwar
     f->bufs[1] = fwd->body;
     h2o_buffer_init(&f->last_content, &h2o_socket_buffer_prototype);
     h2o_doublebuffer_init(&f->sending, &h2o_socket_buffer_prototype);
-    h2o_http1client_connect_with_pool(&f->client, f, &pl->client_ctx, &pl->pool, on_connect);
+    kg_upconn_request(&f->client, f, pl->conns, f->bufs, f->bufs[1].len != 0 ? 2 : 1, on_head);
 }

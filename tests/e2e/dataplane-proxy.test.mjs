@@ -443,3 +443,34 @@ describe('data plane through an upstream provider', () => {
     assert.ok(ports2.size <= 4, `≤ 4 upstream connections (2 workers) for 20 client connections, got ${ports2.size}`);
   });
 });
+
+describe('upstream connections the upstream closes while idle', () => {
+  let up;
+  let gw;
+  let sb;
+  let key;
+
+  before(async () => {
+    // Node closes an idle keep-alive connection after this long; the gateway keeps its own idle
+    // connections for 2 s, so between these requests the upstream closes them first.
+    up = await startUpstream({ keepAliveTimeoutMs: 40 });
+    ({ sb, gw } = await startWithUpstream('dp-idle-close', up, { workers: 1 }));
+    key = await createAccessKey(gw, readRootKey(sb), 'idle-close');
+  });
+  after(async () => {
+    await stopAll();
+    await up.close();
+  });
+
+  test('each request is answered, and reaches the upstream exactly once', async () => {
+    const client = new OpenAI({ apiKey: key.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+    up.reset();
+    for (let i = 0; i < 8; i++) {
+      const c = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `q${i}` }] });
+      assert.equal(c.choices[0].message.content, `echo: q${i}`, `request ${i} answered`);
+      await new Promise((r) => setTimeout(r, i % 2 === 0 ? 80 : 5)); // past the upstream's idle close, or not
+    }
+    const seen = up.received.map((r) => r.json.messages[0].content);
+    assert.deepEqual(seen, [...Array(8).keys()].map((i) => `q${i}`), 'no request lost, none sent twice');
+  });
+});
