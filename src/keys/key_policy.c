@@ -231,7 +231,8 @@ static bool signature_matches(const char *sig, kg_token_type_t type, const char 
         if (sig[at++] != (parts[i] != NULL ? '+' : '-'))
             return false;
         size_t n = parts[i] != NULL ? strlen(parts[i]) : 0;
-        if ((n > 0 && memcmp(sig + at, parts[i], n) != 0) || sig[at + n] != '\0')
+        /* strncmp, not memcmp: a kept part shorter than this one must not be read past its end */
+        if ((n > 0 && strncmp(sig + at, parts[i], n) != 0) || sig[at + n] != '\0')
             return false;
         at += n + 1;
     }

@@ -175,4 +175,14 @@ void test_policy_shared_between_keys_alike(void)
     kg_key_policy_release(pc);
     kg_key_policy_release(pd);
     kg_key_policy_release(pe);
+
+    /* Right after a policy with a short member, one whose member starts the same but is longer:
+     * a different policy (and, under ASan, no read past the kept signature's end). */
+    kg_token_t s1 = {0}, s2 = {0};
+    s1.team_id = (char *)"t", s2.team_id = (char *)"t-much-longer-than-the-first";
+    kg_key_policy_t *p1 = kg_key_policy_acquire(&s1), *p2 = kg_key_policy_acquire(&s2);
+    CHECK(p1 != p2);
+    CHECK_STR(p2->team_id, "t-much-longer-than-the-first");
+    kg_key_policy_release(p1);
+    kg_key_policy_release(p2);
 }
