@@ -474,3 +474,87 @@ describe('upstream connections the upstream closes while idle', () => {
     assert.deepEqual(seen, [...Array(8).keys()].map((i) => `q${i}`), 'no request lost, none sent twice');
   });
 });
+
+describe('upstream answers framed every way HTTP/1 allows', () => {
+  // A raw upstream: each request is answered as its user message asks, so one gateway meets an
+  // HTTP/1.0 server (the body ends at the close), a 1xx before the answer, `Connection: close`,
+  // and bodies split into small chunked pieces.
+  const completion = (text) =>
+    JSON.stringify({
+      id: 'chatcmpl-raw',
+      object: 'chat.completion',
+      created: 1,
+      model: 'gpt-4o-mini',
+      choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }],
+      usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 },
+    });
+  const answers = {
+    'http10-close': (body) => ({ head: 'HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n', body, close: true }),
+    'continue-first': (body) => ({
+      head: `HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`,
+      body,
+    }),
+    'connection-close': (body) => ({
+      head: `HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`,
+      body,
+      close: true,
+    }),
+    'small-chunks': (body) => {
+      const pieces = body.match(/[\s\S]{1,7}/g).map((p) => `${Buffer.byteLength(p).toString(16)}\r\n${p}\r\n`);
+      return { head: 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n', body: `${pieces.join('')}0\r\n\r\n` };
+    },
+  };
+  let server;
+  let gw;
+  let key;
+  let connections = 0;
+  const received = [];
+
+  before(async () => {
+    const net = await import('node:net');
+    server = net.createServer((sock) => {
+      connections++;
+      let buf = Buffer.alloc(0);
+      sock.on('data', (d) => {
+        buf = Buffer.concat([buf, d]);
+        for (;;) {
+          const end = buf.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          const len = Number(/content-length: *(\d+)/i.exec(buf.subarray(0, end).toString())?.[1] ?? 0);
+          if (buf.length < end + 4 + len) return;
+          const req = JSON.parse(buf.subarray(end + 4, end + 4 + len).toString());
+          buf = buf.subarray(end + 4 + len);
+          const kind = req.messages[0].content;
+          received.push(kind);
+          const a = answers[kind](completion(`answered ${kind}`));
+          sock.write(a.head);
+          setTimeout(() => (a.close ? sock.end(a.body) : sock.write(a.body)), 5); // the head and body apart
+        }
+      });
+      sock.on('error', () => {});
+    });
+    await new Promise((r) => server.listen(0, '127.0.0.1', r));
+    let sb;
+    const upstream = { baseURL: `http://127.0.0.1:${server.address().port}/v1`, apiKey: 'sk-raw' };
+    ({ sb, gw } = await startWithUpstream('dp-framing', upstream, { workers: 1 }));
+    key = await createAccessKey(gw, readRootKey(sb), 'framing');
+  });
+  after(async () => {
+    await stopAll();
+    server.close();
+  });
+
+  test('each framing is relayed whole, and a connection is kept only when the answer allows it', async () => {
+    const client = new OpenAI({ apiKey: key.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+    const kinds = ['small-chunks', 'small-chunks', 'continue-first', 'http10-close', 'connection-close', 'small-chunks'];
+    for (const kind of kinds) {
+      const c = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: kind }] });
+      assert.equal(c.choices[0].message.content, `answered ${kind}`, kind);
+      assert.equal(c.usage.total_tokens, 5, `${kind}: the usage object came through whole`);
+    }
+    assert.deepEqual(received, kinds, 'each request reached the upstream once');
+    // Kept after the two chunked answers and the 100-continue one; closed after the HTTP/1.0
+    // and the `Connection: close` answers: three connections in all.
+    assert.equal(connections, 3);
+  });
+});
