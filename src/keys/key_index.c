@@ -20,18 +20,20 @@
 
 #define MAX_SECRETS_PER_TOKEN 2 /* the current secret and at most one in rotation grace */
 
+/* Laid out to 176 bytes (a 192-byte malloc chunk), the fields a lookup touches in the first line. */
 typedef struct key_state {
     struct cds_lfht_node node; /* in idx->by_id */
     char id[KG_KEY_ID_LEN + 1];
+    atomic_bool listed;                          /* set by the reader that lists it, cleared by the flusher */
+    uint8_t n_recs;                              /* writer only */
+    bool has_domains;                            /* writer only: the key has entries in idx->domain_entries */
     _Atomic int64_t last_used_at;                /* written by readers, at most once per second per key */
     struct cds_lfs_node used;                    /* in idx->used while `listed` */
-    atomic_bool listed;                          /* set by the reader that lists it, cleared by the flusher */
     kg_limit_state_t limits;                     /* written by readers: survives edits and rotations */
     struct key_rec *recs[MAX_SECRETS_PER_TOKEN]; /* writer only: this token's records in idx->by_hash */
     struct key_rec *current;                     /* RCU: the current secret's record (publishable lookups by id) */
-    uint8_t n_recs;                              /* writer only */
-    bool has_domains;                            /* writer only: the key has entries in idx->domain_entries */
 } key_state_t;
+_Static_assert(sizeof(key_state_t) <= 176, "a key's state fits a 192-byte malloc chunk");
 
 typedef struct domain_entry {
     const void *owner; /* the key_state_t that contributed it */
