@@ -28,7 +28,6 @@ struct phr_chunked_decoder {
 int phr_parse_response(const char *buf, size_t len, int *minor_version, int *status, const char **msg, size_t *msg_len,
                        struct phr_header *headers, size_t *num_headers, size_t last_len);
 ssize_t phr_decode_chunked(struct phr_chunked_decoder *decoder, char *buf, size_t *bufsz);
-int phr_decode_chunked_is_in_data(struct phr_chunked_decoder *decoder);
 
 #define MAX_HEADERS 100
 #define MAX_HEAD_BYTES 65536
@@ -62,7 +61,8 @@ typedef struct conn {
     kg_upconn_body_cb on_body;
     h2o_iovec_t *reqbufs;
     size_t n_reqbufs;
-    bool reused;            /* taken from the idle list: a close before any answer byte is retried once */
+    bool reused;            /* taken from the idle list: a close before any answer byte may be retried once */
+    bool replayable;        /* the upstream can tell a second copy of the request (Idempotency-Key) */
     bool answered;          /* some answer byte arrived */
     const char *read_error; /* a read failed while the request was being sent */
     bool keepalive;         /* the connection may serve another exchange after this one */
@@ -108,11 +108,15 @@ static void fail_body(conn_t *c, const char *errstr)
     close_conn(c);
 }
 
-/* A connection the upstream closed while it was idle: the request goes out again, once, on a new
- * one (nothing of it can have been processed: no answer byte came back). */
-static bool retry_if_stale(conn_t *c)
+/*
+ * A reused connection the upstream had closed while it was idle: the request goes out again,
+ * once, on a new one — when the write itself failed (the upstream never had the request), or
+ * when it closed without an answer byte and the request carries an Idempotency-Key. Otherwise
+ * the upstream may have acted on it: a POST is not repeated blindly, the caller gets the 502.
+ */
+static bool retry_if_stale(conn_t *c, bool write_failed)
 {
-    if (!c->reused || c->answered)
+    if (!c->reused || c->answered || !(write_failed || c->replayable))
         return false;
     h2o_socket_close(c->super.sock);
     c->super.sock = NULL;
@@ -151,7 +155,7 @@ static void on_sent(h2o_socket_t *sock, const char *err)
 {
     conn_t *c = sock->data;
     if (err != NULL || c->read_error != NULL) {
-        if (!retry_if_stale(c))
+        if (!retry_if_stale(c, err != NULL))
             fail_before_head(c, "I/O error (send request)");
         return;
     }
@@ -219,6 +223,10 @@ static void on_body_bytes(conn_t *c, const char *err, size_t fresh)
     set_timeout(c, c->pool->io_timeout); /* a read resets the clock; the end unlinks it below */
     switch (c->framing) {
     case F_UNTIL_CLOSE:
+        if (err != NULL && err != h2o_socket_error_closed) {
+            fail_body(c, "I/O error (body; until close)"); /* a reset is not the end of the body */
+            return;
+        }
         if (err != NULL) {
             c->keepalive = false;
             status = kg_upconn_error_is_eos;
@@ -245,12 +253,7 @@ static void on_body_bytes(conn_t *c, const char *err, size_t fresh)
         }
         break;
     case F_CHUNKED:
-        if (err != NULL) {
-            if (err == h2o_socket_error_closed && !phr_decode_chunked_is_in_data(&c->chunked)) {
-                c->keepalive = false; /* closed between two chunks: taken as the end */
-                status = kg_upconn_error_is_eos;
-                break;
-            }
+        if (err != NULL) { /* before the last chunk: a cut body, not its end */
             fail_body(c, "I/O error (body; chunked)");
             return;
         }
@@ -258,11 +261,11 @@ static void on_body_bytes(conn_t *c, const char *err, size_t fresh)
             return;
         size_t size = fresh;
         ssize_t ret = phr_decode_chunked(&c->chunked, in->bytes + in->size - fresh, &size);
+        in->size -= fresh - size; /* the decoder compacted the bytes in place, even on an error */
         if (ret == -1) {
             fail_body(c, "failed to parse the response (chunked)");
             return;
         }
-        in->size -= fresh - size;
         if (ret >= 0) {
             c->keepalive = c->keepalive && ret == 0;
             status = kg_upconn_error_is_eos;
@@ -334,6 +337,14 @@ static void on_head_bytes(conn_t *c)
             c->framing = F_LENGTH;
         }
     }
+    if (c->framing == F_CHUNKED) { /* a content-length beside chunked framing is not the body's: drop it */
+        size_t kept = 0;
+        for (size_t i = 0; i < n; i++)
+            if (headers[i].name != &H2O_TOKEN_CONTENT_LENGTH->buf)
+                headers[kept++] = headers[i];
+        c->keepalive = c->keepalive && kept == n; /* and a sender that says both is not trusted twice */
+        n = kept;
+    }
     bool no_body = status == 204 || status == 304 || (c->framing == F_LENGTH && c->bytes_left == 0);
     if (c->framing == F_UNTIL_CLOSE && !no_body)
         c->keepalive = false; /* the end is the close */
@@ -360,7 +371,13 @@ static void on_read(h2o_socket_t *sock, const char *err)
     conn_t *c = sock->data;
     switch (c->state) {
     case S_IDLE: /* an idle connection that reads anything (or a close) is done */
-    case S_CONNECTING: close_conn(c); return;
+        if (err == NULL && sock->bytes_read == 0)
+            return; /* a TLS record without data (a session ticket): nothing to read */
+        close_conn(c);
+        return;
+    case S_CONNECTING: /* not reading yet: cannot happen */
+        fail_before_head(c, "unexpected read while connecting");
+        return;
     case S_SENDING:
     case S_HEAD:
         if (err != NULL && c->state == S_SENDING) {
@@ -370,7 +387,7 @@ static void on_read(h2o_socket_t *sock, const char *err)
             return;
         }
         if (err != NULL) {
-            if (!retry_if_stale(c))
+            if (!retry_if_stale(c, false))
                 fail_before_head(c, "I/O error (head)");
             return;
         }
@@ -413,7 +430,7 @@ void kg_upconn_pool_free(kg_upconn_pool_t *pool)
 }
 
 void kg_upconn_request(kg_upconn_t **out, void *data, kg_upconn_pool_t *pool, h2o_iovec_t *reqbufs, size_t n,
-                       kg_upconn_head_cb on_head)
+                       bool replayable, kg_upconn_head_cb on_head)
 {
     conn_t *c;
     if (!h2o_linklist_is_empty(&pool->idle)) { /* the most recently used: the warmest */
@@ -428,6 +445,7 @@ void kg_upconn_request(kg_upconn_t **out, void *data, kg_upconn_pool_t *pool, h2
     c->super.data = data;
     c->on_head = on_head;
     c->reqbufs = reqbufs, c->n_reqbufs = n;
+    c->replayable = replayable;
     *out = &c->super;
     if (c->reused)
         send_request(c);

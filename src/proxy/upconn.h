@@ -56,11 +56,12 @@ void kg_upconn_pool_free(kg_upconn_pool_t *pool);
 
 /**
  * Sends the request (reqbufs must live until the head callback) on an idle connection, or a
- * new one; *out is the exchange's handle until its last callback. A request whose idle
- * connection turns out to have been closed by the upstream is sent again once on a new one.
+ * new one; *out is the exchange's handle until its last callback. When a reused connection
+ * turns out to have been closed by the upstream, the request is sent again once on a new one if
+ * its write failed, or if it is `replayable` (it carries an Idempotency-Key the upstream honours).
  */
 void kg_upconn_request(kg_upconn_t **out, void *data, kg_upconn_pool_t *pool, h2o_iovec_t *reqbufs, size_t n,
-                       kg_upconn_head_cb on_head);
+                       bool replayable, kg_upconn_head_cb on_head);
 /** Abandons an exchange (the client left): its connection is closed, no callback follows. */
 void kg_upconn_cancel(kg_upconn_t *c);
 

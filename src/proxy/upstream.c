@@ -329,8 +329,8 @@ static h2o_iovec_t withhold_usage(forward_t *f, h2o_iovec_t in, bool final)
 }
 
 /*
- * A stream that ends without `data: [DONE]` was cut: by an I/O error, or by a close between two
- * chunks (which libh2o 2.2.5 reports as a normal end). Close any half event and end with an
+ * A stream that ends without `data: [DONE]` was cut (an I/O error or a close before the last
+ * chunk, or an upstream that ended its answer early). Close any half event and end with an
  * error event, which the OpenAI SDKs raise as an APIError.
  */
 static const char sse_cut_event[] = "\n\ndata: {\"error\":{\"message\":\"The upstream provider closed the stream "
@@ -609,5 +609,6 @@ void kg_upstream_forward(kg_upstream_loop_t *ul, h2o_req_t *req, const kg_forwar
     f->bufs[1] = fwd->body;
     h2o_buffer_init(&f->last_content, &h2o_socket_buffer_prototype);
     h2o_doublebuffer_init(&f->sending, &h2o_socket_buffer_prototype);
-    kg_upconn_request(&f->client, f, pl->conns, f->bufs, f->bufs[1].len != 0 ? 2 : 1, on_head);
+    bool replayable = h2o_find_header_by_str(&req->headers, H2O_STRLIT("idempotency-key"), -1) != -1;
+    kg_upconn_request(&f->client, f, pl->conns, f->bufs, f->bufs[1].len != 0 ? 2 : 1, replayable, on_head);
 }

@@ -526,6 +526,10 @@ describe('upstream answers framed every way HTTP/1 allows', () => {
           buf = buf.subarray(end + 4 + len);
           const kind = req.messages[0].content;
           received.push(kind);
+          if (kind === 'read-then-close') {
+            sock.destroy(); // took the request, never answers
+            return;
+          }
           const a = answers[kind](completion(`answered ${kind}`));
           sock.write(a.head);
           setTimeout(() => (a.close ? sock.end(a.body) : sock.write(a.body)), 5); // the head and body apart
@@ -556,5 +560,30 @@ describe('upstream answers framed every way HTTP/1 allows', () => {
     // Kept after the two chunked answers and the 100-continue one; closed after the HTTP/1.0
     // and the `Connection: close` answers: three connections in all.
     assert.equal(connections, 3);
+  });
+
+  test('a reused connection closed after the request went out: resent only with an Idempotency-Key', async () => {
+    const post = (kind, headers = {}) =>
+      fetch(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key.key}`, 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: kind }] }),
+        signal: AbortSignal.timeout(10000),
+      });
+    for (const [headers, copies] of [
+      [{}, 1],
+      [{ 'idempotency-key': 'retry-test-1' }, 2],
+    ]) {
+      received.length = 0;
+      assert.equal((await post('small-chunks')).status, 200, 'a connection to reuse');
+      const r = await post('read-then-close', headers);
+      assert.equal(r.status, 502, 'the upstream never answered');
+      assert.equal((await r.json()).error.code, 'upstream_error');
+      assert.deepEqual(
+        received,
+        ['small-chunks', ...Array(copies).fill('read-then-close')],
+        copies === 1 ? 'without a key the upstream sees the POST once' : 'with a key it may see it again'
+      );
+    }
   });
 });
