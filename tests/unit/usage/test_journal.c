@@ -117,6 +117,27 @@ static kg_journal_t *open_journal(const char *dir)
     return j;
 }
 
+/*
+ * What a restarted process finds in `dir`: `segments` segment files (-1: not checked), then
+ * records 0 .. n-1, each once and in order; released, nothing is left.
+ */
+static void replay_restarted(const char *dir, int segments, long n)
+{
+    kg_journal_t *j = open_journal(dir);
+    CHECK(j != NULL);
+    if (j == NULL)
+        return;
+    if (segments >= 0)
+        CHECK_INT(count_segments(dir), segments);
+    CHECK_INT(kg_journal_backlog(j), n);
+    long bad = 0;
+    CHECK_INT(read_all(j, 0, &bad), n);
+    CHECK_INT(bad, 0);
+    kg_journal_release(j);
+    CHECK_INT(count_segments(dir), 0);
+    kg_journal_close(j);
+}
+
 void test_journal_append_read_release(void)
 {
     char tmp[64], dir[128];
@@ -634,17 +655,7 @@ void test_journal_unused_spares_leave_no_files(void)
     kg_journal_close(j);
     CHECK_INT(count_segments(dir), 1); /* w1's records; w2's empty segment and the spare are gone */
 
-    j = open_journal(dir);
-    CHECK(j != NULL);
-    if (j == NULL)
-        return;
-    CHECK_INT(kg_journal_backlog(j), half);
-    long bad = 0;
-    CHECK_INT(read_all(j, 0, &bad), half);
-    CHECK_INT(bad, 0);
-    kg_journal_release(j);
-    CHECK_INT(count_segments(dir), 0);
-    kg_journal_close(j);
+    replay_restarted(dir, -1, half);
 
     /* Killed with a spare ready: the next process deletes it as it opens, and replays the rest. */
     fflush(NULL);
@@ -662,18 +673,7 @@ void test_journal_unused_spares_leave_no_files(void)
     CHECK(waitpid(pid, &status, 0) == pid);
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
     CHECK_INT(count_segments(dir), 2);
-    j = open_journal(dir);
-    CHECK(j != NULL);
-    if (j == NULL)
-        return;
-    CHECK_INT(count_segments(dir), 1);
-    CHECK_INT(kg_journal_backlog(j), half);
-    bad = 0;
-    CHECK_INT(read_all(j, 0, &bad), half);
-    CHECK_INT(bad, 0);
-    kg_journal_release(j);
-    CHECK_INT(count_segments(dir), 0);
-    kg_journal_close(j);
+    replay_restarted(dir, 1, half);
     remove_dir(dir);
 }
 
@@ -719,15 +719,6 @@ void test_journal_replay_follows_claim_order(void)
         CHECK(rename(from, to) == 0);
         free(names[k]);
     }
-    j = open_journal(dir);
-    CHECK(j != NULL);
-    if (j == NULL)
-        return;
-    long bad = 0;
-    CHECK_INT(read_all(j, 0, &bad), total);
-    CHECK_INT(bad, 0);
-    kg_journal_release(j);
-    CHECK_INT(count_segments(dir), 0);
-    kg_journal_close(j);
+    replay_restarted(dir, -1, total);
     remove_dir(dir);
 }
