@@ -530,8 +530,9 @@ static bool forwardable(const h2o_header_t *h)
            name_is(n, H2O_STRLIT("openai-beta"));
 }
 
-/* Builds "POST <prefix><suffix> HTTP/1.1" and the headers, in the request pool. */
-static h2o_iovec_t build_head(h2o_req_t *req, const kg_forward_t *fwd)
+/* Builds "POST <prefix><suffix> HTTP/1.1" and the headers, in the request pool; *idempotent
+ * tells whether the caller's Idempotency-Key went with them (the upstream can spot a resend). */
+static h2o_iovec_t build_head(h2o_req_t *req, const kg_forward_t *fwd, bool *idempotent)
 {
     const kg_provider_t *p = fwd->provider;
     size_t cap = 256 + strlen(p->path_prefix) + fwd->path_suffix.len + strlen(p->authority) +
@@ -574,6 +575,7 @@ static h2o_iovec_t build_head(h2o_req_t *req, const kg_forward_t *fwd)
         const h2o_header_t *h = &req->headers.entries[i];
         if (!forwardable(h))
             continue;
+        *idempotent = *idempotent || name_is(h->name, H2O_STRLIT("idempotency-key"));
         APPEND(h->orig_name != NULL ? h->orig_name : h->name->base, h->name->len);
         APPEND_LIT(": ");
         APPEND(h->value.base, h->value.len);
@@ -605,10 +607,10 @@ void kg_upstream_forward(kg_upstream_loop_t *ul, h2o_req_t *req, const kg_forwar
     h2o_buffer_init(&f->passed, &h2o_socket_buffer_prototype);
     if (fwd->meter != NULL)
         fwd->meter->upstream_ns = kg_meter_now_ns();
-    f->bufs[0] = build_head(req, fwd);
+    bool replayable = false;
+    f->bufs[0] = build_head(req, fwd, &replayable);
     f->bufs[1] = fwd->body;
     h2o_buffer_init(&f->last_content, &h2o_socket_buffer_prototype);
     h2o_doublebuffer_init(&f->sending, &h2o_socket_buffer_prototype);
-    bool replayable = h2o_find_header_by_str(&req->headers, H2O_STRLIT("idempotency-key"), -1) != -1;
     kg_upconn_request(&f->client, f, pl->conns, f->bufs, f->bufs[1].len != 0 ? 2 : 1, replayable, on_head);
 }
