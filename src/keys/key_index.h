@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * This file owns the in-memory key index that authenticates every request without touching
- * the store: a lock-free hash table (liburcu cds_lfht) from SHA-256(secret) to an immutable
+ * the store: a lock-free hash table (digest_table.h) from SHA-256(secret) to an immutable
  * record. A writer replaces a token's records under RCU and frees the old ones after a grace
  * period; readers take no lock and allocate nothing. Mutable per-key state (last use, the
  * limiter's counters) lives in a separate per-id object shared by all records of the token.

@@ -25,6 +25,10 @@ int kg_test_failures;
     X(test_config_sample)                                                                                              \
     X(test_config_errors)                                                                                              \
     X(test_config_environment_overrides)                                                                               \
+    X(test_digest_table_put_find_remove)                                                                               \
+    X(test_digest_table_shared_home_and_tag)                                                                           \
+    X(test_digest_table_growth_and_bulk)                                                                               \
+    X(test_digest_table_concurrent_readers)                                                                            \
     X(test_index_statuses)                                                                                             \
     X(test_index_rotation_grace)                                                                                       \
     X(test_index_concurrent_update_and_lookup)                                                                         \
