@@ -172,6 +172,23 @@ describe('usage records, /v1/usage, budgets (real binary, openai SDK)', () => {
     assert.match(table.stdout, new RegExp(`^TOTAL\\s+6\\s+1\\s+${input}\\s+${output}\\s`, 'm'));
   });
 
+  test('a plain answer that quotes a stream end ("data: [DONE]") is billed from its usage, not cut short', async () => {
+    // The answer reaches the gateway in two pieces, and its text holds the SSE end marker in
+    // the first: only a stream's [DONE] ends metering before the last byte.
+    const k = await createAccessKey(gw, root, 'quotes-done');
+    const client = new OpenAI({ apiKey: k.key, baseURL: `${gw.url}/v1`, maxRetries: 0, timeout: 10000 });
+    const text = `data: [DONE] ${'lorem ipsum dolor sit amet '.repeat(200)}`;
+    const r = await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: text }],
+      x_test_fault: 'split-events',
+    });
+    assert.ok(r.choices[0].message.content.startsWith('echo: data: [DONE] lorem'));
+    const u = await waitForRequests(`key=${k.id}`, 1);
+    assert.equal(u.totals.input_tokens, r.usage.prompt_tokens);
+    assert.equal(u.totals.output_tokens, r.usage.completion_tokens);
+  });
+
   test('streams: usage asked of the provider and kept from the caller, unless the provider says no', async () => {
     const k = await createAccessKey(gw, root, 'streams');
     const client = new OpenAI({ apiKey: k.key, baseURL: `${gw.url}/v1`, maxRetries: 0, timeout: 10000 });

@@ -29,7 +29,8 @@
 //   stall-mid-stream    stream: send 2 SSE events then send nothing more until the peer leaves
 //   status:<code>       answer <code> with an OpenAI error JSON
 //   split-events        stream: write each SSE event in two halves, 5 ms apart (a relay sees
-//                       events cut anywhere, with CRLF line ends)
+//                       events cut anywhere, with CRLF line ends); non-stream: write the body in two
+//                       halves, 20 ms apart
 //   reset               destroy the socket at once (TCP RST), no response
 // Stream delay between events: header `x-test-delay-ms`, else body `x_test_delay_ms`, else
 // opts.delayMs (30).
@@ -420,8 +421,17 @@ export async function startUpstream(opts = {}) {
     return sendJson(res, 404, errorBody(404, { message: `Invalid URL (${req.method} ${p})`, code: null }));
   }
 
-  /** A JSON answer, honouring close-mid-stream (half the body, then the socket dies). */
+  /** A JSON answer, honouring close-mid-stream (half the body, then the socket dies) and
+   * split-events (the body in two halves, 20 ms apart: the gateway reads it in two pieces). */
   function answer(ctx, status, obj) {
+    if (ctx.fault && ctx.fault.kind === 'split-events') {
+      const body = Buffer.from(JSON.stringify(obj));
+      setCommonHeaders(ctx.res);
+      ctx.res.writeHead(status, { 'content-type': 'application/json', 'content-length': body.length });
+      ctx.res.write(body.subarray(0, Math.floor(body.length / 2)));
+      setTimeout(() => ctx.res.end(body.subarray(Math.floor(body.length / 2))), 20);
+      return;
+    }
     if (ctx.fault && ctx.fault.kind === 'close-mid-stream') {
       const body = Buffer.from(JSON.stringify(obj));
       setCommonHeaders(ctx.res);
