@@ -178,16 +178,16 @@ static uintptr_t entry_of(const kg_digest_table_t *t, const void *obj)
 }
 
 /*
- * Inserts obj, or finds the object with its digest: that one is replaced (and returned) if
- * `replace`, else kept (and returned, obj not inserted). Room must have been made.
+ * Inserts `entry` (entry_of an object) from its home slot on, or finds the object with its digest:
+ * that one is replaced (and returned) if `replace`, else kept (and returned, the new one not
+ * inserted). Room must have been made. The new object is read only if a tag matches.
  */
-static void *insert(kg_digest_table_t *t, void *obj, const void *hint, bool replace)
+static void *insert(kg_digest_table_t *t, uintptr_t entry, size_t home, const void *hint, bool replace)
 {
-    const uintptr_t entry = entry_of(t, obj);
-    const uint8_t *digest = (const uint8_t *)obj + t->digest_offset;
+    const uint8_t *digest = digest_of(t, entry);
     slot_array_t *a = t->slots;
     slot_t *reuse = NULL;
-    size_t i = home_of(digest) & a->mask;
+    size_t i = home & a->mask;
     for (;; i = (i + 1) & a->mask) { /* ends: under 70 % of the slots are taken */
         uintptr_t e = atomic_load_explicit(&a->slots[i].entry, memory_order_relaxed);
         if (e == EMPTY)
@@ -215,7 +215,7 @@ static void *insert(kg_digest_table_t *t, void *obj, const void *hint, bool repl
 void *kg_digest_table_put(kg_digest_table_t *t, void *obj, const void *hint)
 {
     make_room(t, 1);
-    return insert(t, obj, hint, true);
+    return insert(t, entry_of(t, obj), home_of((const uint8_t *)obj + t->digest_offset), hint, true);
 }
 
 bool kg_digest_table_remove(kg_digest_table_t *t, const void *obj)
@@ -239,25 +239,41 @@ bool kg_digest_table_remove(kg_digest_table_t *t, const void *obj)
 
 size_t kg_digest_table_put_many(kg_digest_table_t *t, void *const *objs, const void *const *hints, size_t n)
 {
+    if (t->live + n > UINT32_MAX / 2) { /* the sort's indexes and homes are 32-bit */
+        fprintf(stderr, "keygate: %zu objects are more than the key index holds\n", t->live + n);
+        abort();
+    }
     kg_digest_table_reserve(t, t->live + n);
     make_room(t, n); /* tombstones too */
-    /* A counting sort of the objects by the region of the array their home slot is in (65,536
-     * regions at most: the counts stay small, and a region is a few lines). */
-    const size_t n_slots = t->slots->mask + 1, regions = n_slots < 65536 ? n_slots : 65536;
-    const size_t shift = (size_t)__builtin_ctzll(n_slots / regions);
+    /*
+     * A counting sort of the objects by the region of the array their home slot is in (65,536
+     * regions at most: the counts stay small, and a region is a few lines). Each object is read
+     * once, in the caller's order (the order they were made in: memory order), for its entry
+     * and home; the insertions in slot order then touch only the slots.
+     */
+    const size_t mask = t->slots->mask, regions = mask + 1 < 65536 ? mask + 1 : 65536;
+    const unsigned shift = (unsigned)__builtin_ctzll((mask + 1) / regions);
     uint32_t *start = kg_xcalloc(regions + 1, sizeof(*start));
-    size_t *order = kg_xcalloc(n + 1, sizeof(*order));
-    for (size_t i = 0; i < n; i++)
-        start[((home_of((const uint8_t *)objs[i] + t->digest_offset) & t->slots->mask) >> shift) + 1]++;
+    uintptr_t *entries = kg_xcalloc(n + 1, sizeof(*entries));
+    uint32_t *homes = kg_xcalloc(n + 1, sizeof(*homes)), *order = kg_xcalloc(n + 1, sizeof(*order));
+    for (size_t i = 0; i < n; i++) {
+        entries[i] = entry_of(t, objs[i]);
+        homes[i] = (uint32_t)(home_of(digest_of(t, entries[i])) & mask); /* slots <= 2^32 */
+        start[(homes[i] >> shift) + 1]++;
+    }
     for (size_t r = 0; r < regions; r++)
         start[r + 1] += start[r];
     for (size_t i = 0; i < n; i++)
-        order[start[(home_of((const uint8_t *)objs[i] + t->digest_offset) & t->slots->mask) >> shift]++] = i;
+        order[start[homes[i] >> shift]++] = (uint32_t)i;
     free(start);
     size_t duplicates = 0;
-    for (size_t k = 0; k < n; k++)
-        duplicates += insert(t, objs[order[k]], hints != NULL ? hints[order[k]] : NULL, false) != NULL;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = order[k];
+        duplicates += insert(t, entries[i], homes[i], hints != NULL ? hints[i] : NULL, false) != NULL;
+    }
     free(order);
+    free(homes);
+    free(entries);
     return duplicates;
 }
 

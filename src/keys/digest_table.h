@@ -51,7 +51,7 @@ bool kg_digest_table_remove(kg_digest_table_t *t, const void *obj);
 /**
  * Writer: adds n objects none of which is in the table yet, in slot order (each insertion then
  * finds its slot's line in cache). Returns how many were not added because an object with the
- * same digest was already there (the table keeps the first).
+ * same digest was already there (the table keeps the first). Fewer than 2^31 objects in all.
  */
 size_t kg_digest_table_put_many(kg_digest_table_t *t, void *const *objs, const void *const *hints, size_t n);
 /** Writer: grows the table now so that n objects fit without growing again. */
