@@ -442,7 +442,8 @@ if (lookupMd.trim()) {
   if (parseBad !== null && full1k !== null && lk1k !== null) {
     const hashNs = full1k - parseBad - lk1k;
     p(`- Of the ${f1(full1k)} ns a full check costs at 1,000 keys, about ${f1(parseBad)} ns are \`kg_key_secret_parse\` (shape and`);
-    p(`  CRC32 checksum, run first so that typos never reach the table), ${f1(lk1k)} ns the lookup and the remaining`);
+    p(`  CRC32 checksum; the gateway checks the CRC after hashing, while the table\'s first cache miss is on its way,`);
+    p(`  and before the lookup: typos never reach the table), ${f1(lk1k)} ns the lookup and the remaining`);
     p(`  ~${f1(hashNs)} ns SHA-256 (OpenSSL 3.0's EVP re-creates the digest's context on every init: ~75 ns of the`);
     p('  hash is the compression itself, the rest allocation and dispatch). The format check\'s per-character class test');
     p('  is a table, not three range tests: on random characters those branches were mispredicted every other');

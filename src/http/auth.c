@@ -100,7 +100,6 @@ kg_err_t kg__http_authenticate(kg_worker_t *worker, h2o_req_t *req, kg_key_view_
     size_t n_auth = header_values(req, H2O_TOKEN_AUTHORIZATION, NULL, 0, auth, 2);
     size_t n_key = header_values(req, NULL, H2O_STRLIT("x-api-key"), api_key, 2);
     kg_credential_t cred;
-    kg_key_secret_ref_t ref;
     uint8_t hash[KG_KEY_HASH_BYTES];
     kg_err_t rv;
 
@@ -133,11 +132,8 @@ kg_err_t kg__http_authenticate(kg_worker_t *worker, h2o_req_t *req, kg_key_view_
     }
     if (kg_eph_looks_like(cred.secret.base, cred.secret.len))
         return authenticate_ephemeral(worker, req, &cred, view);
-    if ((rv = kg_key_secret_parse(cred.secret.base, cred.secret.len, &ref)) != KG_OK)
-        return rv;
-    if (!kg_key_hash(cred.secret.base, cred.secret.len, hash))
-        return KG_EINTERNAL;
-    rv = kg_key_index_lookup(worker->server->opts.index, hash, (int64_t)time(NULL), view);
+    rv = kg_key_index_check_secret(worker->server->opts.index, cred.secret.base, cred.secret.len, (int64_t)time(NULL),
+                                   view, hash);
     if (rv == KG_OK && secret_hash != NULL) {
         memcpy(secret_hash, hash, sizeof(hash));
         *has_hash = true;

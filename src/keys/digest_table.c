@@ -144,6 +144,12 @@ void *kg_digest_table_find(const kg_digest_table_t *t, const uint8_t digest[KG_D
     return NULL;
 }
 
+void kg_digest_table_prefetch(const kg_digest_table_t *t, const uint8_t digest[KG_DIGEST_BYTES])
+{
+    const slot_array_t *a = rcu_dereference(t->slots);
+    __builtin_prefetch(&a->slots[home_of(digest) & a->mask]);
+}
+
 /* ==== Writer side ==== */
 
 static void slot_store(slot_t *s, uintptr_t entry, const void *hint)

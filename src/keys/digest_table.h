@@ -39,6 +39,8 @@ void kg_digest_table_free(kg_digest_table_t *t);
 
 /** Reader: the object holding `digest`, or NULL. Inside an RCU read-side section. */
 void *kg_digest_table_find(const kg_digest_table_t *t, const uint8_t digest[KG_DIGEST_BYTES]);
+/** Reader: starts fetching the slot a find of `digest` reads first (work done meanwhile hides the miss). */
+void kg_digest_table_prefetch(const kg_digest_table_t *t, const uint8_t digest[KG_DIGEST_BYTES]);
 
 /**
  * Writer: adds `obj` (its digest already set; its address below 2^48, as every user-space

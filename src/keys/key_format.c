@@ -109,10 +109,9 @@ size_t kg_key_secret_generate(const char *brand, kg_key_kind_t kind, char out[KG
     return len;
 }
 
-kg_err_t kg_key_secret_parse(const char *s, size_t len, kg_key_secret_ref_t *out)
+kg_err_t kg_key_secret_parse_shape(const char *s, size_t len, kg_key_secret_ref_t *out)
 {
     const char *end = s + len, *brand_end, *kind_end, *body;
-    char expect[KG_KEY_CHECKSUM_CHARS];
     size_t kind_len;
     int kind;
 
@@ -133,10 +132,23 @@ kg_err_t kg_key_secret_parse(const char *s, size_t len, kg_key_secret_ref_t *out
         return KG_EINVALID_API_KEY;
     if (!all_base62(body, (size_t)(end - body)))
         return KG_EINVALID_API_KEY;
-    kg_key_checksum(body, KG_KEY_RANDOM_CHARS, expect);
-    if (memcmp(expect, body + KG_KEY_RANDOM_CHARS, KG_KEY_CHECKSUM_CHARS) != 0)
-        return KG_EINVALID_API_KEY;
     *out = (kg_key_secret_ref_t){.brand = s, .brand_len = (size_t)(brand_end - s), .kind = kind, .random = body};
+    return KG_OK;
+}
+
+bool kg_key_secret_checksum_ok(const kg_key_secret_ref_t *ref)
+{
+    char expect[KG_KEY_CHECKSUM_CHARS];
+    kg_key_checksum(ref->random, KG_KEY_RANDOM_CHARS, expect);
+    return memcmp(expect, ref->random + KG_KEY_RANDOM_CHARS, KG_KEY_CHECKSUM_CHARS) == 0;
+}
+
+kg_err_t kg_key_secret_parse(const char *s, size_t len, kg_key_secret_ref_t *out)
+{
+    kg_key_secret_ref_t ref;
+    if (kg_key_secret_parse_shape(s, len, &ref) != KG_OK || !kg_key_secret_checksum_ok(&ref))
+        return KG_EINVALID_API_KEY;
+    *out = ref;
     return KG_OK;
 }
 

@@ -64,6 +64,10 @@ size_t kg_key_secret_generate(const char *brand, kg_key_kind_t kind, char out[KG
  * KG_EINVALID_API_KEY.
  */
 kg_err_t kg_key_secret_parse(const char *s, size_t len, kg_key_secret_ref_t *out) KG_MUST_CHECK;
+/** kg_key_secret_parse in two halves: the shape alone (brand, kind, length, alphabet)... */
+kg_err_t kg_key_secret_parse_shape(const char *s, size_t len, kg_key_secret_ref_t *out) KG_MUST_CHECK;
+/** ...and the checksum of a secret whose shape passed. */
+bool kg_key_secret_checksum_ok(const kg_key_secret_ref_t *ref);
 
 /** Writes a fresh public id ("pk_" + 24 base62 + NUL). Returns false if the CSPRNG failed. */
 bool kg_key_id_generate(char out[KG_KEY_ID_LEN + 1]) KG_MUST_CHECK;

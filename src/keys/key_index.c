@@ -19,6 +19,8 @@
 
 #include "core/alloc.h"
 #include "keys/digest_table.h"
+#include "keys/key_format.h"
+#include "keys/key_hash.h"
 
 #define MAX_SECRETS_PER_TOKEN 2 /* the current secret and at most one in rotation grace */
 
@@ -589,6 +591,21 @@ kg_err_t kg_key_index_lookup(kg_key_index_t *idx, const uint8_t hash[KG_KEY_HASH
         rv = KG_OK;
     }
 out:
+    rcu_read_unlock();
+    return rv;
+}
+
+kg_err_t kg_key_index_check_secret(kg_key_index_t *idx, const char *secret, size_t len, int64_t now, kg_key_view_t *out,
+                                   uint8_t hash_out[KG_KEY_HASH_BYTES])
+{
+    kg_key_secret_ref_t ref;
+    if (kg_key_secret_parse_shape(secret, len, &ref) != KG_OK)
+        return KG_EINVALID_API_KEY;
+    if (!kg_key_hash(secret, len, hash_out))
+        return KG_EINTERNAL;
+    rcu_read_lock();
+    kg_digest_table_prefetch(idx->by_hash, hash_out); /* the CRC below runs while it arrives */
+    kg_err_t rv = kg_key_secret_checksum_ok(&ref) ? kg_key_index_lookup(idx, hash_out, now, out) : KG_EINVALID_API_KEY;
     rcu_read_unlock();
     return rv;
 }

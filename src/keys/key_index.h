@@ -103,6 +103,15 @@ kg_err_t kg_key_index_lookup(kg_key_index_t *idx, const uint8_t hash[KG_KEY_HASH
                              kg_key_view_t *out) KG_MUST_CHECK;
 
 /**
+ * Authenticates a presented secret (SPEC §2): its shape, then SHA-256, then its checksum while
+ * the table's first cache miss is on its way, then kg_key_index_lookup. A malformed secret or a
+ * bad checksum is KG_EINVALID_API_KEY before any lookup (typos never reach the table); a hash
+ * that cannot be computed is KG_EINTERNAL. The hash is left in hash_out (the caller wipes it).
+ */
+kg_err_t kg_key_index_check_secret(kg_key_index_t *idx, const char *secret, size_t len, int64_t now, kg_key_view_t *out,
+                                   uint8_t hash_out[KG_KEY_HASH_BYTES]) KG_MUST_CHECK;
+
+/**
  * Authenticates a publishable key by its public id alone (SPEC §2 form 3): only a key with
  * allowed_domains qualifies (else KG_EINVALID_API_KEY, as for an unknown id); statuses as for
  * kg_key_index_lookup. The caller still checks the request's origin against view->policy.

@@ -30,6 +30,7 @@ int kg_test_failures;
     X(test_digest_table_growth_and_bulk)                                                                               \
     X(test_digest_table_concurrent_readers)                                                                            \
     X(test_index_statuses)                                                                                             \
+    X(test_index_check_secret)                                                                                         \
     X(test_index_rotation_grace)                                                                                       \
     X(test_index_concurrent_update_and_lookup)                                                                         \
     X(test_index_last_used)                                                                                            \
