@@ -81,10 +81,19 @@ kg_err_t kg_usage_seed_spend(kg_store_t *st, kg_key_index_t *idx, int64_t now_s)
     return KG_OK;
 }
 
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void *writer_main(void *arg)
 {
     kg_usage_writer_t *w = arg;
     bool stopping = false, warned = false;
+    size_t held = 0;     /* records read into w->batch, not yet stored (nor released) */
+    int64_t held_ms = 0; /* when the first of them was read */
     while (!stopping) {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
@@ -95,17 +104,33 @@ static void *writer_main(void *arg)
             pthread_cond_timedwait(&w->wake, &w->lock, &until);
         stopping = w->stopping;
         pthread_mutex_unlock(&w->lock);
-        size_t n;
-        kg_err_t rv;
         /* Batches until one is not full (more may be waiting), each after giving the workers their
-         * spare segments (journal.h): a long drain must not leave them to make their own. */
-        do {
+         * spare segments (journal.h): a long drain must not leave them to make their own. A batch
+         * that is not full is held (read, not released) until it is due; stopping stores it. */
+        for (;;) {
             kg_journal_prepare(w->journal);
-        } while ((rv = flush_batch(w->journal, w->store, w->batch, &n)) == KG_OK && n == KG_USAGE_BATCH);
-        if (rv != KG_OK && !warned)
-            kg_log_error("usage: cannot write to the store (%s); records stay in the journal and are retried",
-                         kg_err_code(rv));
-        warned = rv != KG_OK;
+            size_t got = kg_journal_read(w->journal, w->batch + held, KG_USAGE_BATCH - held);
+            if (held == 0 && got > 0)
+                held_ms = monotonic_ms();
+            held += got;
+            bool full = held == KG_USAGE_BATCH;
+            if (held == 0 || (!full && !stopping && monotonic_ms() - held_ms < KG_USAGE_COMMIT_MS))
+                break;
+            kg_err_t rv = kg_store_usage_insert(w->store, w->batch, held, NULL);
+            held = 0;
+            if (rv != KG_OK) {
+                kg_journal_rewind(w->journal); /* read again, from the last release, next round */
+                if (!warned)
+                    kg_log_error("usage: cannot write to the store (%s); records stay in the journal and are retried",
+                                 kg_err_code(rv));
+                warned = true;
+                break;
+            }
+            kg_journal_release(w->journal);
+            warned = false;
+            if (!full)
+                break;
+        }
     }
     return NULL;
 }
