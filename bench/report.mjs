@@ -300,7 +300,7 @@ if (lk1m !== null && lk1k !== null) {
       (miss !== null
         ? `; one random memory access into a large array costs ${f1(miss)} ns on this machine, so a lookup at a million keys costs about ${(lk1m / miss).toFixed(1)} such misses`
         : '') +
-      `. The whole check of a presented secret (parse + SHA-256 + lookup) is ${f1(full1k)} ns at 1,000 keys and ${f1(full1m)} ns at 1,000,000` +
+      `. The whole check of a presented secret (shape, SHA-256, checksum, lookup) is ${f1(full1k)} ns at 1,000 keys and ${f1(full1m)} ns at 1,000,000` +
       (parseBad !== null ? `, of which the format check (\`kg_key_secret_parse\`) is ${f1(parseBad)} ns` : '') +
       (whole1m !== null
         ? `; with the policy decision and the key's and team's admission (issue 7's "key verification", target ≤ 1 µs) it is ${f1(whole1k)} ns and ${f1(whole1m)} ns`
@@ -309,10 +309,10 @@ if (lk1m !== null && lk1k !== null) {
       (r < 1.5
         ? 'The cost is flat in the number of keys.'
         : 'The cost is not flat in the number of keys: with a million keys the table no longer fits in any cache and every ' +
-          'lookup pays for cache and TLB misses (bucket, list node, record, per-key state); with a thousand it is all cached. ' +
+          'lookup pays for cache and TLB misses (the slot, then the record and the per-key state together); with a thousand it is all cached. ' +
           (full1m !== null ? `Per request that is ${(full1m / 1000).toFixed(2)} µs of the gateway's CPU at a million keys.` : '')) +
       (memMiB !== null && memPerKey !== null
-        ? ` A million keys take ${f0(memMiB)} MiB of index (${f0(memPerKey)} bytes per key: record, per-key state, buckets, allocator overhead).`
+        ? ` A million keys take ${f0(memMiB)} MiB of index (${f0(memPerKey)} bytes per key: record, per-key state, slots, the id table, allocator overhead).`
         : ''),
   );
 }
