@@ -25,20 +25,24 @@ struct kg_usage_writer {
     kg_usage_record_t batch[KG_USAGE_BATCH];
 };
 
-/* One batch: read, store, release — or rewind, so the next try reads the same records again. */
+/* Stores the n records read since the last release, then releases them — or rewinds, so the
+ * next read returns the same records again. */
+static kg_err_t store_batch(kg_journal_t *j, kg_store_t *st, const kg_usage_record_t *batch, size_t n)
+{
+    kg_err_t rv = kg_store_usage_insert(st, batch, n, NULL);
+    if (rv != KG_OK)
+        kg_journal_rewind(j);
+    else
+        kg_journal_release(j);
+    return rv;
+}
+
+/* One batch: read, store, release (or rewind). */
 static kg_err_t flush_batch(kg_journal_t *j, kg_store_t *st, kg_usage_record_t *batch, size_t *n_out)
 {
     size_t n = kg_journal_read(j, batch, KG_USAGE_BATCH);
     *n_out = n;
-    if (n == 0)
-        return KG_OK;
-    kg_err_t rv = kg_store_usage_insert(st, batch, n, NULL);
-    if (rv != KG_OK) {
-        kg_journal_rewind(j);
-        return rv;
-    }
-    kg_journal_release(j);
-    return KG_OK;
+    return n == 0 ? KG_OK : store_batch(j, st, batch, n);
 }
 
 kg_err_t kg_usage_drain(kg_journal_t *j, kg_store_t *st, size_t *n_out)
@@ -116,17 +120,15 @@ static void *writer_main(void *arg)
             bool full = held == KG_USAGE_BATCH;
             if (held == 0 || (!full && !stopping && monotonic_ms() - held_ms < KG_USAGE_COMMIT_MS))
                 break;
-            kg_err_t rv = kg_store_usage_insert(w->store, w->batch, held, NULL);
+            kg_err_t rv = store_batch(w->journal, w->store, w->batch, held);
             held = 0;
-            if (rv != KG_OK) {
-                kg_journal_rewind(w->journal); /* read again, from the last release, next round */
+            if (rv != KG_OK) { /* read again, from the last release, next round */
                 if (!warned)
                     kg_log_error("usage: cannot write to the store (%s); records stay in the journal and are retried",
                                  kg_err_code(rv));
                 warned = true;
                 break;
             }
-            kg_journal_release(w->journal);
             warned = false;
             if (!full)
                 break;
