@@ -105,6 +105,7 @@ static void fail_job(admin_job_t *job, kg_err_t code)
 static void *admin_worker_main(void *arg)
 {
     kg_admin_worker_t *w = arg;
+    pthread_setname_np(pthread_self(), "kg-admin"); /* for top -H and per-thread CPU figures */
     kg_key_index_thread_online();
     pthread_mutex_lock(&w->lock);
     for (;;) {

@@ -312,6 +312,7 @@ static int64_t now_ms(void)
 static void *feed_main(void *arg)
 {
     kg_feed_t *f = arg;
+    pthread_setname_np(pthread_self(), "kg-feed"); /* for top -H and per-thread CPU figures */
     int64_t next_flush = now_ms() + KG_FEED_FLUSH_MS;
     struct timespec pause = {0, KG_FEED_POLL_MS * 1000000L};
 

@@ -95,6 +95,7 @@ static int64_t monotonic_ms(void)
 static void *writer_main(void *arg)
 {
     kg_usage_writer_t *w = arg;
+    pthread_setname_np(pthread_self(), "kg-usage"); /* for top -H and per-thread CPU figures */
     bool stopping = false, warned = false;
     size_t held = 0;     /* records read into w->batch, not yet stored (nor released) */
     int64_t held_ms = 0; /* when the first of them was read */
