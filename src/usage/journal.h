@@ -36,6 +36,10 @@
  * until the store has them. */
 #define KG_JOURNAL_SLOTS 16384
 #define KG_JOURNAL_SLOT_SIZE 512 /* bytes per slot (a power of two), the header slot too */
+/* How long a released full segment is kept for reuse as a spare (journal.c) before it is unlinked:
+ * long enough to span a lull in traffic, short enough that an idle gateway soon maps only what its
+ * workers are writing to. */
+#define KG_JOURNAL_POOL_IDLE_MS 10000
 
 typedef struct kg_journal kg_journal_t;               /* a directory of segment files, process-wide */
 typedef struct kg_journal_writer kg_journal_writer_t; /* one per worker thread; only that thread appends */
@@ -93,7 +97,8 @@ void kg_journal_prepare(kg_journal_t *j);
 size_t kg_journal_read(kg_journal_t *j, kg_usage_record_t *out, size_t cap);
 /**
  * Everything read so far is safely in the store: segments that are finished (full, left by a
- * freed writer, or adopted from an earlier process) and fully read are unmapped and unlinked.
+ * freed writer, or adopted from an earlier process) and fully read are unmapped and unlinked, or,
+ * if full, kept (one per writer at most) for kg_journal_prepare to reuse.
  */
 void kg_journal_release(kg_journal_t *j);
 /** The store write failed: the next read starts again from the last release. */

@@ -77,6 +77,7 @@ int kg_test_failures;
     X(test_journal_prepare_keeps_rollovers_off_the_writer)                                                             \
     X(test_journal_unused_spares_leave_no_files)                                                                       \
     X(test_journal_replay_follows_claim_order)                                                                         \
+    X(test_journal_reuses_released_segments)                                                                           \
     X(test_journal_concurrent_reader)
 
 #define DECLARE(name) void name(void);

@@ -207,16 +207,17 @@ void test_journal_rollover(void)
     CHECK_INT(read_all(j, 0, &bad), n);
     CHECK_INT(bad, 0);
     kg_journal_release(j);
-    CHECK_INT(count_segments(dir), 1); /* the full one is gone, the current one stays */
+    CHECK_INT(count_segments(dir), 2); /* the current one, and the full one kept for reuse */
     CHECK_INT(kg_journal_backlog(j), 0);
 
-    /* More after the release, then the writer leaves: its segment goes once drained. */
+    /* More after the release, then the writer leaves: its segment goes once drained, and the kept
+     * one with it (no writer is left to need a spare). */
     CHECK_INT(append_range(w, n, n + 5), 0);
     kg_journal_writer_free(w);
     bad = 0;
     CHECK_INT(read_all(j, n, &bad), 5);
     CHECK_INT(bad, 0);
-    CHECK_INT(count_segments(dir), 1);
+    CHECK_INT(count_segments(dir), 2);
     kg_journal_release(j);
     CHECK_INT(count_segments(dir), 0);
     kg_journal_close(j);
@@ -460,7 +461,7 @@ void test_journal_concurrent_reader(void)
         CHECK_INT(kg_journal_read(j, buf, 256), 0);
         kg_journal_release(j);
         CHECK_INT(kg_journal_backlog(j), 0);
-        CHECK_INT(count_segments(dir), 1);
+        CHECK_INT(count_segments(dir), 2); /* the writer's segment and a full one kept for reuse */
         kg_journal_writer_free(a.w);
     }
     CHECK_INT(bad, 0);
@@ -721,4 +722,147 @@ void test_journal_replay_follows_claim_order(void)
     }
     replay_restarted(dir, -1, total);
     remove_dir(dir);
+}
+
+/* ==== Reused segments ==== */
+
+/* The names of dir's segment files (unique: creation time, pid, counter) added to seen[] if new. */
+static void note_files(const char *dir, char (*seen)[256], int *n, int cap)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    if (d == NULL)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len <= 4 || strcmp(e->d_name + len - 4, ".kgj") != 0)
+            continue;
+        bool known = false;
+        for (int k = 0; k < *n; k++)
+            known |= strcmp(seen[k], e->d_name) == 0;
+        if (!known && *n < cap)
+            snprintf(seen[(*n)++], sizeof(seen[0]), "%s", e->d_name);
+    }
+    closedir(d);
+}
+
+/* One round of the usage writer's cycle, shrunk: spares, 1,000 appends, read, release. done[0]
+ * counts the records appended, done[1] those whose release has begun, done[2] those whose
+ * release has returned; records read are checked against done[1]'s count. */
+static void cycle_round(kg_journal_t *j, kg_journal_writer_t *w, _Atomic long *done, long *bad)
+{
+    static kg_usage_record_t buf[1000];
+    long next = atomic_load(&done[0]), read = atomic_load(&done[1]);
+    size_t got;
+    kg_journal_prepare(j);
+    for (long end = next + 1000; next < end; next++) {
+        kg_usage_record_t r;
+        make_record(&r, next);
+        if (!kg_journal_append(w, &r))
+            (*bad)++;
+        atomic_store_explicit(&done[0], next + 1, memory_order_release);
+    }
+    while ((got = kg_journal_read(j, buf, sizeof(buf) / sizeof(buf[0]))) != 0)
+        for (size_t k = 0; k < got; k++)
+            *bad += !is_record(&buf[k], read++);
+    atomic_store_explicit(&done[1], read, memory_order_release);
+    kg_journal_release(j);
+    atomic_store_explicit(&done[2], read, memory_order_release);
+}
+
+void test_journal_reuses_released_segments(void)
+{
+    char dir[64], seen[64][256];
+    int files = 0, status = 0;
+    long bad = 0;
+
+    /* In one process: six segments' worth of records go through two files, every record read back
+     * once and in order (a slot of an earlier use read as committed would break the order). */
+    kg_journal_t *j = open_journal(kg_test_tmpdir(dir, sizeof(dir)));
+    CHECK(j != NULL);
+    if (j == NULL)
+        return;
+    kg_journal_writer_t *w = kg_journal_writer_new(j);
+    _Atomic long local[3] = {0, 0, 0};
+    while (atomic_load(&local[0]) < 6L * KG_JOURNAL_SLOTS) {
+        cycle_round(j, w, local, &bad);
+        note_files(dir, seen, &files, 64);
+    }
+    CHECK_INT(bad, 0);
+    CHECK_INT(local[2], atomic_load(&local[0]));
+    CHECK_INT(kg_journal_sync_rollovers(j), 0);
+    CHECK(files <= 3);
+    if (files > 3)
+        fprintf(stderr, "    %d segment files for six segments' worth of records\n", files);
+    kg_journal_writer_free(w);
+    kg_journal_release(j);
+    CHECK_INT(count_segments(dir), 0);
+    kg_journal_close(j);
+    remove_dir(dir);
+
+    /* Killed at random moments while segments are being reused: the next process replays every
+     * record not yet released (or whose release was under way), once and in order, and no record
+     * of a segment's earlier use. */
+    _Atomic long *done = mmap(NULL, 3 * sizeof(*done), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(done != MAP_FAILED);
+    if (done == MAP_FAILED)
+        return;
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+    for (int round = 0; round < 6; round++) {
+        long target = 2 * KG_JOURNAL_SLOTS + rand() % (4 * KG_JOURNAL_SLOTS);
+        for (int k = 0; k < 3; k++)
+            atomic_store(&done[k], 0);
+        kg_test_tmpdir(dir, sizeof(dir));
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+            char err[256];
+            long child_bad = 0;
+            kg_journal_t *cj = kg_journal_open(dir, err, sizeof(err));
+            kg_journal_writer_t *cw = cj != NULL ? kg_journal_writer_new(cj) : NULL;
+            if (cw == NULL)
+                _exit(3);
+            while (child_bad == 0 && atomic_load(&done[0]) < 12L * KG_JOURNAL_SLOTS)
+                cycle_round(cj, cw, done, &child_bad);
+            _exit(child_bad == 0 ? 0 : 4);
+        }
+        CHECK(pid > 0);
+        while (atomic_load_explicit(&done[0], memory_order_acquire) < target && waitpid(pid, &status, WNOHANG) == 0)
+            ;
+        if (round % 2)
+            usleep((useconds_t)(rand() % 2000));
+        kill(pid, SIGKILL);
+        CHECK(waitpid(pid, &status, 0) == pid);
+        CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        long appended = atomic_load(&done[0]), releasing = atomic_load(&done[1]), released = atomic_load(&done[2]);
+
+        j = open_journal(dir);
+        CHECK(j != NULL);
+        if (j == NULL)
+            break;
+        static kg_usage_record_t buf[1000];
+        long first = -1, n = 0, wrong = 0;
+        size_t got;
+        while ((got = kg_journal_read(j, buf, sizeof(buf) / sizeof(buf[0]))) != 0)
+            for (size_t k = 0; k < got; k++, n++) {
+                if (first < 0)
+                    first = strtol(buf[k].request_id + 4, NULL, 10);
+                wrong += !is_record(&buf[k], first + n);
+            }
+        if (n == 0)
+            first = appended; /* all released: nothing replayed */
+        CHECK_INT(wrong, 0);
+        /* From where the last release that returned left off (or the one under way), through
+         * every append that returned (and the one the kill may have cut short, finished). */
+        CHECK(first >= released && first <= releasing);
+        CHECK(first + n >= appended && first + n <= appended + 1);
+        if (wrong != 0 || first < released || first > releasing || first + n < appended || first + n > appended + 1)
+            fprintf(stderr, "    replayed %ld..%ld; released %ld (releasing %ld), appended %ld\n", first, first + n,
+                    released, releasing, appended);
+        kg_journal_release(j);
+        CHECK_INT(count_segments(dir), 0);
+        kg_journal_close(j);
+        remove_dir(dir);
+    }
+    munmap((void *)done, 3 * sizeof(*done));
 }
