@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/decimal.h"
 #include "json/body_scan.h"
 #include "policy/origin.h"
 #include "policy/policy.h"

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/decimal.h"
+
 #define MINUTE_NS (60 * KG_NS_PER_SEC)
 #define DAY_NS (86400 * KG_NS_PER_SEC)
 #define CONCURRENCY_RETRY_NS (KG_NS_PER_SEC / 10) /* a slot frees when some request ends: soon */
@@ -177,19 +179,6 @@ void kg_admission_headers(const kg_admission_t *a, int64_t now_ns, kg_gcra_state
     *tokens = tightest(a, 2, now_ns);
 }
 
-/* Appends v in decimal at p (no NUL); returns the number of digits. */
-static size_t put_uint(char *p, uint64_t v)
-{
-    char tmp[20];
-    size_t n = 0;
-    do
-        tmp[n++] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    for (size_t i = 0; i < n; i++)
-        p[i] = tmp[n - 1 - i];
-    return n;
-}
-
 /* Twice per inference request: assembled by hand rather than through printf. */
 size_t kg_reset_format(int64_t ns, char *buf, size_t cap)
 {
@@ -198,19 +187,19 @@ size_t kg_reset_format(int64_t ns, char *buf, size_t cap)
     if (ns < 0)
         ns = 0;
     if (ns < KG_NS_PER_SEC) {
-        n += put_uint(out, (uint64_t)((ns + 999999) / 1000000));
+        n += kg_put_uint(out, (uint64_t)((ns + 999999) / 1000000));
         out[n++] = 'm', out[n++] = 's';
     } else {
         uint64_t ms = (uint64_t)((ns + 999999) / 1000000), h = ms / 3600000, m = ms / 60000 % 60, s_ms = ms % 60000;
         if (h > 0) {
-            n += put_uint(out + n, h);
+            n += kg_put_uint(out + n, h);
             out[n++] = 'h';
         }
         if (h > 0 || m > 0) {
-            n += put_uint(out + n, m);
+            n += kg_put_uint(out + n, m);
             out[n++] = 'm';
         }
-        n += put_uint(out + n, s_ms / 1000);
+        n += kg_put_uint(out + n, s_ms / 1000);
         if (s_ms % 1000 != 0) { /* up to three decimals, trailing zeros dropped */
             unsigned frac = (unsigned)(s_ms % 1000), digits = 3;
             while (frac % 10 == 0)
@@ -227,13 +216,6 @@ size_t kg_reset_format(int64_t ns, char *buf, size_t cap)
     if (n > cap - 1)
         n = cap - 1;
     memcpy(buf, out, n);
-    buf[n] = '\0';
-    return n;
-}
-
-size_t kg_format_uint(uint64_t v, char *buf)
-{
-    size_t n = put_uint(buf, v);
     buf[n] = '\0';
     return n;
 }

@@ -64,7 +64,5 @@ void kg_admission_headers(const kg_admission_t *a, int64_t now_ns, kg_gcra_state
 
 /** Formats a reset time as OpenAI does ("20ms", "1s", "1.5s", "6m0s", "1h2m3s"); returns its length. */
 size_t kg_reset_format(int64_t ns, char *buf, size_t cap);
-/** Writes v in decimal and a NUL into buf (at least 21 bytes); returns the number of digits. */
-size_t kg_format_uint(uint64_t v, char *buf);
 
 #endif

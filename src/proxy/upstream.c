@@ -18,6 +18,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/alloc.h"
+#include "core/decimal.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "proxy/upconn.h"
@@ -555,8 +556,9 @@ static h2o_iovec_t build_head(h2o_req_t *req, const kg_forward_t *fwd, bool *ide
     APPEND(fwd->path_suffix.base, fwd->path_suffix.len);
     APPEND_LIT(" HTTP/1.1\r\nhost: ");
     APPEND_STR(p->authority);
-    at += (size_t)snprintf(buf + at, cap - at, "\r\ncontent-length: %zu\r\ncontent-type: application/json\r\n",
-                           fwd->body.len);
+    APPEND_LIT("\r\ncontent-length: ");
+    at += kg_put_uint(buf + at, fwd->body.len);
+    APPEND_LIT("\r\ncontent-type: application/json\r\n");
     if (p->credential != NULL) {
         APPEND_LIT("authorization: Bearer ");
         APPEND_STR(p->credential);

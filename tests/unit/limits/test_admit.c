@@ -5,6 +5,7 @@
  * calendar periods and zero-priced calls, settlement, the headers' values and their format.
  */
 #include "limits/admit.h"
+#include "core/decimal.h"
 #include "../test.h"
 
 #define SEC KG_NS_PER_SEC
