@@ -195,6 +195,21 @@ static int on_boolean(void *ctx, int v)
     return 1;
 }
 
+/* The value of a number written as digits alone (what clients send for max_tokens and n), exact
+ * up to 15 digits; -1 for any other form. */
+static double plain_integer(const char *v, size_t len)
+{
+    if (len == 0 || len > 15)
+        return -1;
+    double n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return -1;
+        n = n * 10 + (v[i] - '0');
+    }
+    return n;
+}
+
 static int on_number(void *ctx, const char *v, size_t len)
 {
     scan_t *s = ctx;
@@ -213,14 +228,16 @@ static int on_number(void *ctx, const char *v, size_t len)
     } else if (s->depth == 1 && (s->key == K_MAX_TOKENS || s->key == K_CHOICES)) {
         /* What bounds the answer's size, read as an upstream might (4096.0, 5e4): the largest
          * value given counts, so a reservation is never smaller than what may be generated. */
-        char buf[32];
-        double d = 0;
-        if (len < sizeof(buf)) {
-            memcpy(buf, v, len);
-            buf[len] = '\0';
-            d = strtod(buf, NULL);
-        } else {
-            d = 1e300; /* a number this long is huge or nonsense: assume the most */
+        double d = plain_integer(v, len);
+        if (d < 0) { /* a fraction or an exponent: strtod, which costs as much as the rest of the scan */
+            char buf[32];
+            if (len < sizeof(buf)) {
+                memcpy(buf, v, len);
+                buf[len] = '\0';
+                d = strtod(buf, NULL);
+            } else {
+                d = 1e300; /* a number this long is huge or nonsense: assume the most */
+            }
         }
         long cap = s->key == K_MAX_TOKENS ? 1000000000L : 128L;
         long n = !(d > 0) ? 0 : d >= (double)cap ? cap : (long)ceil(d);
@@ -312,22 +329,29 @@ static int on_end_container(void *ctx)
 
 static top_key_t classify(const unsigned char *k, size_t len)
 {
+    /* Lengths written out: every member name of every request is looked up here. */
+#define KNOWN(name, key)                                                                                               \
+    {                                                                                                                  \
+        name, sizeof(name) - 1, key                                                                                    \
+    }
     static const struct {
         const char *name;
+        size_t len;
         top_key_t key;
-    } known[] = {{"model", K_MODEL},
-                 {"stream", K_STREAM},
-                 {"stream_options", K_STREAM_OPTIONS},
-                 {"input", K_INPUT},
-                 {"encoding_format", K_ENCODING_FORMAT},
-                 {"dimensions", K_DIMENSIONS},
-                 {"max_tokens", K_MAX_TOKENS},
-                 {"max_completion_tokens", K_MAX_TOKENS},
-                 {"n", K_CHOICES},
-                 {"best_of", K_CHOICES},
-                 {"messages", K_MESSAGES}};
+    } known[] = {KNOWN("model", K_MODEL),
+                 KNOWN("stream", K_STREAM),
+                 KNOWN("stream_options", K_STREAM_OPTIONS),
+                 KNOWN("input", K_INPUT),
+                 KNOWN("encoding_format", K_ENCODING_FORMAT),
+                 KNOWN("dimensions", K_DIMENSIONS),
+                 KNOWN("max_tokens", K_MAX_TOKENS),
+                 KNOWN("max_completion_tokens", K_MAX_TOKENS),
+                 KNOWN("n", K_CHOICES),
+                 KNOWN("best_of", K_CHOICES),
+                 KNOWN("messages", K_MESSAGES)};
+#undef KNOWN
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-        if (strlen(known[i].name) == len && memcmp(known[i].name, k, len) == 0)
+        if (known[i].len == len && memcmp(known[i].name, k, len) == 0)
             return known[i].key;
     return K_OTHER;
 }
