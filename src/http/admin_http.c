@@ -7,6 +7,7 @@
  * A request whose client went away is marked so the late reply is dropped safely.
  */
 #include "http/http_internal.h"
+#include "http/request_scope.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -302,7 +303,7 @@ void kg__admin_http_handle(kg_worker_t *worker, h2o_req_t *req, h2o_iovec_t path
         job->query = kg_xstrndup(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);
     job->body_len = req->entity.base != NULL ? req->entity.len : 0;
     job->body = kg_xstrndup(req->entity.base != NULL ? req->entity.base : "", job->body_len);
-    job->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*job->guard), on_guard_dispose);
+    job->guard = kg_request_scoped(req, sizeof(*job->guard), on_guard_dispose);
     job->guard->job = job;
     job->guard->worker = worker;
     worker->in_flight++;

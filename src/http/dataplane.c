@@ -7,6 +7,7 @@
  * per request comes from the request's memory pool.
  */
 #include "http/http_internal.h"
+#include "http/request_scope.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -110,7 +111,7 @@ static request_metric_t *count_request(kg_worker_t *w, h2o_req_t *req, route_t r
         [R_COMPLETIONS] = KG_MROUTE_COMPLETIONS,
         [R_EMBEDDINGS] = KG_MROUTE_EMBEDDINGS,
     };
-    request_metric_t *rm = h2o_mem_alloc_shared(&req->pool, sizeof(*rm), on_metric_dispose);
+    request_metric_t *rm = kg_request_scoped(req, sizeof(*rm), on_metric_dispose);
     rm->worker = w, rm->req = req, rm->route = routes[route], rm->started_ns = kg_meter_now_ns();
     rm->metered = false; /* the meter is cleared only when it is used */
     rm->link = (h2o_linklist_t){NULL, NULL};
@@ -141,7 +142,7 @@ static void on_request_done(void *p)
 
 static void track(kg_worker_t *w, h2o_req_t *req)
 {
-    in_flight_guard_t *g = h2o_mem_alloc_shared(&req->pool, sizeof(*g), on_request_done);
+    in_flight_guard_t *g = kg_request_scoped(req, sizeof(*g), on_request_done);
     g->worker = w;
     w->in_flight++;
 }
@@ -259,9 +260,21 @@ static void get_model(h2o_req_t *req, const kg_key_view_t *view, h2o_iovec_t id)
 
 /* ==== Inference ==== */
 
-static void *pool_alloc(void *ctx, size_t size)
+typedef struct scan_memory {
+    unsigned char *arena; /* the worker's scan_arena */
+    size_t used;
+    h2o_mem_pool_t *spill; /* the request's pool */
+} scan_memory_t;
+
+static void *scan_alloc(void *ctx, size_t size)
 {
-    return h2o_mem_alloc_pool((h2o_mem_pool_t *)ctx, size);
+    scan_memory_t *m = ctx;
+    size_t at = (m->used + 15) & ~(size_t)15;
+    if (size <= sizeof(((kg_worker_t *)NULL)->scan_arena) - at) {
+        m->used = at + size;
+        return m->arena + at;
+    }
+    return h2o_mem_alloc_pool(m->spill, size);
 }
 
 /*
@@ -433,7 +446,8 @@ static void refuse(h2o_req_t *req, const kg_admission_t *now, const request_metr
 static void inference(kg_worker_t *w, h2o_req_t *req, request_metric_t *rm, const kg_key_view_t *view, route_t route)
 {
     const kg_catalog_t *cat = kg_catalog_current(); /* under the read lock */
-    kg_body_alloc_t alloc = {pool_alloc, &req->pool};
+    scan_memory_t scan_memory = {w->scan_arena, 0, &req->pool};
+    kg_body_alloc_t alloc = {scan_alloc, &scan_memory};
     kg_body_info_t info;
     kg_error_t err = {0};
     h2o_iovec_t body = req->entity.base != NULL ? req->entity : h2o_iovec_init("", 0);

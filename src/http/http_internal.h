@@ -34,10 +34,14 @@ typedef struct kg_worker {
     h2o_timeout_t linger_timeout;             /* how long a closed connection's input is drained */
     char request_id_prefix[16];
     uint64_t request_counter;
-    char request_id[32];             /* of the request being handled */
-    kg_journal_writer_t *journal;    /* this worker's usage journal segment (NULL: not recorded) */
-    kg_metrics_t *metrics;           /* this worker's counters (only this thread writes them) */
-    h2o_linklist_t metered;          /* admitted inference requests not yet released */
+    char request_id[32];          /* of the request being handled */
+    kg_journal_writer_t *journal; /* this worker's usage journal segment (NULL: not recorded) */
+    kg_metrics_t *metrics;        /* this worker's counters (only this thread writes them) */
+    h2o_linklist_t metered;       /* admitted inference requests not yet released */
+    /* The body scan's memory (yajl's handle, lexer and buffer, the member names), needed only while
+     * it runs: a request costs no malloc for it (yajl's 2 KiB buffer is more than libh2o's pool
+     * serves from a chunk). Larger needs spill into the request's pool. */
+    _Alignas(16) unsigned char scan_arena[16384];
     struct conn_watch *free_watches; /* slow_client.c: watches of closed connections, for reuse */
     size_t n_free_watches;
     h2o_accept_ctx_t metrics_accept; /* worker 0 only: the metrics listener's routes */

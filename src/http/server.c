@@ -5,6 +5,7 @@
  * error has SPEC §5's shape.
  */
 #include "http/http_internal.h"
+#include "http/request_scope.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -65,7 +66,7 @@ static void wipe_body(void *p)
 void kg__http_send_json(h2o_req_t *req, int status, const char *body, size_t len)
 {
     static h2o_generator_t generator = {NULL, NULL};
-    wiped_body_t *copy = h2o_mem_alloc_shared(&req->pool, sizeof(*copy) + len, wipe_body);
+    wiped_body_t *copy = kg_request_scoped(req, sizeof(*copy) + len, wipe_body);
     copy->len = len;
     memcpy(copy->data, body, len);
     req->res.status = status;
@@ -395,6 +396,7 @@ kg_server_t *kg_server_start(const kg_server_options_t *opts, char *err, size_t 
     s->config.http1.req_timeout = opts->request_timeout_ms + 5000;
     h2o_hostconf_t *host = h2o_config_register_host(&s->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
+    kg_request_scope_enable(pathconf);
     root_handler_t *handler = (root_handler_t *)h2o_create_handler(pathconf, sizeof(*handler));
     handler->super.on_req = on_req;
     handler->server = s;
@@ -441,7 +443,9 @@ kg_server_t *kg_server_start(const kg_server_options_t *opts, char *err, size_t 
         s->metrics_config.http1.upgrade_to_http2 = 0;
         h2o_hostconf_t *mhost =
             h2o_config_register_host(&s->metrics_config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-        h2o_handler_t *mh = h2o_create_handler(h2o_config_register_path(mhost, "/", 0), sizeof(*mh));
+        h2o_pathconf_t *mpath = h2o_config_register_path(mhost, "/", 0);
+        kg_request_scope_enable(mpath);
+        h2o_handler_t *mh = h2o_create_handler(mpath, sizeof(*mh));
         mh->on_req = on_metrics_req;
     }
     s->upstreams = opts->upstreams;

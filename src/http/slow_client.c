@@ -14,6 +14,7 @@
  * and reads and discards for a bounded time (as nginx's lingering close does).
  */
 #include "http/http_internal.h"
+#include "http/request_scope.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,7 +190,7 @@ void kg__watch_request(kg_worker_t *w, h2o_req_t *req)
     if (sock == NULL || sock->on_close.cb != on_close)
         return;
     conn_watch_t *cw = sock->on_close.data;
-    busy_guard_t *g = h2o_mem_alloc_shared(&req->pool, sizeof(*g), on_request_end);
+    busy_guard_t *g = kg_request_scoped(req, sizeof(*g), on_request_end);
     g->cw = cw;
     cw->ticks_with_input = 0;
     if (cw->busy++ == 0 && h2o_timeout_is_linked(&cw->timer))

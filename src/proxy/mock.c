@@ -14,6 +14,8 @@
 
 #include <openssl/evp.h>
 
+#include "http/request_scope.h"
+
 static const char *const words[] = {"Hello!", "I",     "am", "keygate's", "built-in", "demo",
                                     "model.", "Point", "a",  "provider",  "at",       "a",
                                     "real",   "model", "to", "get",       "real",     "answers."};
@@ -114,7 +116,7 @@ static void on_stream_dispose(void *p)
 static void stream_words(h2o_req_t *req, h2o_timeout_t *tick, kg_mock_route_t route, const kg_body_info_t *info,
                          size_t prompt_tokens, const char *model, const char *request_id, kg_meter_t *meter)
 {
-    mock_stream_t *s = h2o_mem_alloc_shared(&req->pool, sizeof(*s), on_stream_dispose);
+    mock_stream_t *s = kg_request_scoped(req, sizeof(*s), on_stream_dispose);
     memset(s, 0, sizeof(*s));
     s->meter = meter;
     s->super.proceed = on_proceed;

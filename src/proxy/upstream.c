@@ -21,6 +21,7 @@
 #include "core/decimal.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "http/request_scope.h"
 #include "proxy/upconn.h"
 
 /*
@@ -600,7 +601,7 @@ void kg_upstream_forward(kg_upstream_loop_t *ul, h2o_req_t *req, const kg_forwar
                         "The provider's TLS set-up failed; see the gateway's log.");
         return;
     }
-    forward_t *f = h2o_mem_alloc_shared(&req->pool, sizeof(*f), on_dispose);
+    forward_t *f = kg_request_scoped(req, sizeof(*f), on_dispose);
     memset(f, 0, sizeof(*f));
     f->super.proceed = do_proceed;
     f->super.stop = do_stop;
