@@ -28,6 +28,14 @@ kg_store_t *kg_store_open(const char *path, char *err, size_t err_cap);
 kg_store_t *kg_store_open_existing(const char *path, kg_err_t *code, char *err, size_t err_cap);
 void kg_store_close(kg_store_t *st);
 
+/**
+ * Marks `st` as a background thread's connection: its long writes (kg_store_usage_insert) give
+ * the CPU up between statements. An event loop that shares a core with such a thread then waits
+ * at most one statement (~0.2 ms) for it, instead of the scheduler's time slice (the usage
+ * writer's batches held a worker off its core for up to 4 ms at a time: the gateway's p99).
+ */
+void kg_store_set_background(kg_store_t *st, bool background);
+
 /** Schema version after migrations. */
 int kg_store_schema_version(kg_store_t *st);
 

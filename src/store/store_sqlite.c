@@ -6,6 +6,7 @@
  */
 #include "store/store.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +153,7 @@ struct kg_store {
     sqlite3 *db;
     sqlite3_stmt *stmts[Q__COUNT];
     int schema_version;
+    bool background; /* kg_store_set_background */
     /* kg_store_usage_insert's scratch, kept between calls: groups, and an open-addressing
      * table of group index + 1 (0 = empty) */
     usage_group_t *groups;
@@ -161,6 +163,19 @@ struct kg_store {
 };
 
 /* ==== Helpers ==== */
+
+void kg_store_set_background(kg_store_t *st, bool background)
+{
+    st->background = background;
+}
+
+/* Between the statements of a long write on a background connection: lets any other thread
+ * that is ready to run on this core go first (Linux's CFS and EEVDF put the caller behind it). */
+static void let_others_run(const kg_store_t *st)
+{
+    if (st->background)
+        sched_yield();
+}
 
 /* A prepared statement, ready to bind (reset and unbound). */
 static sqlite3_stmt *stmt(kg_store_t *st, int q)
@@ -754,6 +769,8 @@ kg_err_t kg_store_token_touch_batch(kg_store_t *st, const char *const *ids, cons
         for (size_t i = 0; i < n && rv == KG_OK; i++) {
             bind_text(s, 1, ids[i]), sqlite3_bind_int64(s, 2, at[i]);
             rv = exec_done(st, s);
+            if (i % 64 == 63)
+                let_others_run(st);
         }
         if (rv == KG_OK)
             rv = kg_store_commit(st);
@@ -1212,15 +1229,20 @@ kg_err_t kg_store_usage_insert(kg_store_t *st, const kg_usage_record_t *recs, si
     mask = groups_reserve(st, n);
     if ((rv = kg_store_begin(st)) != KG_OK)
         return rv;
-    for (; rv == KG_OK && n - i >= 64; i += 64)
+    for (; rv == KG_OK && n - i >= 64; i += 64) {
         rv = insert_chunk(st, Q_USAGE_INSERT_64, &recs[i], 64, &n_groups, mask, &added);
+        let_others_run(st);
+    }
     for (; rv == KG_OK && n - i >= 8; i += 8)
         rv = insert_chunk(st, Q_USAGE_INSERT_8, &recs[i], 8, &n_groups, mask, &added);
     if (rv == KG_OK && i < n)
         rv = insert_each(st, &recs[i], n - i, &n_groups, mask, &added);
     /* Then the rollup: one upsert per key, org, team and minute of the records just stored. */
-    for (size_t g = 0; g < n_groups && rv == KG_OK; g++)
+    for (size_t g = 0; g < n_groups && rv == KG_OK; g++) {
         rv = group_store(st, add, &st->groups[g]);
+        if (g % 64 == 63)
+            let_others_run(st);
+    }
     if (rv != KG_OK) {
         kg_store_rollback(st);
         return rv;

@@ -352,6 +352,7 @@ kg_feed_t *kg_feed_start(const char *db_path, kg_key_index_t *idx, const kg_feed
         snprintf(err, err_cap, "cannot load keys from %s", db_path);
         goto fail;
     }
+    kg_store_set_background(f->store, true); /* loaded: from now on it shares the event loops' cores */
     pthread_create(&f->tid, NULL, feed_main, f);
     return f;
 fail:

@@ -146,6 +146,7 @@ kg_usage_writer_t *kg_usage_writer_start(kg_journal_t *j, const char *db_path, c
         free(w);
         return NULL;
     }
+    kg_store_set_background(w->store, true); /* it shares the cores of the event loops */
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->wake, NULL);
     pthread_create(&w->thread, NULL, writer_main, w);
