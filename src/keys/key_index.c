@@ -18,13 +18,14 @@
 #include <urcu/rculfhash.h>
 
 #include "core/alloc.h"
+#include "core/objpool.h"
 #include "keys/digest_table.h"
 #include "keys/key_format.h"
 #include "keys/key_hash.h"
 
 #define MAX_SECRETS_PER_TOKEN 2 /* the current secret and at most one in rotation grace */
 
-/* Laid out to 176 bytes (a 192-byte malloc chunk), the fields a lookup touches in the first line. */
+/* Three cache lines from a line-aligned pool slot, the fields a lookup touches in the first. */
 typedef struct key_state {
     struct cds_lfht_node node; /* in idx->by_id */
     char id[KG_KEY_ID_LEN + 1];
@@ -37,7 +38,7 @@ typedef struct key_state {
     struct key_rec *recs[MAX_SECRETS_PER_TOKEN]; /* writer only: this token's records in idx->by_hash */
     struct key_rec *current;                     /* RCU: the current secret's record (publishable lookups by id) */
 } key_state_t;
-_Static_assert(sizeof(key_state_t) <= 176, "a key's state fits a 192-byte malloc chunk");
+_Static_assert(sizeof(key_state_t) <= 192, "a key's state is three cache lines");
 
 typedef struct domain_entry {
     const void *owner; /* the key_state_t that contributed it */
@@ -61,6 +62,12 @@ typedef struct key_rec {
     bool is_root;
     struct rcu_head rcu;
 } key_rec_t;
+
+/* Records and states come from pools of huge pages (core/objpool.h): with a million keys a lookup's
+ * two objects were each a TLB miss and a page walk away. Process-wide: a record is freed by an RCU
+ * callback that knows nothing of its index. */
+static kg_objpool_t rec_pool = KG_OBJPOOL_INIT(sizeof(key_rec_t), 16);
+static kg_objpool_t state_pool = KG_OBJPOOL_INIT(sizeof(key_state_t), 64);
 
 struct kg_key_index {
     kg_digest_table_t *by_hash;
@@ -115,7 +122,7 @@ static int match_id(struct cds_lfht_node *node, const void *key)
 static void rec_free(key_rec_t *rec)
 {
     kg_key_policy_release(rec->policy);
-    free(rec);
+    kg_objpool_free(&rec_pool, rec);
 }
 
 static void free_rec_rcu(struct rcu_head *head)
@@ -165,7 +172,7 @@ void kg_key_index_free(kg_key_index_t *idx)
     rcu_barrier();     /* every record and slot array freed above (and earlier) is gone */
     synchronize_rcu(); /* and no reader or table resize can reach a state any more */
     for (size_t i = 0; i < n_states; i++)
-        free(states[i]);
+        kg_objpool_free(&state_pool, states[i]);
     free(states);
     for (size_t i = 0; i < idx->n_domain_entries; i++)
         free(idx->domain_entries[i].pattern);
@@ -202,13 +209,13 @@ static key_state_t *state_get_or_add(kg_key_index_t *idx, const char *id)
 {
     /* One walk of the bucket for lookup and insertion: a new state is made up front and given
      * back if the token has one already (a change of a known key: the cold case at a bulk load). */
-    key_state_t *st = kg_xcalloc(1, sizeof(*st));
+    key_state_t *st = kg_objpool_alloc(&state_pool);
     size_t len = strnlen(id, KG_KEY_ID_LEN);
     memcpy(st->id, id, len);
     cds_lfht_node_init(&st->node);
     struct cds_lfht_node *node = cds_lfht_add_unique(idx->by_id, hash_of_id(st->id), match_id, st->id, &st->node);
     if (node != &st->node) {
-        free(st);
+        kg_objpool_free(&state_pool, st);
         return caa_container_of(node, key_state_t, node);
     }
     idx->n_states++;
@@ -324,7 +331,7 @@ const kg_domain_set_t *kg_key_index_domains(kg_key_index_t *idx)
 static key_rec_t *rec_new(key_state_t *st, const kg_token_t *t, const kg_token_secret_t *secrets, size_t n, size_t i,
                           kg_key_policy_t *policy)
 {
-    key_rec_t *rec = kg_xcalloc(1, sizeof(*rec));
+    key_rec_t *rec = kg_objpool_alloc(&rec_pool);
     memcpy(rec->hash, secrets[i].hash, KG_KEY_HASH_BYTES);
     rec->secret_expires_at = secrets[i].expires_at;
     rec->state = st;
@@ -418,7 +425,7 @@ void kg_key_index_load_add(kg_key_index_load_t *l, const kg_token_t *t, const kg
     kg_key_index_t *idx = l->idx;
     if (n > MAX_SECRETS_PER_TOKEN)
         n = MAX_SECRETS_PER_TOKEN;
-    key_state_t *st = kg_xcalloc(1, sizeof(*st));
+    key_state_t *st = kg_objpool_alloc(&state_pool);
     memcpy(st->id, t->id, strnlen(t->id, KG_KEY_ID_LEN));
     cds_lfht_node_init(&st->node);
     bulk_push(&l->states, &l->n_states, &l->cap_states, &st->node, hash_of_id(st->id));
