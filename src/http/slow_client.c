@@ -12,6 +12,13 @@
  * input, which resets it, and a client still uploading never reads the answer. So the watch
  * keeps a duplicate of the socket, and when libh2o closes its own, shuts down our sending side
  * and reads and discards for a bounded time (as nginx's lingering close does).
+ *
+ * And it spares an HTTP/1 connection two syscalls per request: libh2o stops polling the socket
+ * when a request has arrived (the request points into its input buffer, which more reading
+ * could move) and polls it again after the answer, an epoll_ctl each way — 8 % of a proxied
+ * request's CPU (perf). The watch keeps the socket polled meanwhile, with libh2o told not to
+ * read from it; if anything does arrive (a pipelined request, a close), polling stops there as
+ * libh2o would have stopped it, and libh2o reads it after the answer as before.
  */
 #include "http/http_internal.h"
 #include "http/request_scope.h"
@@ -31,6 +38,7 @@ typedef struct conn_watch {
     size_t busy;                  /* requests of this connection being handled (HTTP/2 may have several) */
     unsigned ticks_with_input;    /* consecutive ticks (half the timeout apart) that found a partial request */
     int linger_fd;                /* a dup of the socket kept past libh2o's close, or -1 */
+    bool polled;                  /* HTTP/1: kept polled (not read) while its request is handled */
     struct conn_watch *next_free; /* in the worker's free list, once its connection has closed */
 } conn_watch_t;
 
@@ -175,10 +183,26 @@ typedef struct busy_guard {
     conn_watch_t *cw;
 } busy_guard_t;
 
+/* The client sent something while its request was being handled: stop polling, as libh2o had. */
+static void on_input_while_busy(h2o_socket_t *sock, const char *err)
+{
+    conn_watch_t *cw = sock->on_close.data;
+    (void)err; /* nothing was read: a close or an error shows when libh2o reads again */
+    cw->polled = false;
+    h2o_socket_dont_read(sock, 0);
+    h2o_socket_read_stop(sock);
+}
+
 static void on_request_end(void *p)
 {
     busy_guard_t *g = p;
     conn_watch_t *cw = g->cw;
+    if (cw->polled) {
+        /* libh2o reads again right after this (http1.c: on_send_complete disposes of the request,
+         * then starts reading, which replaces our callback) or closes the connection. */
+        cw->polled = false;
+        h2o_socket_dont_read(cw->sock, 0);
+    }
     if (--cw->busy == 0 && !h2o_timeout_is_linked(&cw->timer))
         h2o_timeout_link(cw->worker->ctx.loop, &cw->worker->request_timeout, &cw->timer);
 }
@@ -193,6 +217,13 @@ void kg__watch_request(kg_worker_t *w, h2o_req_t *req)
     busy_guard_t *g = kg_request_scoped(req, sizeof(*g), on_request_end);
     g->cw = cw;
     cw->ticks_with_input = 0;
+    if (cw->busy == 0 && req->version < 0x200) {
+        /* libh2o has just stopped reading (http1.c, before handing over the request): started
+         * again within the same loop iteration, the socket's poll registration never changes. */
+        cw->polled = true;
+        h2o_socket_dont_read(sock, 1);
+        h2o_socket_read_start(sock, on_input_while_busy);
+    }
     if (cw->busy++ == 0 && h2o_timeout_is_linked(&cw->timer))
         h2o_timeout_unlink(&cw->timer);
 }

@@ -9,6 +9,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import OpenAI from 'openai';
 
 import {
@@ -390,6 +391,63 @@ describe('hostile clients and broken upstreams', () => {
       assert.equal(ka.s1, 200);
       assert.equal(ka.s2, 200, `an idle keep-alive connection is reused after request_timeout_ms: ${ka.text}`);
       ok(await api(gw, 'GET', '/healthz'), 200, 'healthy after slow clients');
+    });
+  });
+
+  // keygate keeps an HTTP/1 connection polled while its request is handled (src/http/slow_client.c),
+  // with libh2o told not to read it: whatever the client sends meanwhile must wait for libh2o.
+  describe('a client that talks while its request is with the upstream', () => {
+    const slowChat = (content, extra = '') => {
+      const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }], x_test_fault: 'slow-headers:300' });
+      return rawPost('/v1/chat/completions', [`Content-Length: ${body.length}`, ...(extra ? [extra] : [])], body);
+    };
+    const chat = (content, extra) => {
+      const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }] });
+      return rawPost('/v1/chat/completions', [`Content-Length: ${body.length}`, ...(extra ? [extra] : [])], body);
+    };
+
+    /** The CPU time the gateway process has used, in ms (utime + stime, in clock ticks of 10 ms). */
+    const cpuMs = () => {
+      const fields = fs.readFileSync(`/proc/${gw.proc.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      return (Number(fields[11]) + Number(fields[12])) * 10;
+    };
+
+    test('requests sent while the first is still being proxied are answered after it, in order, on the one connection', async () => {
+      // The second arrives ~100 ms into the first's 300 ms at the upstream, the third ~200 ms in.
+      const cpuBefore = cpuMs();
+      const r = await upstreamCount(3, 'three on one connection', () =>
+        rawExchange(gw.port, [slowChat('first'), chat('second'), chat('third', 'Connection: close')], { pauseMs: 100, timeoutMs: 5000 })
+      );
+      // Not a speed figure: a gateway that spun on the readable socket while the first request
+      // waited would have burnt most of those 200 ms; three requests cost a few.
+      assert.ok(cpuMs() - cpuBefore < 120, `the gateway waited without spinning (${cpuMs() - cpuBefore} ms of CPU)`);
+      assert.equal(r.timedOut, false, `the connection closed after the third answer: ${r.raw.slice(-300)}`);
+      const statuses = [...r.raw.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+      assert.deepEqual(statuses, [200, 200, 200], r.raw.slice(0, 400)); // back to back: no line break between answers
+      const echoes = [...r.raw.matchAll(/echo: (first|second|third)/g)].map((m) => m[1]);
+      assert.deepEqual(echoes, ['first', 'second', 'third']);
+    });
+
+    test('a client that closes its sending side mid-request still gets the whole answer', async () => {
+      const answer = await new Promise((resolve, reject) => {
+        const sock = net.connect(gw.port, '127.0.0.1');
+        const chunks = [];
+        const timer = setTimeout(() => sock.destroy(new Error('no answer within 5 s')), 5000);
+        sock.on('connect', () => {
+          sock.write(slowChat('half-closed'));
+          setTimeout(() => sock.end(), 100); // FIN while the upstream holds the request
+        });
+        sock.on('data', (d) => chunks.push(d));
+        sock.on('error', reject);
+        sock.on('close', () => {
+          clearTimeout(timer);
+          resolve(Buffer.concat(chunks).toString('latin1'));
+        });
+      });
+      assert.match(answer, /^HTTP\/1\.1 200 /, answer.slice(0, 200));
+      const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4));
+      assert.equal(body.choices[0].message.content, 'echo: half-closed');
+      ok(await post('/v1/chat/completions', chatBody('gpt-4o-mini')), 200, 'and the gateway serves the next one');
     });
   });
 
