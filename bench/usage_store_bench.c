@@ -8,8 +8,11 @@
  * timed too. The median of several runs, each on a new file. Not a test: nothing here asserts
  * a speed.
  *
- *   usage_store_bench [--records N] [--batch N] [--minutes N] [--runs N] [--sync full|normal]
- *                     [--dir DIR]
+ *   usage_store_bench [--records N] [--batch N] [--keys N] [--minutes N] [--runs N]
+ *                     [--sync full|normal] [--dir DIR]
+ *
+ * --keys N spreads the records over N keys, each record the next key (as bench/run's spread pass
+ * sends them): every batch then upserts a rollup row per key and minute it holds.
  *
  * --sync normal runs PRAGMA synchronous = NORMAL on the store's connection after it is opened
  * (the store's own default, FULL, is untouched); the connection is caught with an SQLite
@@ -36,7 +39,8 @@
 #define MINUTE_MS 60000
 #define T0 ((int64_t)1700000000000) /* 2023-11-14T22:13:20Z */
 
-static sqlite3 *last_db; /* the connection most recently opened (by kg_store_open) */
+static sqlite3 *last_db;  /* the connection most recently opened (by kg_store_open) */
+static size_t n_keys = 1; /* --keys */
 
 static int catch_db(sqlite3 *db, const char **err, const void *api)
 {
@@ -71,7 +75,7 @@ static void make_record(kg_usage_record_t *r, size_t i, size_t n, int64_t span_m
 {
     memset(r, 0, sizeof(*r));
     snprintf(r->request_id, sizeof(r->request_id), "Xq7TzK2mPa9B%08zx", i + 1);
-    snprintf(r->key_id, sizeof(r->key_id), "pk_benchbenchbenchbench0001");
+    snprintf(r->key_id, sizeof(r->key_id), "pk_benchbenchbenchbe%07u", (unsigned)(i % n_keys % 10000000));
     snprintf(r->org_id, sizeof(r->org_id), "org_bench");
     snprintf(r->team_id, sizeof(r->team_id), "ml");
     snprintf(r->model, sizeof(r->model), "gpt-4o-mini");
@@ -182,6 +186,8 @@ int main(int argc, char **argv)
             n = (size_t)parse_long(argv[++i], "--records");
         else if (strcmp(argv[i], "--batch") == 0)
             batch = (size_t)parse_long(argv[++i], "--batch");
+        else if (strcmp(argv[i], "--keys") == 0)
+            n_keys = (size_t)parse_long(argv[++i], "--keys");
         else if (strcmp(argv[i], "--minutes") == 0)
             minutes = parse_long(argv[++i], "--minutes");
         else if (strcmp(argv[i], "--runs") == 0)
@@ -209,11 +215,11 @@ int main(int argc, char **argv)
         totals[r] = res.totals_ms, series[r] = res.series_ms, size = res.size_mb;
         fprintf(stderr, "run %ld: %.3f us CPU/record, %.3f us wall/record\n", r + 1, res.cpu_us, res.wall_us);
     }
-    printf("| records | batch | synchronous | CPU us/record | wall us/record | replay CPU us/record"
+    printf("| records | keys | batch | synchronous | CPU us/record | wall us/record | replay CPU us/record"
            " | totals_by ms | series ms | file MB |\n");
-    printf("|---:|---:|---|---:|---:|---:|---:|---:|---:|\n");
-    printf("| %zu | %zu | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.1f |\n", n, batch, sync_normal ? "NORMAL" : "FULL",
-           median(cpu, (size_t)runs), median(wall, (size_t)runs), median(replay, (size_t)runs),
-           median(totals, (size_t)runs), median(series, (size_t)runs), size);
+    printf("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n");
+    printf("| %zu | %zu | %zu | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.1f |\n", n, n_keys, batch,
+           sync_normal ? "NORMAL" : "FULL", median(cpu, (size_t)runs), median(wall, (size_t)runs),
+           median(replay, (size_t)runs), median(totals, (size_t)runs), median(series, (size_t)runs), size);
     return 0;
 }
