@@ -198,10 +198,12 @@ static void on_request_end(void *p)
     busy_guard_t *g = p;
     conn_watch_t *cw = g->cw;
     if (cw->polled) {
-        /* libh2o reads again right after this (http1.c: on_send_complete disposes of the request,
-         * then starts reading, which replaces our callback) or closes the connection. */
+        /* Left as libh2o left it, not reading. libh2o starts reading right after this, in the same
+         * loop iteration (http1.c: on_send_complete disposes of the request, then reads again), so
+         * the poll registration still does not change; or it closes the connection. */
         cw->polled = false;
         h2o_socket_dont_read(cw->sock, 0);
+        h2o_socket_read_stop(cw->sock);
     }
     if (--cw->busy == 0 && !h2o_timeout_is_linked(&cw->timer))
         h2o_timeout_link(cw->worker->ctx.loop, &cw->worker->request_timeout, &cw->timer);
