@@ -7,8 +7,8 @@
  * (MADV_HUGEPAGE), which a few hundred TLB entries cover, and its chunks fault in 2 MiB at a time
  * at start-up. Freed objects go on a free list for the next allocation; a pool's memory returns
  * to the system only with the process. Thread-safe through a mutex: pools serve index writers and
- * RCU callbacks, never the request path. Under AddressSanitizer a pool is calloc and free, so that
- * ASan keeps checking every object.
+ * RCU callbacks, never the request path. Under AddressSanitizer a pool is aligned_alloc and free,
+ * so that ASan keeps checking every object.
  */
 #ifndef KG_CORE_OBJPOOL_H
 #define KG_CORE_OBJPOOL_H

@@ -397,12 +397,13 @@ describe('hostile clients and broken upstreams', () => {
   // keygate keeps an HTTP/1 connection polled while its request is handled (src/http/slow_client.c),
   // with libh2o told not to read it: whatever the client sends meanwhile must wait for libh2o.
   describe('a client that talks while its request is with the upstream', () => {
-    const slowChat = (content, extra = '') => {
-      const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }], x_test_fault: 'slow-headers:300' });
-      return rawPost('/v1/chat/completions', [`Content-Length: ${body.length}`, ...(extra ? [extra] : [])], body);
-    };
-    const chat = (content, extra) => {
-      const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }] });
+    /** A raw chat request; `slow` makes the test upstream hold it 300 ms before answering. */
+    const chat = (content, { slow = false, extra } = {}) => {
+      const body = JSON.stringify({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content }],
+        ...(slow ? { x_test_fault: 'slow-headers:300' } : {}),
+      });
       return rawPost('/v1/chat/completions', [`Content-Length: ${body.length}`, ...(extra ? [extra] : [])], body);
     };
 
@@ -416,7 +417,7 @@ describe('hostile clients and broken upstreams', () => {
       // The second arrives ~100 ms into the first's 300 ms at the upstream, the third ~200 ms in.
       const cpuBefore = cpuMs();
       const r = await upstreamCount(3, 'three on one connection', () =>
-        rawExchange(gw.port, [slowChat('first'), chat('second'), chat('third', 'Connection: close')], { pauseMs: 100, timeoutMs: 5000 })
+        rawExchange(gw.port, [chat('first', { slow: true }), chat('second'), chat('third', { extra: 'Connection: close' })], { pauseMs: 100, timeoutMs: 5000 })
       );
       // Not a speed figure: a gateway that spun on the readable socket while the first request
       // waited would have burnt most of those 200 ms; three requests cost a few.
@@ -434,7 +435,7 @@ describe('hostile clients and broken upstreams', () => {
         const chunks = [];
         const timer = setTimeout(() => sock.destroy(new Error('no answer within 5 s')), 5000);
         sock.on('connect', () => {
-          sock.write(slowChat('half-closed'));
+          sock.write(chat('half-closed', { slow: true }));
           setTimeout(() => sock.end(), 100); // FIN while the upstream holds the request
         });
         sock.on('data', (d) => chunks.push(d));

@@ -17,14 +17,7 @@ typedef struct {
 
 #define N_OBJECTS 40000 /* 7.5 MiB at a 192-byte stride: several 2 MiB chunks */
 
-static bool all_zero(const void *p, size_t n)
-{
-    const unsigned char *c = p;
-    for (size_t i = 0; i < n; i++)
-        if (c[i] != 0)
-            return false;
-    return true;
-}
+static const state_like_t zero;
 
 void test_objpool_objects(void)
 {
@@ -36,7 +29,7 @@ void test_objpool_objects(void)
     for (size_t i = 0; i < N_OBJECTS; i++) {
         objs[i] = kg_objpool_alloc(&pool);
         CHECK((uintptr_t)objs[i] % 64 == 0);
-        CHECK(all_zero(objs[i], sizeof(state_like_t)));
+        CHECK(memcmp(objs[i], &zero, sizeof(zero)) == 0);
         for (size_t w = 0; w < 22; w++)
             objs[i]->words[w] = i;
     }
@@ -56,7 +49,7 @@ void test_objpool_objects(void)
     size_t reused = 0;
     for (size_t i = 0; i < N_OBJECTS; i += 2) {
         state_like_t *o = kg_objpool_alloc(&pool);
-        CHECK(all_zero(o, sizeof(*o)));
+        CHECK(memcmp(o, &zero, sizeof(zero)) == 0);
         for (size_t k = 0; k < N_OBJECTS; k += 2) /* the freed ones are the even ones */
             if (objs[k] == o) {
                 reused++;
