@@ -8,6 +8,7 @@
 # New inputs go to a scratch directory, not to the committed corpus; crashes are written under
 # $BUILD/fuzz-artifacts/ and make the script fail. Minimise a grown corpus with
 #   $BUILD/fuzz/fuzz_origin -merge=1 <fresh dir> fuzz/corpus/origin <scratch dir>
+# (likewise fuzz_body_scan and fuzz/corpus/body_scan; fuzz/<target>.dict, when present, is passed as -dict).
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -17,7 +18,7 @@ SECONDS_PER_TARGET=${FUZZ_SECONDS:-30}
 if [ -f "$BUILD/build.ninja" ]; then
     meson configure "$BUILD" -Dfuzz=true
 else
-    CC=clang meson setup "$BUILD" -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false
+    CC=clang CXX=clang++ meson setup "$BUILD" -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false
 fi
 ninja -C "$BUILD" fuzz
 
@@ -25,13 +26,14 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT INT TERM
 mkdir -p "$BUILD/fuzz-artifacts"
 
-for target in origin; do
+for target in origin body_scan; do
     mkdir -p "$scratch/$target"
     "./$BUILD/fuzz/fuzz_$target" \
         -max_total_time="$SECONDS_PER_TARGET" \
         -artifact_prefix="$BUILD/fuzz-artifacts/$target-" \
         -print_final_stats=1 \
         -error_exitcode=1 \
+        $( [ -f "fuzz/$target.dict" ] && echo "-dict=fuzz/$target.dict" ) \
         "$scratch/$target" "fuzz/corpus/$target"
 done
 

@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * This file implements the request-body scanner of body_scan.h on yajl's callback parser.
+ * This file implements the request-body scanner of body_scan.h: the fast reader first
+ * (body_scan_fast.cpp), then, for any body it declines, the exact reader on yajl's callback
+ * parser, which also words every refusal; and the helpers both readers share
+ * (body_scan_internal.h).
  */
 #include "json/body_scan.h"
+#include "json/body_scan_internal.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -11,24 +15,6 @@
 #include <string.h>
 
 #include <yajl/yajl_parse.h>
-
-typedef enum top_key {
-    K_OTHER,
-    K_MODEL,
-    K_STREAM,
-    K_STREAM_OPTIONS,
-    K_INPUT,
-    K_ENCODING_FORMAT,
-    K_DIMENSIONS,
-    K_MAX_TOKENS,
-    K_CHOICES,
-    K_MESSAGES
-} top_key_t;
-
-typedef struct seen_key {
-    const char *name;
-    size_t len;
-} seen_key_t;
 
 typedef struct scan {
     yajl_handle h;
@@ -40,12 +26,11 @@ typedef struct scan {
     kg_error_t *err;
     int depth;
     bool started;
-    top_key_t key;       /* the top-level member whose value is being read */
+    kg_body_key_t key;   /* the top-level member whose value is being read */
     bool in_usage_key;   /* stream_options.include_usage */
     bool input_is_array; /* input's elements are counted at depth 2 */
     bool input_all_numbers;
-    seen_key_t *seen;
-    size_t n_seen, cap_seen;
+    kg_body_names_t names;
 } scan_t;
 
 /* ==== yajl's allocator, served from the caller's pool (free is a no-op) ==== */
@@ -149,6 +134,28 @@ static size_t fold_name(const unsigned char *k, size_t len, char *out, size_t ca
     return o;
 }
 
+kg_body_name_verdict_t kg__body_names_add(kg_body_names_t *names, const kg_body_alloc_t *alloc, const char *name,
+                                          size_t len)
+{
+    /* Real requests have a few dozen members; the cap keeps the duplicate check cheap. */
+    if (names->n == KG_BODY_MAX_MEMBERS)
+        return KG_BODY_NAME_TOO_MANY;
+    if (names->n == names->cap) {
+        size_t cap = names->cap != 0 ? names->cap * 2 : 16;
+        kg_body_seen_name_t *grown = alloc->alloc(alloc->ctx, cap * sizeof(*grown));
+        if (names->n > 0)
+            memcpy(grown, names->seen, names->n * sizeof(*grown));
+        names->seen = grown, names->cap = cap;
+    }
+    char *folded = alloc->alloc(alloc->ctx, len + 1); /* folding never lengthens a name */
+    size_t flen = fold_name((const unsigned char *)name, len, folded, len);
+    for (size_t i = 0; i < names->n; i++)
+        if (names->seen[i].len == flen && memcmp(names->seen[i].name, folded, flen) == 0)
+            return KG_BODY_NAME_REPEATED;
+    names->seen[names->n++] = (kg_body_seen_name_t){folded, flen};
+    return KG_BODY_NAME_NEW;
+}
+
 /* ==== Callbacks ==== */
 
 static int fail(scan_t *s, const char *msg)
@@ -165,7 +172,7 @@ static int on_value_start(scan_t *s, bool container)
         if (!container)
             return fail(s, "The request body must be a JSON object.");
     }
-    if (s->depth == 2 && s->key == K_INPUT && s->input_is_array) {
+    if (s->depth == 2 && s->key == KG_BODY_K_INPUT && s->input_is_array) {
         s->out->n_inputs++;
     }
     return 1;
@@ -176,7 +183,7 @@ static int on_null(void *ctx)
     scan_t *s = ctx;
     if (!on_value_start(s, false))
         return 0;
-    if (s->depth == 2 && s->key == K_INPUT)
+    if (s->depth == 2 && s->key == KG_BODY_K_INPUT)
         s->input_all_numbers = false;
     return 1;
 }
@@ -186,11 +193,11 @@ static int on_boolean(void *ctx, int v)
     scan_t *s = ctx;
     if (!on_value_start(s, false))
         return 0;
-    if (s->depth == 1 && s->key == K_STREAM)
+    if (s->depth == 1 && s->key == KG_BODY_K_STREAM)
         s->out->stream = v != 0;
-    if (s->depth == 2 && s->key == K_STREAM_OPTIONS && s->in_usage_key)
+    if (s->depth == 2 && s->key == KG_BODY_K_STREAM_OPTIONS && s->in_usage_key)
         s->out->include_usage = v != 0;
-    if (s->depth == 2 && s->key == K_INPUT)
+    if (s->depth == 2 && s->key == KG_BODY_K_INPUT)
         s->input_all_numbers = false;
     return 1;
 }
@@ -210,12 +217,9 @@ static double plain_integer(const char *v, size_t len)
     return n;
 }
 
-static int on_number(void *ctx, const char *v, size_t len)
+void kg__body_number(kg_body_info_t *out, kg_body_key_t key, const char *v, size_t len)
 {
-    scan_t *s = ctx;
-    if (!on_value_start(s, false))
-        return 0;
-    if (s->depth == 1 && s->key == K_DIMENSIONS) {
+    if (key == KG_BODY_K_DIMENSIONS) {
         long n = 0;
         for (size_t i = 0; i < len && i < 9; i++) {
             if (v[i] < '0' || v[i] > '9') {
@@ -224,8 +228,8 @@ static int on_number(void *ctx, const char *v, size_t len)
             }
             n = n * 10 + (v[i] - '0');
         }
-        s->out->dimensions = n;
-    } else if (s->depth == 1 && (s->key == K_MAX_TOKENS || s->key == K_CHOICES)) {
+        out->dimensions = n;
+    } else if (key == KG_BODY_K_MAX_TOKENS || key == KG_BODY_K_CHOICES) {
         /* What bounds the answer's size, read as an upstream might (4096.0, 5e4): the largest
          * value given counts, so a reservation is never smaller than what may be generated. */
         double d = plain_integer(v, len);
@@ -239,13 +243,44 @@ static int on_number(void *ctx, const char *v, size_t len)
                 d = 1e300; /* a number this long is huge or nonsense: assume the most */
             }
         }
-        long cap = s->key == K_MAX_TOKENS ? 1000000000L : 128L;
+        long cap = key == KG_BODY_K_MAX_TOKENS ? 1000000000L : 128L;
         long n = !(d > 0) ? 0 : d >= (double)cap ? cap : (long)ceil(d);
-        long *field = s->key == K_MAX_TOKENS ? &s->out->max_tokens : &s->out->choices;
+        long *field = key == KG_BODY_K_MAX_TOKENS ? &out->max_tokens : &out->choices;
         if (n > *field)
             *field = n;
     }
+}
+
+static int on_number(void *ctx, const char *v, size_t len)
+{
+    scan_t *s = ctx;
+    if (!on_value_start(s, false))
+        return 0;
+    if (s->depth == 1)
+        kg__body_number(s->out, s->key, v, len);
     return 1;
+}
+
+void kg__body_model(kg_body_info_t *out, const char *v, size_t len, size_t start, size_t end)
+{
+    out->model_start = start, out->model_end = end;
+    out->model_is_string = true;
+    if (len > KG_BODY_MODEL_MAX)
+        len = KG_BODY_MODEL_MAX + 1; /* too long to be a name: kept distinct, found nowhere */
+    size_t copy = len <= KG_BODY_MODEL_MAX ? len : KG_BODY_MODEL_MAX;
+    memcpy(out->model, v, copy);
+    out->model[copy] = '\0';
+    out->model_len = len;
+}
+
+void kg__body_messages(kg_body_info_t *out, const char *body, size_t len, size_t open)
+{
+    size_t i = open;
+    while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r'))
+        i++;
+    out->has_messages = true;
+    out->messages_open = open;
+    out->messages_empty = i < len && body[i] == ']';
 }
 
 static int on_string(void *ctx, const unsigned char *v, size_t len)
@@ -256,25 +291,18 @@ static int on_string(void *ctx, const unsigned char *v, size_t len)
     if (!utf8_valid(v, len))
         return fail(s, "The request body is not valid UTF-8.");
     if (s->depth == 1) {
-        if (s->key == K_MODEL) {
+        if (s->key == KG_BODY_K_MODEL) {
             /* The token ends where yajl stopped; it starts at the first '"' after the key's ':'. */
             size_t end = yajl_get_bytes_consumed(s->h), start = s->key_end;
             while (start < end && s->body[start] != '"')
                 start++;
-            s->out->model_start = start, s->out->model_end = end;
-            s->out->model_is_string = true;
-            if (len > KG_BODY_MODEL_MAX)
-                len = KG_BODY_MODEL_MAX + 1; /* too long to be a name: kept distinct, found nowhere */
-            size_t copy = len <= KG_BODY_MODEL_MAX ? len : KG_BODY_MODEL_MAX;
-            memcpy(s->out->model, v, copy);
-            s->out->model[copy] = '\0';
-            s->out->model_len = len;
-        } else if (s->key == K_INPUT) {
+            kg__body_model(s->out, (const char *)v, len, start, end);
+        } else if (s->key == KG_BODY_K_INPUT) {
             s->out->n_inputs = 1;
-        } else if (s->key == K_ENCODING_FORMAT) {
+        } else if (s->key == KG_BODY_K_ENCODING_FORMAT) {
             s->out->encoding_base64 = len == 6 && memcmp(v, "base64", 6) == 0;
         }
-    } else if (s->depth == 2 && s->key == K_INPUT) {
+    } else if (s->depth == 2 && s->key == KG_BODY_K_INPUT) {
         s->input_all_numbers = false;
     }
     return 1;
@@ -284,7 +312,7 @@ static int start_container(scan_t *s, bool is_map)
 {
     if (!on_value_start(s, is_map))
         return 0;
-    if (s->depth == 2 && s->key == K_INPUT)
+    if (s->depth == 2 && s->key == KG_BODY_K_INPUT)
         s->input_all_numbers = false;
     if (++s->depth > KG_BODY_MAX_DEPTH)
         return fail(s, "The request body nests deeper than 64 levels.");
@@ -294,15 +322,9 @@ static int start_container(scan_t *s, bool is_map)
 static int on_start_array(void *ctx)
 {
     scan_t *s = ctx;
-    if (s->depth == 1 && s->key == K_MESSAGES) {
-        size_t open = yajl_get_bytes_consumed(s->h), i = open;
-        while (i < s->len && (s->body[i] == ' ' || s->body[i] == '\t' || s->body[i] == '\n' || s->body[i] == '\r'))
-            i++;
-        s->out->has_messages = true;
-        s->out->messages_open = open;
-        s->out->messages_empty = i < s->len && s->body[i] == ']';
-    }
-    if (s->depth == 1 && s->key == K_INPUT) {
+    if (s->depth == 1 && s->key == KG_BODY_K_MESSAGES)
+        kg__body_messages(s->out, s->body, s->len, yajl_get_bytes_consumed(s->h));
+    if (s->depth == 1 && s->key == KG_BODY_K_INPUT) {
         s->input_is_array = true;
         s->input_all_numbers = true;
         s->out->n_inputs = 0;
@@ -319,7 +341,7 @@ static int on_end_container(void *ctx)
 {
     scan_t *s = ctx;
     s->depth--;
-    if (s->depth == 1 && s->key == K_INPUT && s->input_is_array) {
+    if (s->depth == 1 && s->key == KG_BODY_K_INPUT && s->input_is_array) {
         if (s->input_all_numbers && s->out->n_inputs > 0)
             s->out->n_inputs = 1; /* one input given as token ids */
         s->input_is_array = false;
@@ -327,7 +349,7 @@ static int on_end_container(void *ctx)
     return 1;
 }
 
-static top_key_t classify(const unsigned char *k, size_t len)
+kg_body_key_t kg__body_classify(const char *k, size_t len)
 {
     /* Lengths written out: every member name of every request is looked up here. */
 #define KNOWN(name, key)                                                                                               \
@@ -337,23 +359,23 @@ static top_key_t classify(const unsigned char *k, size_t len)
     static const struct {
         const char *name;
         size_t len;
-        top_key_t key;
-    } known[] = {KNOWN("model", K_MODEL),
-                 KNOWN("stream", K_STREAM),
-                 KNOWN("stream_options", K_STREAM_OPTIONS),
-                 KNOWN("input", K_INPUT),
-                 KNOWN("encoding_format", K_ENCODING_FORMAT),
-                 KNOWN("dimensions", K_DIMENSIONS),
-                 KNOWN("max_tokens", K_MAX_TOKENS),
-                 KNOWN("max_completion_tokens", K_MAX_TOKENS),
-                 KNOWN("n", K_CHOICES),
-                 KNOWN("best_of", K_CHOICES),
-                 KNOWN("messages", K_MESSAGES)};
+        kg_body_key_t key;
+    } known[] = {KNOWN("model", KG_BODY_K_MODEL),
+                 KNOWN("stream", KG_BODY_K_STREAM),
+                 KNOWN("stream_options", KG_BODY_K_STREAM_OPTIONS),
+                 KNOWN("input", KG_BODY_K_INPUT),
+                 KNOWN("encoding_format", KG_BODY_K_ENCODING_FORMAT),
+                 KNOWN("dimensions", KG_BODY_K_DIMENSIONS),
+                 KNOWN("max_tokens", KG_BODY_K_MAX_TOKENS),
+                 KNOWN("max_completion_tokens", KG_BODY_K_MAX_TOKENS),
+                 KNOWN("n", KG_BODY_K_CHOICES),
+                 KNOWN("best_of", KG_BODY_K_CHOICES),
+                 KNOWN("messages", KG_BODY_K_MESSAGES)};
 #undef KNOWN
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
         if (known[i].len == len && memcmp(known[i].name, k, len) == 0)
             return known[i].key;
-    return K_OTHER;
+    return KG_BODY_K_OTHER;
 }
 
 static int on_map_key(void *ctx, const unsigned char *k, size_t len)
@@ -361,37 +383,24 @@ static int on_map_key(void *ctx, const unsigned char *k, size_t len)
     scan_t *s = ctx;
     if (!utf8_valid(k, len))
         return fail(s, "The request body is not valid UTF-8.");
-    if (s->depth == 2 && s->key == K_STREAM_OPTIONS)
+    if (s->depth == 2 && s->key == KG_BODY_K_STREAM_OPTIONS)
         s->in_usage_key = len == 13 && memcmp(k, "include_usage", 13) == 0;
     if (s->depth != 1)
         return 1;
-    /* Real requests have a few dozen members; the cap keeps the duplicate check cheap. */
-    if (s->n_seen == KG_BODY_MAX_MEMBERS)
-        return fail(s, "The request body has more top-level members than any request needs.");
-    /* A duplicated top-level member is refused: the upstream might read the other copy. */
-    char folded[256];
-    size_t flen = fold_name(k, len, folded, sizeof(folded));
-    for (size_t i = 0; i < s->n_seen; i++)
-        if (s->seen[i].len == flen && memcmp(s->seen[i].name, folded, flen) == 0) {
-            kg_error_set(s->err, KG_EINVALID_JSON, NULL, "The request body repeats the member \"%.*s\".",
-                         len > 64 ? 64 : (int)len, (const char *)k);
-            return 0;
-        }
-    if (s->n_seen == s->cap_seen) {
-        size_t cap = s->cap_seen != 0 ? s->cap_seen * 2 : 16;
-        seen_key_t *grown = s->alloc->alloc(s->alloc->ctx, cap * sizeof(*grown));
-        if (s->n_seen > 0)
-            memcpy(grown, s->seen, s->n_seen * sizeof(*grown));
-        s->seen = grown, s->cap_seen = cap;
+    switch (kg__body_names_add(&s->names, s->alloc, (const char *)k, len)) {
+    case KG_BODY_NAME_NEW: break;
+    case KG_BODY_NAME_REPEATED:
+        /* A duplicated top-level member is refused: the upstream might read the other copy. */
+        kg_error_set(s->err, KG_EINVALID_JSON, NULL, "The request body repeats the member \"%.*s\".",
+                     len > 64 ? 64 : (int)len, (const char *)k);
+        return 0;
+    case KG_BODY_NAME_TOO_MANY: return fail(s, "The request body has more top-level members than any request needs.");
     }
-    char *copy = s->alloc->alloc(s->alloc->ctx, flen + 1);
-    memcpy(copy, folded, flen);
-    s->seen[s->n_seen++] = (seen_key_t){copy, flen};
-    s->key = classify(k, len);
+    s->key = kg__body_classify((const char *)k, len);
     s->key_end = yajl_get_bytes_consumed(s->h);
-    if (s->key == K_MODEL)
+    if (s->key == KG_BODY_K_MODEL)
         s->out->has_model = true;
-    if (s->key == K_STREAM_OPTIONS)
+    if (s->key == KG_BODY_K_STREAM_OPTIONS)
         s->out->has_stream_options = true;
     return 1;
 }
@@ -408,7 +417,8 @@ static const yajl_callbacks callbacks = {
     .yajl_end_array = on_end_container,
 };
 
-kg_err_t kg_body_scan(const char *body, size_t len, const kg_body_alloc_t *alloc, kg_body_info_t *out, kg_error_t *err)
+kg_err_t kg__body_scan_exact(const char *body, size_t len, const kg_body_alloc_t *alloc, kg_body_info_t *out,
+                             kg_error_t *err)
 {
     yajl_alloc_funcs funcs = {pool_malloc, pool_realloc, pool_free, (void *)alloc};
     scan_t s = {.body = body, .len = len, .alloc = alloc, .out = out, .err = err};
@@ -439,4 +449,13 @@ kg_err_t kg_body_scan(const char *body, size_t len, const kg_body_alloc_t *alloc
         kg_error_set(err, KG_EINVALID_JSON, NULL, "The request body must be a JSON object.");
     yajl_free(h);
     return err->code;
+}
+
+kg_err_t kg_body_scan(const char *body, size_t len, const kg_body_alloc_t *alloc, kg_body_info_t *out, kg_error_t *err)
+{
+    if (kg__body_scan_fast(body, len, alloc, out)) {
+        err->code = KG_OK;
+        return KG_OK;
+    }
+    return kg__body_scan_exact(body, len, alloc, out, err);
 }

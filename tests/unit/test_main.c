@@ -51,6 +51,7 @@ int kg_test_failures;
     X(test_admin_validation)                                                                                           \
     X(test_body_scan_reads)                                                                                            \
     X(test_body_scan_refusals)                                                                                         \
+    X(test_body_scan_readers_agree)                                                                                    \
     X(test_policy_decisions)                                                                                           \
     X(test_policy_system_message)                                                                                      \
     X(test_policy_shared_between_keys_alike)                                                                           \

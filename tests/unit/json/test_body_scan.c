@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * Tests of src/json/body_scan.c: what the gateway reads from a body, what it refuses, and the
- * offsets the permitted rewrites are spliced at.
+ * Tests of src/json/body_scan.c and body_scan_fast.cpp: what the gateway reads from a body, what
+ * it refuses, the offsets the permitted rewrites are spliced at, and that the fast reader takes
+ * the bodies clients send and reads them as the exact one does.
  */
 #include <stdlib.h>
 
 #include "../test.h"
 #include "json/body_scan.h"
+#include "json/body_scan_internal.h"
 
 /* Blocks handed out during one scan, freed after it (the request pool does this in the server). */
 #define MAX_BLOCKS 4096
@@ -22,17 +24,28 @@ static void *tracked_alloc(void *ctx, size_t size)
     return p;
 }
 
-static kg_err_t scan(const char *body, size_t len, kg_body_info_t *info, kg_error_t *err)
+static void free_blocks(void)
 {
-    kg_body_alloc_t alloc = {tracked_alloc, NULL};
-    /* An exact-size heap copy, so ASan sees any read past the end. */
-    char *copy = malloc(len > 0 ? len : 1);
-    memcpy(copy, body, len);
-    kg_err_t rv = kg_body_scan(copy, len, &alloc, info, err);
-    free(copy);
     for (size_t i = 0; i < n_blocks; i++)
         free(blocks[i]);
     n_blocks = 0;
+}
+
+/* An exact-size heap copy, so ASan sees any read past the end. */
+static char *heap_copy(const char *body, size_t len)
+{
+    char *copy = malloc(len > 0 ? len : 1);
+    memcpy(copy, body, len);
+    return copy;
+}
+
+static kg_err_t scan(const char *body, size_t len, kg_body_info_t *info, kg_error_t *err)
+{
+    kg_body_alloc_t alloc = {tracked_alloc, NULL};
+    char *copy = heap_copy(body, len);
+    kg_err_t rv = kg_body_scan(copy, len, &alloc, info, err);
+    free(copy);
+    free_blocks();
     return rv;
 }
 
@@ -167,4 +180,111 @@ void test_body_scan_refusals(void)
     CHECK_INT(scan_str("{\"user\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf\"}", &info, &err), KG_OK);
     /* Duplicates below the top level are the body's own business. */
     CHECK_INT(scan_str("{\"messages\":[{\"a\":1,\"a\":2}]}", &info, &err), KG_OK);
+}
+
+/* Runs both readers on body; returns whether the fast one took it, having checked that it then
+ * read what the exact one read. *exact_rv is the exact reader's verdict. */
+static bool fast_takes(const char *body, size_t len, kg_err_t *exact_rv)
+{
+    kg_body_alloc_t alloc = {tracked_alloc, NULL};
+    kg_body_info_t fast, exact;
+    kg_error_t err;
+    char *copy = heap_copy(body, len);
+    bool took = kg__body_scan_fast(copy, len, &alloc, &fast);
+    *exact_rv = kg__body_scan_exact(copy, len, &alloc, &exact, &err);
+    free(copy);
+    free_blocks();
+    if (took) {
+        CHECK_INT(*exact_rv, KG_OK);
+        CHECK(memcmp(&fast, &exact, sizeof(fast)) == 0);
+        if (memcmp(&fast, &exact, sizeof(fast)) != 0)
+            fprintf(stderr, "    readings differ for %.*s\n", len > 200 ? 200 : (int)len, body);
+    }
+    return took;
+}
+
+void test_body_scan_readers_agree(void)
+{
+    kg_err_t rv;
+    /* What clients send: the fast reader takes it, reading what the exact one reads. */
+    static const char *const taken[] = {
+        ("{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"system\",\"content\":\"You are concise.\"},"
+         "{\"role\":\"user\",\"content\":\"Hi! Is order 48213-B late?\"}],\"temperature\":0.2,\"max_tokens\":256,"
+         "\"user\":\"bench-user-0001\"}"),
+        (" \r\n{ \"messages\" : [ ], \"model\" :  \"a\\u0062\"  , \"stream\": true, \"stream_options\": "
+         "{\"include_usage\": true, \"x\": [null, {}]} } \n"),
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\\u00e9\\ud83d\\ude00 caf\xc3\xa9 "
+        "\\\"q\\\"\"}]}",
+        "{\"input\":[\"a\",\"b\",[1,2]],\"encoding_format\":\"base64\",\"dimensions\":256,\"model\":\"e\"}",
+        "{\"input\":[1,2,3]}",
+        "{\"input\":[]}",
+        "{\"input\":\"one\",\"dimensions\":1234567890}",
+        "{\"max_completion_tokens\":50000,\"max_tokens\":1,\"n\":3,\"best_of\":1000}",
+        "{\"max_tokens\":4096.5,\"dimensions\":8.0}",
+        "{\"max_tokens\":5e4,\"n\":-0}",
+        "{\"max_tokens\":1e300}",
+        "{\"max_tokens\":-5,\"extra\":{\"max_tokens\":99,\"model\":\"x\",\"model\":\"y\"}}",
+        "{\"model\":5,\"stream\":\"true\",\"stream_options\":[true],\"messages\":{}}",
+        "{\"stream_options\":{\"include_usage\":1,\"include_usage\":false}}",
+        "{}",
+    };
+    for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+        bool took = fast_takes(taken[i], strlen(taken[i]), &rv);
+        if (!took)
+            fprintf(stderr, "    not taken: %s\n", taken[i]);
+        CHECK(took);
+    }
+
+    /* What it leaves to the exact reader: valid JSON simdjson does not take (numbers past 64 bits
+     * or a double, unpaired surrogates), which the exact reader accepts, and everything refused. */
+    static const char *const accepted_by_exact[] = {
+        "{\"model\":\"m\",\"n\":123456789012345678901234567890}",
+        "{\"model\":\"m\",\"temperature\":1e400}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"cut \\ud83d\"}]}",
+    };
+    for (size_t i = 0; i < sizeof(accepted_by_exact) / sizeof(accepted_by_exact[0]); i++) {
+        CHECK(!fast_takes(accepted_by_exact[i], strlen(accepted_by_exact[i]), &rv));
+        CHECK_INT(rv, KG_OK);
+    }
+    static const char *const refused[] = {
+        "{\"model\":\"a\",\"model\":\"b\"}",
+        "{\"model\":\"a\",\"Mod\\u0065l\":\"b\"}",
+        "{\"model\":\"a\"} {}",
+        "{\"model\":\"a\"}}",
+        "{\"model\":\"a\",}",
+        "{\"user\":\"\xc0\xaf\"}",
+        "{\"user\":\"\xed\xa0\x80\"}",
+        "\xef\xbb\xbf{\"model\":\"a\"}",
+        "[1,2]",
+        "\"model\"",
+        "",
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        CHECK(!fast_takes(refused[i], strlen(refused[i]), &rv));
+        CHECK_INT(rv, KG_EINVALID_JSON);
+    }
+
+    /* Nesting: 64 levels taken, 65 left to the exact reader, which refuses them. */
+    char deep[256];
+    for (int levels = 64; levels <= 65; levels++) {
+        size_t at = 0;
+        deep[at++] = '{', memcpy(deep + at, "\"a\":", 4), at += 4;
+        for (int i = 1; i < levels; i++)
+            deep[at++] = '[';
+        for (int i = 1; i < levels; i++)
+            deep[at++] = ']';
+        deep[at++] = '}';
+        CHECK(fast_takes(deep, at, &rv) == (levels == 64));
+        CHECK_INT(rv, levels == 64 ? KG_OK : KG_EINVALID_JSON);
+    }
+
+    /* A body larger than what a thread's reader keeps (1 MiB), then a small one again. */
+    size_t big_len = (3u << 19) + 64;
+    char *big = malloc(big_len + 1);
+    int head = snprintf(big, big_len, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"");
+    memset(big + head, 'x', big_len - (size_t)head - 4);
+    memcpy(big + big_len - 4, "\"}]}", 4);
+    CHECK(fast_takes(big, big_len, &rv));
+    free(big);
+    CHECK(fast_takes(taken[0], strlen(taken[0]), &rv));
 }

@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * This file implements the fast reader of body_scan_internal.h on simdjson's On Demand parser:
+ * every value of the body is visited (so simdjson validates all of it: structure, every
+ * number and escape, and, in its first pass, the UTF-8 of the whole text) while the members
+ * the gateway reads are taken, with the positions the permitted rewrites need (SPEC §4).
+ * Anything it does not accept, or that breaks a rule, is left to the exact reader, which
+ * decides it and words the refusal: this reader never refuses a body itself. About four times
+ * faster than yajl on a typical chat body (docs/decisions.md).
+ */
+#include "json/body_scan_internal.h"
+
+#include <cstring>
+#include <memory>
+
+#include <simdjson.h>
+
+namespace od = simdjson::ondemand;
+
+namespace
+{
+
+/* Bodies up to this size keep their thread's parser and padded copy between requests (no
+ * allocation once warm); a larger one has them made for it and released after. */
+constexpr size_t kept_capacity = 1 << 20;
+
+struct reader {
+    od::parser parser;
+    std::unique_ptr<char[]> padded; /* the body, followed by simdjson's read-ahead padding */
+    size_t padded_cap = 0;
+};
+
+thread_local std::unique_ptr<reader> thread_reader; /* made on a thread's first body, freed at its exit */
+
+struct walk {
+    const char *base; /* the padded copy: offsets into it are offsets into the body */
+    size_t len;
+    kg_body_info_t *out;
+};
+
+size_t offset_of(const walk &w, std::string_view token)
+{
+    return (size_t)(token.data() - w.base);
+}
+
+/* A scalar's token as sent: simdjson's raw token runs on to the next structural character. */
+std::string_view trimmed(std::string_view token)
+{
+    size_t n = token.size();
+    while (n > 0 && (token[n - 1] == ' ' || token[n - 1] == '\t' || token[n - 1] == '\n' || token[n - 1] == '\r'))
+        n--;
+    return token.substr(0, n);
+}
+
+/* Visits v and everything in it, validating as it goes; `depth` counts the containers v is in. */
+bool visit(od::value v, int depth)
+{
+    od::json_type type;
+    if (v.type().get(type))
+        return false;
+    switch (type) {
+    case od::json_type::object: {
+        od::object o;
+        if (depth + 1 > KG_BODY_MAX_DEPTH || v.get_object().get(o))
+            return false;
+        for (auto field : o) {
+            std::string_view name;
+            od::value x;
+            if (field.unescaped_key().get(name) || field.value().get(x) || !visit(x, depth + 1))
+                return false;
+        }
+        return true;
+    }
+    case od::json_type::array: {
+        od::array a;
+        if (depth + 1 > KG_BODY_MAX_DEPTH || v.get_array().get(a))
+            return false;
+        for (auto element : a) {
+            od::value x;
+            if (element.get(x) || !visit(x, depth + 1))
+                return false;
+        }
+        return true;
+    }
+    case od::json_type::string: {
+        std::string_view s;
+        return !v.get_string().get(s);
+    }
+    case od::json_type::number: {
+        od::number n;
+        return !v.get_number().get(n);
+    }
+    case od::json_type::boolean: {
+        bool b;
+        return !v.get_bool().get(b);
+    }
+    case od::json_type::null: {
+        bool is_null;
+        return !v.is_null().get(is_null) && is_null;
+    }
+    }
+    return false;
+}
+
+/* "input": a string is one input, a list of token ids one, any other list one per element. */
+bool read_input(walk &w, od::value v, od::json_type type)
+{
+    if (type == od::json_type::string) {
+        w.out->n_inputs = 1;
+        return visit(v, 1);
+    }
+    if (type != od::json_type::array)
+        return visit(v, 1);
+    od::array a;
+    if (v.get_array().get(a))
+        return false;
+    size_t n = 0;
+    bool all_numbers = true;
+    for (auto element : a) {
+        od::value x;
+        od::json_type t;
+        if (element.get(x) || x.type().get(t))
+            return false;
+        n++;
+        all_numbers = all_numbers && t == od::json_type::number;
+        if (!visit(x, 2))
+            return false;
+    }
+    w.out->n_inputs = all_numbers && n > 0 ? 1 : n;
+    return true;
+}
+
+/* "stream_options": only its own "include_usage", when a boolean, counts. */
+bool read_stream_options(walk &w, od::value v, od::json_type type)
+{
+    w.out->has_stream_options = true;
+    if (type != od::json_type::object)
+        return visit(v, 1);
+    od::object o;
+    if (v.get_object().get(o))
+        return false;
+    for (auto field : o) {
+        std::string_view name;
+        od::value x;
+        od::json_type t;
+        if (field.unescaped_key().get(name) || field.value().get(x) || x.type().get(t))
+            return false;
+        if (name == "include_usage" && t == od::json_type::boolean) {
+            bool b;
+            if (x.get_bool().get(b))
+                return false;
+            w.out->include_usage = b;
+        } else if (!visit(x, 2)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* One top-level member's value. */
+bool read_member(walk &w, kg_body_key_t key, od::value v)
+{
+    od::json_type type;
+    if (v.type().get(type))
+        return false;
+    switch (key) {
+    case KG_BODY_K_MODEL:
+        w.out->has_model = true;
+        if (type == od::json_type::string) {
+            std::string_view token = trimmed(v.raw_json_token()), s;
+            if (v.get_string().get(s))
+                return false;
+            size_t start = offset_of(w, token);
+            kg__body_model(w.out, s.data(), s.size(), start, start + token.size());
+            return true;
+        }
+        break;
+    case KG_BODY_K_STREAM:
+        if (type == od::json_type::boolean) {
+            bool b;
+            if (v.get_bool().get(b))
+                return false;
+            w.out->stream = b;
+            return true;
+        }
+        break;
+    case KG_BODY_K_STREAM_OPTIONS: return read_stream_options(w, v, type);
+    case KG_BODY_K_INPUT: return read_input(w, v, type);
+    case KG_BODY_K_ENCODING_FORMAT:
+        if (type == od::json_type::string) {
+            std::string_view s;
+            if (v.get_string().get(s))
+                return false;
+            w.out->encoding_base64 = s == "base64";
+            return true;
+        }
+        break;
+    case KG_BODY_K_DIMENSIONS:
+    case KG_BODY_K_MAX_TOKENS:
+    case KG_BODY_K_CHOICES:
+        if (type == od::json_type::number) {
+            std::string_view token = trimmed(v.raw_json_token());
+            od::number n;
+            if (v.get_number().get(n))
+                return false;
+            kg__body_number(w.out, key, token.data(), token.size());
+            return true;
+        }
+        break;
+    case KG_BODY_K_MESSAGES:
+        if (type == od::json_type::array)
+            kg__body_messages(w.out, w.base, w.len, offset_of(w, v.raw_json_token()) + 1);
+        break;
+    case KG_BODY_K_OTHER: break;
+    }
+    return visit(v, 1);
+}
+
+bool read_body(walk &w, od::document &doc, const kg_body_alloc_t *alloc)
+{
+    od::object top;
+    if (doc.get_object().get(top))
+        return false;
+    kg_body_names_t names = {};
+    for (auto field : top) {
+        std::string_view name;
+        od::value v;
+        if (field.unescaped_key().get(name) || field.value().get(v))
+            return false;
+        if (kg__body_names_add(&names, alloc, name.data(), name.size()) != KG_BODY_NAME_NEW)
+            return false;
+        if (!read_member(w, kg__body_classify(name.data(), name.size()), v))
+            return false;
+    }
+    const char *after;
+    return doc.current_location().get(after) != simdjson::SUCCESS; /* nothing after the object */
+}
+
+} // namespace
+
+bool kg__body_scan_fast(const char *body, size_t len, const kg_body_alloc_t *alloc, kg_body_info_t *out)
+{
+    /* A body that does not start as an object is refused; the exact reader words it. */
+    size_t first = 0;
+    while (first < len && (body[first] == ' ' || body[first] == '\t' || body[first] == '\n' || body[first] == '\r'))
+        first++;
+    if (first == len || body[first] != '{')
+        return false;
+    if (thread_reader == nullptr)
+        thread_reader.reset(new reader());
+    reader &r = *thread_reader;
+    if (r.padded_cap < len + simdjson::SIMDJSON_PADDING) {
+        r.padded_cap = len + simdjson::SIMDJSON_PADDING;
+        r.padded.reset(new char[r.padded_cap]);
+    }
+    memcpy(r.padded.get(), body, len);
+    memset(r.padded.get() + len, 0, simdjson::SIMDJSON_PADDING);
+    memset(out, 0, sizeof(*out));
+    walk w = {r.padded.get(), len, out};
+    od::document doc;
+    bool read = !r.parser.iterate(r.padded.get(), len, r.padded_cap).get(doc) && read_body(w, doc, alloc);
+    if (len > kept_capacity) { /* a rare giant: give its memory back */
+        r.parser = od::parser();
+        r.padded.reset();
+        r.padded_cap = 0;
+    }
+    return read;
+}
