@@ -147,8 +147,12 @@ kg_body_name_verdict_t kg__body_names_add(kg_body_names_t *names, const kg_body_
             memcpy(grown, names->seen, names->n * sizeof(*grown));
         names->seen = grown, names->cap = cap;
     }
-    char *folded = alloc->alloc(alloc->ctx, len + 1); /* folding never lengthens a name */
-    size_t flen = fold_name((const unsigned char *)name, len, folded, len);
+    /* Names are compared by their first KG_BODY_NAME_FOLDED folded bytes (folding never
+     * lengthens a name): no member name of a request is that long, and the check stays linear
+     * in the body however long the names a client sends. */
+    size_t cap = len < KG_BODY_NAME_FOLDED ? len : KG_BODY_NAME_FOLDED;
+    char *folded = alloc->alloc(alloc->ctx, cap + 1);
+    size_t flen = fold_name((const unsigned char *)name, len, folded, cap);
     for (size_t i = 0; i < names->n; i++)
         if (names->seen[i].len == flen && memcmp(names->seen[i].name, folded, flen) == 0)
             return KG_BODY_NAME_REPEATED;
@@ -275,9 +279,7 @@ void kg__body_model(kg_body_info_t *out, const char *v, size_t len, size_t start
 
 void kg__body_messages(kg_body_info_t *out, const char *body, size_t len, size_t open)
 {
-    size_t i = open;
-    while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r'))
-        i++;
+    size_t i = open + kg__body_first(body + open, len - open);
     out->has_messages = true;
     out->messages_open = open;
     out->messages_empty = i < len && body[i] == ']';
@@ -425,10 +427,7 @@ kg_err_t kg__body_scan_exact(const char *body, size_t len, const kg_body_alloc_t
     memset(out, 0, sizeof(*out));
     err->code = KG_OK;
 
-    size_t first = 0;
-    while (first < len && (body[first] == ' ' || body[first] == '\t' || body[first] == '\n' || body[first] == '\r'))
-        first++;
-    if (first == len)
+    if (kg__body_first(body, len) == len)
         return kg_error_set(err, KG_EINVALID_JSON, NULL, "The request body must be a JSON object.");
     yajl_handle h = yajl_alloc(&callbacks, &funcs, &s);
     s.h = h;

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * This file owns the reading of an inference request body on the request path: one pass of
- * yajl's streaming parser that finds what the gateway decides on (model, stream, the shape of
- * input) without building a tree, and refuses what could make the gateway and the upstream
- * disagree (SPEC §4): a duplicated top-level member, invalid UTF-8, nesting deeper than 64.
- * Memory comes from the caller's allocator (the request pool); nothing is freed piecemeal.
+ * This file owns the reading of an inference request body on the request path: one pass that
+ * finds what the gateway decides on (model, stream, the shape of input) without building a
+ * tree, and refuses what could make the gateway and the upstream disagree (SPEC §4): a
+ * duplicated top-level member, invalid UTF-8, nesting deeper than 64. simdjson reads the bodies
+ * it fully understands, yajl the rest (body_scan_internal.h). Memory for the result comes from
+ * the caller's allocator (the request pool), nothing freed piecemeal; each thread also keeps
+ * simdjson's parser and a padded copy of the body, sized to the bodies it has read.
  */
 #ifndef KG_JSON_BODY_SCAN_H
 #define KG_JSON_BODY_SCAN_H

@@ -5,13 +5,14 @@
  * number and escape, and, in its first pass, the UTF-8 of the whole text) while the members
  * the gateway reads are taken, with the positions the permitted rewrites need (SPEC §4).
  * Anything it does not accept, or that breaks a rule, is left to the exact reader, which
- * decides it and words the refusal: this reader never refuses a body itself. About four times
- * faster than yajl on a typical chat body (docs/decisions.md).
+ * decides it and words the refusal: this reader never refuses a body itself. About 2.5 times
+ * faster than yajl on a typical chat body (docs/decisions.md, Dependencies).
  */
 #include "json/body_scan_internal.h"
 
 #include <cstring>
 #include <memory>
+#include <new>
 
 #include <simdjson.h>
 
@@ -20,17 +21,42 @@ namespace od = simdjson::ondemand;
 namespace
 {
 
-/* Bodies up to this size keep their thread's parser and padded copy between requests (no
- * allocation once warm); a larger one has them made for it and released after. */
-constexpr size_t kept_capacity = 1 << 20;
+/* A thread keeps its parser and padded copy sized for the largest body it has read up to this
+ * size: simdjson's parser holds about five bytes per byte of capacity (structural indexes,
+ * unescaped strings), so ~1.5 MiB per event loop at most. A larger body has its own, released
+ * after. Chat bodies are a few KiB; capacities grow by doubling from the smallest. */
+constexpr size_t KEPT_CAPACITY = 256 << 10;
+constexpr size_t MIN_CAPACITY = 4 << 10;
 
 struct reader {
     od::parser parser;
-    std::unique_ptr<char[]> padded; /* the body, followed by simdjson's read-ahead padding */
-    size_t padded_cap = 0;
+    std::unique_ptr<char[]> padded; /* the body, then simdjson's read-ahead padding */
+    size_t padded_cap = 0;          /* bytes of body the padded copy holds */
 };
 
 thread_local std::unique_ptr<reader> thread_reader; /* made on a thread's first body, freed at its exit */
+
+/* The capacity to hold a body of len bytes: doubled from MIN_CAPACITY while kept, exact beyond. */
+size_t capacity_for(size_t len)
+{
+    if (len > KEPT_CAPACITY)
+        return len;
+    size_t cap = MIN_CAPACITY;
+    while (cap < len)
+        cap *= 2;
+    return cap;
+}
+
+/* Makes r able to read a body of len bytes; false if memory runs out. */
+bool reserve(reader &r, size_t len)
+{
+    if (r.padded_cap >= len && r.parser.capacity() >= len)
+        return true;
+    size_t cap = capacity_for(len);
+    r.padded.reset(new (std::nothrow) char[cap + simdjson::SIMDJSON_PADDING]);
+    r.padded_cap = r.padded ? cap : 0;
+    return r.padded && r.parser.allocate(cap) == simdjson::SUCCESS;
+}
 
 struct walk {
     const char *base; /* the padded copy: offsets into it are offsets into the body */
@@ -40,14 +66,14 @@ struct walk {
 
 size_t offset_of(const walk &w, std::string_view token)
 {
-    return (size_t)(token.data() - w.base);
+    return static_cast<size_t>(token.data() - w.base);
 }
 
 /* A scalar's token as sent: simdjson's raw token runs on to the next structural character. */
 std::string_view trimmed(std::string_view token)
 {
     size_t n = token.size();
-    while (n > 0 && (token[n - 1] == ' ' || token[n - 1] == '\t' || token[n - 1] == '\n' || token[n - 1] == '\r'))
+    while (n > 0 && kg__body_is_space(token[n - 1]))
         n--;
     return token.substr(0, n);
 }
@@ -167,7 +193,8 @@ bool read_member(walk &w, kg_body_key_t key, od::value v)
     case KG_BODY_K_MODEL:
         w.out->has_model = true;
         if (type == od::json_type::string) {
-            std::string_view token = trimmed(v.raw_json_token()), s;
+            std::string_view token = trimmed(v.raw_json_token());
+            std::string_view s;
             if (v.get_string().get(s))
                 return false;
             size_t start = offset_of(w, token);
@@ -232,34 +259,34 @@ bool read_body(walk &w, od::document &doc, const kg_body_alloc_t *alloc)
         if (!read_member(w, kg__body_classify(name.data(), name.size()), v))
             return false;
     }
-    const char *after;
-    return doc.current_location().get(after) != simdjson::SUCCESS; /* nothing after the object */
+    return doc.current_location().error() == simdjson::OUT_OF_BOUNDS; /* nothing after the object */
 }
 
 } // namespace
 
 bool kg__body_scan_fast(const char *body, size_t len, const kg_body_alloc_t *alloc, kg_body_info_t *out)
 {
-    /* A body that does not start as an object is refused; the exact reader words it. */
-    size_t first = 0;
-    while (first < len && (body[first] == ' ' || body[first] == '\t' || body[first] == '\n' || body[first] == '\r'))
-        first++;
+    /* A body that does not start as an object is left to the exact reader, which refuses it. */
+    size_t first = kg__body_first(body, len);
     if (first == len || body[first] != '{')
         return false;
-    if (thread_reader == nullptr)
-        thread_reader.reset(new reader());
+    if (!thread_reader)
+        thread_reader.reset(new (std::nothrow) reader());
+    if (!thread_reader || !reserve(*thread_reader, len))
+        return false;
     reader &r = *thread_reader;
-    if (r.padded_cap < len + simdjson::SIMDJSON_PADDING) {
-        r.padded_cap = len + simdjson::SIMDJSON_PADDING;
-        r.padded.reset(new char[r.padded_cap]);
+    std::memcpy(r.padded.get(), body, len);
+    /* simdjson may read past the end; zeros there cannot continue a token of the body. */
+    std::memset(r.padded.get() + len, 0, simdjson::SIMDJSON_PADDING);
+    std::memset(out, 0, sizeof(*out));
+    bool read;
+    {
+        walk w = {r.padded.get(), len, out};
+        od::document doc;
+        read = !r.parser.iterate(r.padded.get(), len, r.padded_cap + simdjson::SIMDJSON_PADDING).get(doc) &&
+               read_body(w, doc, alloc);
     }
-    memcpy(r.padded.get(), body, len);
-    memset(r.padded.get() + len, 0, simdjson::SIMDJSON_PADDING);
-    memset(out, 0, sizeof(*out));
-    walk w = {r.padded.get(), len, out};
-    od::document doc;
-    bool read = !r.parser.iterate(r.padded.get(), len, r.padded_cap).get(doc) && read_body(w, doc, alloc);
-    if (len > kept_capacity) { /* a rare giant: give its memory back */
+    if (len > KEPT_CAPACITY) { /* a rare giant: give its memory back */
         r.parser = od::parser();
         r.padded.reset();
         r.padded_cap = 0;

@@ -4,8 +4,8 @@
  * simdjson's On Demand parser (body_scan_fast.cpp), which decides the bodies it fully
  * understands, and the exact one on yajl (body_scan.c), which decides every other body and
  * words every refusal. Both read member names, numbers and the model through the helpers
- * here, so they cannot disagree on what a body means; a differential fuzzer
- * (fuzz/fuzz_body_scan.c) holds them to it.
+ * here; their parsing differs, and a differential fuzzer (fuzz/fuzz_body_scan.c) and a unit
+ * test hold them to reading every body the fast one takes alike.
  */
 #ifndef KG_JSON_BODY_SCAN_INTERNAL_H
 #define KG_JSON_BODY_SCAN_INTERNAL_H
@@ -35,7 +35,24 @@ typedef enum kg_body_key {
 
 kg_body_key_t kg__body_classify(const char *name, size_t len);
 
-/* The top-level member names seen so far, folded as lenient parsers match them. */
+/** JSON's whitespace (RFC 8259: space, tab, line feed, carriage return). */
+static inline bool kg__body_is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/** The offset of the first byte of body[0..len) that is not whitespace (len if none). */
+static inline size_t kg__body_first(const char *body, size_t len)
+{
+    size_t i = 0;
+    while (i < len && kg__body_is_space(body[i]))
+        i++;
+    return i;
+}
+
+/* The top-level member names seen so far, folded as lenient parsers match them (at most the
+ * first KG_BODY_NAME_FOLDED bytes of each). */
+#define KG_BODY_NAME_FOLDED 256
 typedef struct kg_body_seen_name {
     const char *name;
     size_t len;
