@@ -203,12 +203,26 @@ describe('hostile clients and broken upstreams', () => {
           '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a","content":"b"}],"metadata":{"k":1,"k":2}}',
         'valid 2-, 3- and 4-byte UTF-8': b('{"model":"gpt-4o-mini","messages":[],"user":"', Buffer.from('é€😀', 'utf8'), '"}'),
         'escaped surrogate pair': '{"model":"gpt-4o-mini","messages":[],"user":"\\ud83d\\ude00"}',
+        // Valid JSON that simdjson (the fast reader) does not take: left to yajl, which serves it.
+        'a prompt cut inside an emoji (an unpaired \\ud83d)':
+          '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"cut \\ud83d"}]}',
+        'an integer beyond 64 bits': '{"model":"gpt-4o-mini","messages":[],"seed":123456789012345678901234567890}',
+        'a number beyond a double': '{"model":"gpt-4o-mini","messages":[],"temperature":1e400}',
       };
       for (const [what, raw] of Object.entries(okCases)) {
         const r = await upstreamCount(1, what, () => post('/v1/chat/completions', raw));
         assert.equal(r.status, 200, `${what}: ${r.text}`);
         assert.equal(up.last().bodyBase64, Buffer.from(raw).toString('base64'), `${what}: forwarded unchanged`);
       }
+    });
+
+    test('the openai SDK sending a prompt cut inside an emoji (JSON.stringify escapes the half) is served', async () => {
+      const content = 'a gift 🎁'.slice(0, -1); // ends in an unpaired high surrogate
+      const r = await upstreamCount(1, 'cut emoji', () =>
+        client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }] }),
+      );
+      assert.equal(r.object, 'chat.completion');
+      assert.equal(JSON.parse(up.last().body).messages[0].content, content, 'the prompt reaches the provider as sent');
     });
 
     test('no model → 400 missing_model; a non-string model → 400 invalid_value', async () => {
