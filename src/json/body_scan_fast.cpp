@@ -276,7 +276,7 @@ bool kg__body_scan_fast(const char *body, size_t len, const kg_body_alloc_t *all
         return false;
     reader &r = *thread_reader;
     /* simdjson reads up to SIMDJSON_PADDING bytes past the end, which nothing guarantees after a
-     * request body (libh2o's buffer, or a request-pool copy): hence the copy, ~2 % of the parse.
+     * request body (libh2o's buffer, or a request-pool copy): hence the copy, far cheaper than the parse.
      * Zeros there cannot continue a token of the body. */
     std::memcpy(r.padded.get(), body, len);
     std::memset(r.padded.get() + len, 0, simdjson::SIMDJSON_PADDING);
