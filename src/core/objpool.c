@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -29,6 +30,37 @@ static char *map_chunk(size_t bytes)
         munmap(aligned + bytes, (size_t)(base + bytes + slack - (aligned + bytes)));
     madvise(aligned, bytes, MADV_HUGEPAGE); /* a hint: without THP the chunk is ordinary pages */
     return aligned;
+}
+
+typedef struct prefault {
+    char *base;
+    size_t bytes;
+} prefault_t;
+
+static void *prefault_main(void *arg)
+{
+    prefault_t *job = arg;
+    /* Faults the pages in writable without writing to them: the loader may already be filling
+     * the first ones. A kernel without MADV_POPULATE_WRITE (before 5.14) refuses; nothing lost. */
+    madvise(job->base, job->bytes, MADV_POPULATE_WRITE);
+    free(job);
+    return NULL;
+}
+
+/* Detached: a pool's memory is never unmapped, so the thread may outlive anything but the process. */
+static void prefault_in_background(char *base, size_t bytes)
+{
+    prefault_t *job = malloc(sizeof(*job));
+    pthread_attr_t attr;
+    pthread_t tid;
+    if (job == NULL)
+        return;
+    *job = (prefault_t){base, bytes};
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&tid, &attr, prefault_main, job) != 0)
+        free(job);
+    pthread_attr_destroy(&attr);
 }
 #endif
 
@@ -75,6 +107,28 @@ void kg_objpool_free(kg_objpool_t *pool, void *obj)
     pthread_mutex_lock(&pool->lock);
     memcpy(obj, &pool->free_list, sizeof(void *));
     pool->free_list = obj;
+    pthread_mutex_unlock(&pool->lock);
+#endif
+}
+
+void kg_objpool_reserve(kg_objpool_t *pool, size_t n)
+{
+#ifdef KG_OBJPOOL_PLAIN
+    (void)pool, (void)n;
+#else
+    pthread_mutex_lock(&pool->lock);
+    if ((size_t)(pool->end - pool->next) / pool->stride < n) {
+        /* The current chunk's rest goes on the free list, to be used first: nothing is stranded. */
+        for (; (size_t)(pool->end - pool->next) >= pool->stride; pool->next += pool->stride) {
+            memcpy(pool->next, &pool->free_list, sizeof(void *));
+            pool->free_list = pool->next;
+        }
+        size_t bytes = (n * pool->stride + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+        pool->next = map_chunk(bytes);
+        pool->end = pool->next + bytes;
+        pool->chunk_bytes = HUGE_PAGE; /* what follows comes in huge pages too */
+        prefault_in_background(pool->next, bytes);
+    }
     pthread_mutex_unlock(&pool->lock);
 #endif
 }

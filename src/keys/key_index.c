@@ -628,12 +628,14 @@ kg_limit_state_t *kg_key_index_limit_state(kg_key_index_t *idx, const char *id)
     return &st->limits;
 }
 
-void kg_key_index_reserve(kg_key_index_t *idx, size_t n)
+void kg_key_index_reserve(kg_key_index_t *idx, size_t n_keys, size_t n_secrets)
 {
+    kg_objpool_reserve(&state_pool, n_keys);
+    kg_objpool_reserve(&rec_pool, n_secrets);
     pthread_mutex_lock(&idx->write_lock);
-    grow_if_needed(idx, n);
+    grow_if_needed(idx, n_keys);
     rcu_read_lock(); /* the old slot array is retired with call_rcu */
-    kg_digest_table_reserve(idx->by_hash, n);
+    kg_digest_table_reserve(idx->by_hash, n_secrets);
     rcu_read_unlock();
     pthread_mutex_unlock(&idx->write_lock);
 }

@@ -132,8 +132,9 @@ const kg_domain_set_t *kg_key_index_domains(kg_key_index_t *idx);
 /** The counters of token `id`, made if the token is not indexed yet (writer side: seeding at start). */
 kg_limit_state_t *kg_key_index_limit_state(kg_key_index_t *idx, const char *id);
 
-/** Sizes the tables for `n` records ahead of a bulk load (writer side). */
-void kg_key_index_reserve(kg_key_index_t *idx, size_t n);
+/** Sizes the tables, and makes the memory, for `n_keys` tokens with `n_secrets` live secrets in
+ * all ahead of a bulk load (writer side). */
+void kg_key_index_reserve(kg_key_index_t *idx, size_t n_keys, size_t n_secrets);
 
 /** Number of records (one per live secret hash). */
 size_t kg_key_index_size(kg_key_index_t *idx);

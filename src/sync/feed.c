@@ -215,13 +215,15 @@ kg_err_t kg_feed_load_all(kg_store_t *st, kg_key_index_t *idx, int64_t now, int6
     if ((rv = kg_store_begin_read(st)) != KG_OK)
         return rv;
     if ((rv = kg_store_token_count(st, &n_tokens)) == KG_OK) {
-        kg_key_index_reserve(idx, n_tokens); /* no table resize during the load */
-        b.cap = n_tokens + 16;               /* a secret per token, mostly: no copies as the array grows */
+        b.cap = n_tokens + 16; /* a secret per token, mostly: no copies as the array grows */
         b.secrets = kg_xcalloc(b.cap, sizeof(*b.secrets));
     }
     double t0 = seconds_now();
     if (rv == KG_OK)
         rv = kg_store_secret_scan(st, now, collect_secret, &b);
+    /* No table resize during the load; the index's memory faults in on another core meanwhile. */
+    if (rv == KG_OK)
+        kg_key_index_reserve(idx, n_tokens, b.n);
     if (rv == KG_OK && b.n > 0 && !index_secrets(&b))
         rv = KG_EINTERNAL;
     double t1 = seconds_now();

@@ -17,6 +17,7 @@ int kg_test_failures;
     X(test_err_table_statuses)                                                                                         \
     X(test_objpool_objects)                                                                                            \
     X(test_objpool_threads)                                                                                            \
+    X(test_objpool_reserve)                                                                                            \
     X(test_key_format_vectors)                                                                                         \
     X(test_key_format_malformed)                                                                                       \
     X(test_key_format_generate)                                                                                        \
