@@ -16,6 +16,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "store/token_stream.h"
 
 #define CHANGES_PER_POLL 256
 #define LAST_USED_BATCH 512
@@ -72,7 +73,8 @@ static kg_err_t sync_token(kg_store_t *st, kg_key_index_t *idx, const char *id, 
 
 /*
  * The bulk load at start joins tokens to their live secrets in memory: two sequential scans
- * (secrets, then tokens) and a hash table from token id to its secrets. SQLite would join them
+ * (secrets, then tokens, whose rows a second thread reads while this one indexes the secrets and
+ * joins: store/token_stream.h) and a hash table from token id to its secrets. SQLite would join them
  * with two b-tree descents per token (2.5 s of a million keys' start-up, measured); holding a
  * million tokens' rows, as a list query would, cost 600 MB at the peak.
  */
@@ -195,6 +197,12 @@ static bool load_token(void *ctx, const kg_token_t *t)
     return true;
 }
 
+static bool stop_scan(void *ctx, const kg_token_t *t)
+{
+    (void)ctx, (void)t;
+    return false;
+}
+
 static double seconds_now(void)
 {
     struct timespec ts;
@@ -221,17 +229,20 @@ kg_err_t kg_feed_load_all(kg_store_t *st, kg_key_index_t *idx, int64_t now, int6
     double t0 = seconds_now();
     if (rv == KG_OK)
         rv = kg_store_secret_scan(st, now, collect_secret, &b);
-    /* No table resize during the load; the index's memory faults in on another core meanwhile. */
-    if (rv == KG_OK)
-        kg_key_index_reserve(idx, n_tokens, b.n);
-    if (rv == KG_OK && b.n > 0 && !index_secrets(&b))
-        rv = KG_EINTERNAL;
     double t1 = seconds_now();
     if (rv == KG_OK) {
-        b.load = kg_key_index_load_begin(idx);
-        rv = kg_store_token_scan(st, load_token, &b);
-        kg_err_t linked = kg_key_index_load_end(b.load);
-        rv = rv != KG_OK ? rv : linked;
+        /* The token rows are read on another thread while the secrets are indexed and joined. */
+        kg_token_stream_t *tokens = kg_token_stream_start(st);
+        /* No table resize during the load; the index's memory faults in on a third thread. */
+        kg_key_index_reserve(idx, n_tokens, b.n);
+        if (b.n > 0 && !index_secrets(&b)) {
+            rv = kg_token_stream_finish(tokens, stop_scan, NULL) != KG_OK ? KG_ESTORE : KG_EINTERNAL;
+        } else {
+            b.load = kg_key_index_load_begin(idx);
+            rv = kg_token_stream_finish(tokens, load_token, &b);
+            kg_err_t linked = kg_key_index_load_end(b.load);
+            rv = rv != KG_OK ? rv : linked;
+        }
     }
     kg_store_rollback(st); /* nothing was written */
     double t2 = seconds_now();

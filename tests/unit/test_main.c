@@ -42,6 +42,7 @@ int kg_test_failures;
     X(test_store_feed_rotation_grace)                                                                                  \
     X(test_store_feed_sees_other_connection)                                                                           \
     X(test_store_last_used_flush)                                                                                      \
+    X(test_token_stream_matches_scan)                                                                                  \
     X(test_usage_store_insert_is_exactly_once)                                                                         \
     X(test_usage_store_columns_round_trip)                                                                             \
     X(test_usage_store_totals_by_key_and_team)                                                                         \
