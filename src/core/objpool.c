@@ -116,6 +116,8 @@ void kg_objpool_reserve(kg_objpool_t *pool, size_t n)
 #ifdef KG_OBJPOOL_PLAIN
     (void)pool, (void)n;
 #else
+    if (n * pool->stride < HUGE_PAGE)
+        return; /* the usual chunks serve it: a few keys cost no huge page (an idle gateway's memory) */
     pthread_mutex_lock(&pool->lock);
     if ((size_t)(pool->end - pool->next) / pool->stride < n) {
         /* The current chunk's rest goes on the free list, to be used first: nothing is stranded. */
