@@ -37,6 +37,7 @@ typedef struct prefault {
     size_t bytes;
 } prefault_t;
 
+#ifdef MADV_POPULATE_WRITE
 static void *prefault_main(void *arg)
 {
     prefault_t *job = arg;
@@ -46,10 +47,14 @@ static void *prefault_main(void *arg)
     free(job);
     return NULL;
 }
+#endif
 
 /* Detached: a pool's memory is never unmapped, so the thread may outlive anything but the process. */
 static void prefault_in_background(char *base, size_t bytes)
 {
+#ifndef MADV_POPULATE_WRITE /* headers before Linux 5.14: the pages fault in on first use */
+    (void)base, (void)bytes;
+#else
     prefault_t *job = malloc(sizeof(*job));
     pthread_attr_t attr;
     pthread_t tid;
@@ -61,6 +66,7 @@ static void prefault_in_background(char *base, size_t bytes)
     if (pthread_create(&tid, &attr, prefault_main, job) != 0)
         free(job);
     pthread_attr_destroy(&attr);
+#endif
 }
 #endif
 
@@ -118,6 +124,8 @@ void kg_objpool_reserve(kg_objpool_t *pool, size_t n)
 #else
     if (n * pool->stride < HUGE_PAGE)
         return; /* the usual chunks serve it: a few keys cost no huge page (an idle gateway's memory) */
+    char *region = NULL;
+    size_t bytes = 0;
     pthread_mutex_lock(&pool->lock);
     if ((size_t)(pool->end - pool->next) / pool->stride < n) {
         /* The current chunk's rest goes on the free list, to be used first: nothing is stranded. */
@@ -125,12 +133,13 @@ void kg_objpool_reserve(kg_objpool_t *pool, size_t n)
             memcpy(pool->next, &pool->free_list, sizeof(void *));
             pool->free_list = pool->next;
         }
-        size_t bytes = (n * pool->stride + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-        pool->next = map_chunk(bytes);
+        bytes = (n * pool->stride + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+        pool->next = region = map_chunk(bytes);
         pool->end = pool->next + bytes;
         pool->chunk_bytes = HUGE_PAGE; /* what follows comes in huge pages too */
-        prefault_in_background(pool->next, bytes);
     }
     pthread_mutex_unlock(&pool->lock);
+    if (region != NULL)
+        prefault_in_background(region, bytes);
 #endif
 }

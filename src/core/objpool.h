@@ -49,7 +49,8 @@ void kg_objpool_free(kg_objpool_t *pool, void *obj);
  * that the kernel zeroes a bulk load's memory on another core while the loader reads the store
  * (13-15 % of a million keys' start-up, measured). The objects are then allocated as usual;
  * without a thread the pages fault in on first use, as before. A no-op for fewer objects than
- * fill a huge page (an idle gateway's few keys stay on small chunks) and under ASan.
+ * fill a huge page (an idle gateway's few keys stay on small chunks) and under ASan. Meant for
+ * a pool about to be filled: freed objects are not counted towards n.
  */
 void kg_objpool_reserve(kg_objpool_t *pool, size_t n);
 

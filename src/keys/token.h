@@ -27,6 +27,7 @@ typedef enum kg_token_status {
     KG_STATUS_REVOKED
 } kg_token_status_t;
 
+/* A string member added here is copied by store/token_stream.c too: list it in string_members. */
 typedef struct kg_token {
     char id[KG_KEY_ID_LEN + 1];
     char *org_id;

@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <stdalign.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -41,10 +42,12 @@ struct kg_token_stream {
     block_t *spare;                 /* given back, to be filled again */
     size_t n_blocks;                /* blocks in existence: full, spare, being filled or read */
     size_t block_bytes, max_blocks;
-    bool done; /* the scan ended; rv is its result */
-    bool stop; /* the consumer wants no more tokens */
+    bool done;        /* the scan ended; rv is its result */
+    atomic_bool stop; /* the consumer wants no more tokens (set under the lock) */
     kg_err_t rv;
-    block_t *filling; /* the reader's */
+    block_t *filling;                 /* the reader's */
+    kg_token_stream_counts_t counts;  /* rows_copied: the reader's; most_blocks: under the lock */
+    kg_token_stream_counts_t *report; /* where the counts go at the end, or NULL */
     bool threaded;
     pthread_t tid;
 };
@@ -94,10 +97,10 @@ static block_t *room_for(kg_token_stream_t *s, size_t bytes)
         return s->filling;
     pthread_mutex_lock(&s->lock);
     publish_filling(s); /* first: the consumer may be waiting for it to give a block back */
-    while (!s->stop && s->spare == NULL && s->n_blocks >= s->max_blocks)
+    while (!atomic_load(&s->stop) && s->spare == NULL && s->n_blocks >= s->max_blocks)
         pthread_cond_wait(&s->changed, &s->lock);
     block_t *b = NULL;
-    if (!s->stop) {
+    if (!atomic_load(&s->stop)) {
         if ((b = s->spare) != NULL)
             s->spare = b->next;
         if (b != NULL && b->cap < bytes) { /* a spare too small for this record makes way for one */
@@ -109,7 +112,8 @@ static block_t *room_for(kg_token_stream_t *s, size_t bytes)
             size_t cap = bytes > s->block_bytes ? bytes : s->block_bytes;
             b = kg_xmalloc(sizeof(*b) + cap);
             b->cap = cap;
-            s->n_blocks++;
+            if (++s->n_blocks > s->counts.most_blocks)
+                s->counts.most_blocks = s->n_blocks;
         }
         b->used = 0;
     }
@@ -128,9 +132,11 @@ static bool copy_token(void *ctx, const kg_token_t *t)
         bytes += lengths[i];
     }
     bytes = (bytes + alignof(record_t) - 1) / alignof(record_t) * alignof(record_t);
+    if (atomic_load_explicit(&s->stop, memory_order_relaxed))
+        return false;
     block_t *b = room_for(s, bytes);
     if (b == NULL)
-        return false; /* stopped */
+        return false; /* stopped while waiting for a block */
     record_t *r = (record_t *)(b->data + b->used);
     r->bytes = bytes;
     r->token = *t;
@@ -143,6 +149,7 @@ static bool copy_token(void *ctx, const kg_token_t *t)
         at += lengths[i];
     }
     b->used += bytes;
+    s->counts.rows_copied++;
     return true;
 }
 
@@ -162,10 +169,13 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
-kg_token_stream_t *kg_token_stream_start_sized(kg_store_t *st, size_t block_bytes, size_t max_blocks)
+kg_token_stream_t *kg_token_stream_start_sized(kg_store_t *st, size_t block_bytes, size_t max_blocks,
+                                               kg_token_stream_counts_t *counts)
 {
     kg_token_stream_t *s = kg_xcalloc(1, sizeof(*s));
     s->st = st;
+    s->report = counts;
+    atomic_init(&s->stop, false);
     s->block_bytes = block_bytes;
     s->max_blocks = max_blocks > 0 ? max_blocks : 1;
     pthread_mutex_init(&s->lock, NULL);
@@ -176,7 +186,7 @@ kg_token_stream_t *kg_token_stream_start_sized(kg_store_t *st, size_t block_byte
 
 kg_token_stream_t *kg_token_stream_start(kg_store_t *st)
 {
-    return kg_token_stream_start_sized(st, DEFAULT_BLOCK_BYTES, DEFAULT_MAX_BLOCKS);
+    return kg_token_stream_start_sized(st, DEFAULT_BLOCK_BYTES, DEFAULT_MAX_BLOCKS, NULL);
 }
 
 /* The next filled block, or NULL when the scan has ended and every block was taken. */
@@ -216,7 +226,7 @@ kg_err_t kg_token_stream_finish(kg_token_stream_t *s, kg_token_scan_fn fn, void 
                 if (!fn(ctx, &r->token)) {
                     stopped = true;
                     pthread_mutex_lock(&s->lock);
-                    s->stop = true; /* the reader ends its scan at its next row */
+                    atomic_store(&s->stop, true); /* the reader ends its scan at its next row */
                     pthread_cond_broadcast(&s->changed);
                     pthread_mutex_unlock(&s->lock);
                 }
@@ -226,6 +236,8 @@ kg_err_t kg_token_stream_finish(kg_token_stream_t *s, kg_token_scan_fn fn, void 
         pthread_join(s->tid, NULL);
         rv = s->rv;
     }
+    if (s->report != NULL)
+        *s->report = s->counts;
     while (s->spare != NULL) {
         block_t *next = s->spare->next;
         free(s->spare);

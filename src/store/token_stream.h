@@ -20,9 +20,16 @@ typedef struct kg_token_stream kg_token_stream_t;
  */
 kg_token_stream_t *kg_token_stream_start(kg_store_t *st);
 
+/** What a stream did: the rows its reader copied, the most blocks that existed at once. */
+typedef struct kg_token_stream_counts {
+    size_t rows_copied, most_blocks;
+} kg_token_stream_counts_t;
+
 /** As kg_token_stream_start, with blocks of `block_bytes` and at most `max_blocks` of them read
- * ahead (the defaults: 1 MiB and 32); for tests. */
-kg_token_stream_t *kg_token_stream_start_sized(kg_store_t *st, size_t block_bytes, size_t max_blocks);
+ * ahead (the defaults: 1 MiB and 32), and `counts` (if not NULL) filled in when the stream
+ * finishes; for tests. */
+kg_token_stream_t *kg_token_stream_start_sized(kg_store_t *st, size_t block_bytes, size_t max_blocks,
+                                               kg_token_stream_counts_t *counts);
 
 /**
  * Gives every token to fn on the calling thread, in storage order and as kg_store_token_scan

@@ -236,7 +236,8 @@ kg_err_t kg_feed_load_all(kg_store_t *st, kg_key_index_t *idx, int64_t now, int6
         /* No table resize during the load; the index's memory faults in on a third thread. */
         kg_key_index_reserve(idx, n_tokens, b.n);
         if (b.n > 0 && !index_secrets(&b)) {
-            rv = kg_token_stream_finish(tokens, stop_scan, NULL) != KG_OK ? KG_ESTORE : KG_EINTERNAL;
+            rv = kg_token_stream_finish(tokens, stop_scan, NULL);
+            rv = rv != KG_OK ? rv : KG_EINTERNAL;
         } else {
             b.load = kg_key_index_load_begin(idx);
             rv = kg_token_stream_finish(tokens, load_token, &b);
@@ -250,8 +251,8 @@ kg_err_t kg_feed_load_all(kg_store_t *st, kg_key_index_t *idx, int64_t now, int6
         hdestroy_r(&b.by_token);
     free(b.secrets);
     malloc_trim(0); /* the secrets read ahead were transient: give their memory back */
-    kg_log_info("key index: %zu tokens, %zu live secrets loaded in %.2f s (secrets %.2f s, tokens %.2f s)", n_tokens,
-                b.n, seconds_now() - t0, t1 - t0, t2 - t1);
+    kg_log_info("key index: %zu tokens, %zu live secrets loaded in %.2f s (secret scan %.2f s, tokens and join %.2f s)",
+                n_tokens, b.n, seconds_now() - t0, t1 - t0, t2 - t1);
     return rv;
 }
 

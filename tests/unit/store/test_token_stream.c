@@ -6,6 +6,7 @@
  */
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "../test.h"
 #include "store/store.h"
@@ -16,6 +17,7 @@
 typedef struct seen {
     char **rows; /* each token, every member written out */
     size_t n, stop_after;
+    bool pause_first; /* give the reader 50 ms to run as far ahead as it may */
 } seen_t;
 
 static char *describe(const kg_token_t *t)
@@ -38,6 +40,10 @@ static char *describe(const kg_token_t *t)
 static bool remember(void *ctx, const kg_token_t *t)
 {
     seen_t *s = ctx;
+    if (s->pause_first && s->n == 0) {
+        struct timespec pause = {0, 50 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
     s->rows = realloc(s->rows, (s->n + 1) * sizeof(*s->rows));
     s->rows[s->n++] = describe(t);
     return s->stop_after == 0 || s->n < s->stop_after;
@@ -104,22 +110,31 @@ void test_token_stream_matches_scan(void)
     CHECK_INT(direct.n, N_TOKENS);
     CHECK(direct.n > 1233 && strlen(direct.rows[1233]) > 204800); /* the large prompt is there */
 
-    /* Default blocks; 4 KiB blocks, two at most (most records fill a block alone, the 200 KiB
-     * one needs its own, and the reader waits for blocks to come back); one block at most. */
+    /* Default blocks; 4 KiB blocks, two at most (a dozen records fill one, the 200 KiB one needs
+     * its own, and the reader waits for blocks to come back); one block; a block per record. The
+     * consumer pauses at the first token: the reader never holds more blocks than it may. */
     const size_t sizes[][2] = {{0, 0}, {4096, 2}, {4096, 1}, {300, 3}};
     for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
-        seen_t streamed = {0};
-        kg_token_stream_t *s =
-            sizes[k][0] == 0 ? kg_token_stream_start(st) : kg_token_stream_start_sized(st, sizes[k][0], sizes[k][1]);
+        seen_t streamed = {.pause_first = true};
+        kg_token_stream_counts_t counts = {0};
+        kg_token_stream_t *s = sizes[k][0] == 0 ? kg_token_stream_start(st)
+                                                : kg_token_stream_start_sized(st, sizes[k][0], sizes[k][1], &counts);
         CHECK_INT(kg_token_stream_finish(s, remember, &streamed), KG_OK);
         check_same(&direct, &streamed);
+        if (sizes[k][0] != 0) {
+            CHECK_INT(counts.rows_copied, N_TOKENS);
+            CHECK(counts.most_blocks >= 1 && counts.most_blocks <= sizes[k][1]);
+        }
         forget(&streamed);
     }
 
-    /* The consumer stops: no token after, and the store is free for the next statement. */
-    seen_t first = {.stop_after = 10};
-    CHECK_INT(kg_token_stream_finish(kg_token_stream_start_sized(st, 4096, 2), remember, &first), KG_OK);
+    /* The consumer stops: no token after, the reader stops too (it had copied at most the ten
+     * and the blocks it may hold, a dozen records each), and the store is free again. */
+    seen_t first = {.stop_after = 10, .pause_first = true};
+    kg_token_stream_counts_t counts = {0};
+    CHECK_INT(kg_token_stream_finish(kg_token_stream_start_sized(st, 4096, 2, &counts), remember, &first), KG_OK);
     CHECK_INT(first.n, 10);
+    CHECK(counts.rows_copied >= 10 && counts.rows_copied <= 100);
     for (size_t i = 0; i < first.n; i++)
         CHECK_STR(first.rows[i], direct.rows[i]);
     forget(&first);
