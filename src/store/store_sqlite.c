@@ -44,6 +44,7 @@ enum {
     Q_USAGE_INSERT_8,  /* 8 records, no OR IGNORE: a conflict aborts the statement */
     Q_USAGE_INSERT_64, /* the same, 64 records */
     Q_USAGE_MINUTE_ADD,
+    Q_USAGE_MINUTE_ADD_16, /* 16 groups of one batch (never two of one row) in one statement */
     Q_USAGE_TOTALS_BY_KEY,
     Q_USAGE_TOTALS_BY_TEAM,
     Q_USAGE_KEY_TOTALS,
@@ -62,6 +63,16 @@ enum {
 #define USAGE_ROW "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 #define USAGE_ROWS_8                                                                                                   \
     USAGE_ROW "," USAGE_ROW "," USAGE_ROW "," USAGE_ROW "," USAGE_ROW "," USAGE_ROW "," USAGE_ROW "," USAGE_ROW
+
+/* A rollup row of usage_minutes, and what adding to one that exists does. */
+#define MINUTE_COLUMNS "key_id, minute_ms, org_id, team_id, requests, errors, input_tokens, output_tokens, cost_micro"
+#define MINUTE_ROW "(?,?,?,?,?,?,?,?,?)"
+#define MINUTE_ROWS_8                                                                                                  \
+    MINUTE_ROW "," MINUTE_ROW "," MINUTE_ROW "," MINUTE_ROW "," MINUTE_ROW "," MINUTE_ROW "," MINUTE_ROW "," MINUTE_ROW
+#define MINUTE_UPSERT                                                                                                  \
+    " ON CONFLICT (key_id, minute_ms, org_id, team_id) DO UPDATE SET requests = requests + excluded.requests,"         \
+    " errors = errors + excluded.errors, input_tokens = input_tokens + excluded.input_tokens,"                         \
+    " output_tokens = output_tokens + excluded.output_tokens, cost_micro = cost_micro + excluded.cost_micro"
 
 /* The five sums of kg_usage_totals_t, in its field order, over usage_minutes rows. */
 #define USAGE_SUMS "sum(requests), sum(errors), sum(input_tokens), sum(output_tokens), sum(cost_micro)"
@@ -121,12 +132,9 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_USAGE_INSERT_8] = "INSERT INTO usage (" USAGE_COLUMNS ") VALUES " USAGE_ROWS_8,
     [Q_USAGE_INSERT_64] = "INSERT INTO usage (" USAGE_COLUMNS ") VALUES " USAGE_ROWS_8 "," USAGE_ROWS_8 "," USAGE_ROWS_8
                           "," USAGE_ROWS_8 "," USAGE_ROWS_8 "," USAGE_ROWS_8 "," USAGE_ROWS_8 "," USAGE_ROWS_8,
-    [Q_USAGE_MINUTE_ADD] =
-        "INSERT INTO usage_minutes (key_id, minute_ms, org_id, team_id, requests, errors, input_tokens, output_tokens,"
-        " cost_micro) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (key_id, minute_ms, org_id, team_id) DO"
-        " UPDATE SET requests = requests + excluded.requests, errors = errors + excluded.errors,"
-        " input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens,"
-        " cost_micro = cost_micro + excluded.cost_micro",
+    [Q_USAGE_MINUTE_ADD] = "INSERT INTO usage_minutes (" MINUTE_COLUMNS ") VALUES " MINUTE_ROW MINUTE_UPSERT,
+    [Q_USAGE_MINUTE_ADD_16] =
+        "INSERT INTO usage_minutes (" MINUTE_COLUMNS ") VALUES " MINUTE_ROWS_8 "," MINUTE_ROWS_8 MINUTE_UPSERT,
     /* A key id belongs to one org (tokens.id is the primary key), so org_id is the same on every
      * row of a group and grouping by key_id alone follows the primary key's order. */
     [Q_USAGE_TOTALS_BY_KEY] = "SELECT org_id, key_id, " USAGE_SUMS " FROM usage_minutes WHERE minute_ms >= ?1"
@@ -1144,13 +1152,19 @@ static size_t groups_reserve(kg_store_t *st, size_t n)
     return slots - 1;
 }
 
-static kg_err_t group_store(kg_store_t *st, sqlite3_stmt *s, const usage_group_t *g)
+/* Adds k groups to their rollup rows with one statement (k: 1 or 16). At a thousand keys a
+ * batch holds a group per key, and a statement per group was most of the batch's rollup. */
+static kg_err_t groups_store(kg_store_t *st, sqlite3_stmt *s, const usage_group_t *groups, size_t k)
 {
-    const kg_usage_record_t *r = g->rec;
-    BIND_FIELD(s, 1, r, key_id), sqlite3_bind_int64(s, 2, g->minute_ms), BIND_FIELD(s, 3, r, org_id);
-    BIND_FIELD(s, 4, r, team_id), sqlite3_bind_int64(s, 5, g->t.requests), sqlite3_bind_int64(s, 6, g->t.errors);
-    sqlite3_bind_int64(s, 7, g->t.input_tokens), sqlite3_bind_int64(s, 8, g->t.output_tokens);
-    sqlite3_bind_int64(s, 9, g->t.cost_micro);
+    for (size_t i = 0; i < k; i++) {
+        const usage_group_t *g = &groups[i];
+        const kg_usage_record_t *r = g->rec;
+        const int o = 9 * (int)i;
+        BIND_FIELD(s, o + 1, r, key_id), sqlite3_bind_int64(s, o + 2, g->minute_ms), BIND_FIELD(s, o + 3, r, org_id);
+        BIND_FIELD(s, o + 4, r, team_id), sqlite3_bind_int64(s, o + 5, g->t.requests);
+        sqlite3_bind_int64(s, o + 6, g->t.errors), sqlite3_bind_int64(s, o + 7, g->t.input_tokens);
+        sqlite3_bind_int64(s, o + 8, g->t.output_tokens), sqlite3_bind_int64(s, o + 9, g->t.cost_micro);
+    }
     return exec_done(st, s);
 }
 
@@ -1209,13 +1223,13 @@ static kg_err_t insert_chunk(kg_store_t *st, int q, const kg_usage_record_t *rec
 
 kg_err_t kg_store_usage_insert(kg_store_t *st, const kg_usage_record_t *recs, size_t n, size_t *inserted)
 {
-    sqlite3_stmt *add = stmt(st, Q_USAGE_MINUTE_ADD);
-    size_t added = 0, n_groups = 0, mask, i = 0;
+    sqlite3_stmt *add = stmt(st, Q_USAGE_MINUTE_ADD), *add_16 = stmt(st, Q_USAGE_MINUTE_ADD_16);
+    size_t added = 0, n_groups = 0, mask, i = 0, g = 0;
     kg_err_t rv = KG_OK;
 
     if (inserted != NULL)
         *inserted = 0;
-    if (add == NULL)
+    if (add == NULL || add_16 == NULL)
         return KG_ESTORE;
     /* An empty request id would make every such record a duplicate of the first: refuse the
      * batch rather than silently drop usage. */
@@ -1238,11 +1252,13 @@ kg_err_t kg_store_usage_insert(kg_store_t *st, const kg_usage_record_t *recs, si
     if (rv == KG_OK && i < n)
         rv = insert_each(st, &recs[i], n - i, &n_groups, mask, &added);
     /* Then the rollup: one upsert per key, org, team and minute of the records just stored. */
-    for (size_t g = 0; g < n_groups && rv == KG_OK; g++) {
-        rv = group_store(st, add, &st->groups[g]);
-        if (g % 64 == 63)
+    for (; rv == KG_OK && n_groups - g >= 16; g += 16) {
+        rv = groups_store(st, add_16, &st->groups[g], 16);
+        if (g % 64 == 48)
             let_others_run(st);
     }
+    for (; rv == KG_OK && g < n_groups; g++)
+        rv = groups_store(st, add, &st->groups[g], 1);
     if (rv != KG_OK) {
         kg_store_rollback(st);
         return rv;
