@@ -165,3 +165,11 @@ bool kg_key_id_is_valid(const char *s, size_t len)
 {
     return len == KG_KEY_ID_LEN && memcmp(s, "pk_", 3) == 0 && all_base62(s + 3, len - 3);
 }
+
+uint64_t kg_key_id_hash(const char *id)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *id != '\0'; id++)
+        h = (h ^ (unsigned char)*id) * 1099511628211ULL;
+    return h;
+}

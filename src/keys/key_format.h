@@ -75,6 +75,9 @@ bool kg_key_id_generate(char out[KG_KEY_ID_LEN + 1]) KG_MUST_CHECK;
 /** True when s is "pk_" followed by exactly 24 base62 chars. */
 bool kg_key_id_is_valid(const char *s, size_t len);
 
+/** A 64-bit hash of an id (FNV-1a), for the tables that find keys by id. */
+uint64_t kg_key_id_hash(const char *id);
+
 /** Fills out[0..n) with uniformly random base62 chars from the OS CSPRNG. */
 bool kg_random_base62(char *out, size_t n) KG_MUST_CHECK;
 

@@ -107,10 +107,7 @@ static void grow_if_needed(kg_key_index_t *idx, size_t states)
 
 static unsigned long hash_of_id(const char *id)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *id != '\0'; id++)
-        h = (h ^ (unsigned char)*id) * 1099511628211ULL;
-    return (unsigned long)h;
+    return (unsigned long)kg_key_id_hash(id);
 }
 
 static int match_id(struct cds_lfht_node *node, const void *key)

@@ -5,7 +5,6 @@
 #include "sync/feed.h"
 
 #include <malloc.h>
-#include <search.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -16,6 +15,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "keys/key_format.h"
 #include "store/token_stream.h"
 
 #define CHANGES_PER_POLL 256
@@ -77,46 +77,39 @@ static kg_err_t sync_token(kg_store_t *st, kg_key_index_t *idx, const char *id, 
  * joins: store/token_stream.h) and a hash table from token id to its secrets. SQLite would join them
  * with two b-tree descents per token (2.5 s of a million keys' start-up, measured); holding a
  * million tokens' rows, as a list query would, cost 600 MB at the peak.
+ *
+ * The table is open addressing over a flat array, each slot a tag of the id's hash and the
+ * position of the token's newest secret, the hash computed once as the secret is collected.
+ * glibc's hsearch_r, used before, hashes the key string on every probe, compares strings on
+ * every probe and decides its hash by the first eight characters alone: a million secrets took
+ * 0.28-0.33 s to enter against 0.07-0.1 s here (docs/decisions.md), all of it on the start-up's
+ * critical path.
  */
 typedef struct pending_secret {
-    char token_key[KG_KEY_ID_LEN + 1]; /* the token id reversed (see reverse_id) */
+    char token_id[KG_KEY_ID_LEN + 1];
+    uint64_t id_hash; /* kg_key_id_hash(token_id) */
     kg_token_secret_t secret;
     int64_t created_at;
-    size_t next; /* the same token's next secret, + 1 (0: none) */
-    bool shared; /* its token has other live secrets (a rotation's grace) */
+    uint32_t next; /* the same token's next secret's position + 1 (0: none) */
+    bool shared;   /* its token has other live secrets (a rotation's grace) */
+    bool taken;    /* joined to its token already: the in-order pairing steps over it */
 } pending_secret_t;
 
 typedef struct bulk_load {
     kg_key_index_load_t *load;
     pending_secret_t *secrets;
     size_t n, cap;
-    size_t next_in_order;         /* the first secret not yet known to be taken (see load_token) */
-    struct hsearch_data by_token; /* token id -> its first secret's position + 1 */
+    size_t next_in_order; /* the first secret not yet known to be taken (see load_token) */
+    uint64_t *by_token;   /* the join table: hash tag << 32 | the first secret's position + 1; 0 = empty */
+    size_t mask;          /* its size - 1 (a power of two, at least twice the secrets) */
 } bulk_load_t;
-
-/*
- * hsearch_r's hash of a string is decided by its first eight characters (each earlier one is
- * shifted four bits further out of 32), and every id starts "pk_": keyed by the id itself, a
- * million keys collide into long probe chains (a quarter of the load, measured). Reversed, the
- * eight characters that count are random ones.
- */
-static bool reverse_id(const char *id, char out[KG_KEY_ID_LEN + 1])
-{
-    size_t len = strlen(id);
-    if (len > KG_KEY_ID_LEN)
-        return false; /* not an id this store makes */
-    for (size_t i = 0; i < len; i++)
-        out[i] = id[len - 1 - i];
-    out[len] = '\0';
-    return true;
-}
 
 static void collect_secret(void *ctx, const char *token_id, const kg_token_secret_t *secret, int64_t created_at)
 {
     bulk_load_t *b = ctx;
-    char key[KG_KEY_ID_LEN + 1];
-    if (!reverse_id(token_id, key))
-        return;
+    size_t len = strlen(token_id);
+    if (len > KG_KEY_ID_LEN)
+        return; /* not an id this store makes */
     if (b->n == b->cap) {
         b->cap = b->cap != 0 ? 2 * b->cap : 1024;
         b->secrets = realloc(b->secrets, b->cap * sizeof(*b->secrets));
@@ -124,27 +117,45 @@ static void collect_secret(void *ctx, const char *token_id, const kg_token_secre
             abort();
     }
     pending_secret_t *p = &b->secrets[b->n++];
-    memcpy(p->token_key, key, sizeof(key));
+    memcpy(p->token_id, token_id, len + 1);
+    p->id_hash = kg_key_id_hash(token_id);
     p->secret = *secret;
     p->created_at = created_at;
     p->next = 0;
-    p->shared = false;
+    p->shared = p->taken = false;
 }
 
-/* Indexes the collected secrets by token id (after collecting: the table points into the array). */
+/* The join table's slot for a token id: the one that holds its secrets, or the empty one where
+ * they go. The table is never more than half full, so the probe ends. */
+static uint64_t *join_slot(const bulk_load_t *b, const char *token_id, uint64_t hash)
+{
+    const uint32_t tag = (uint32_t)(hash >> 32);
+    for (size_t at = hash & b->mask;; at = (at + 1) & b->mask) {
+        uint64_t *slot = &b->by_token[at];
+        if (*slot == 0 ||
+            ((uint32_t)(*slot >> 32) == tag && strcmp(b->secrets[(uint32_t)*slot - 1].token_id, token_id) == 0))
+            return slot;
+    }
+}
+
+/* Indexes the collected secrets by token id (after collecting: the table holds positions). */
 static bool index_secrets(bulk_load_t *b)
 {
-    if (hcreate_r(b->n + b->n / 3 + 16, &b->by_token) == 0)
-        return false;
+    size_t size = 16;
+    if (b->n >= UINT32_MAX)
+        return false; /* positions are 32-bit */
+    while (size < 2 * b->n)
+        size *= 2;
+    b->by_token = kg_xcalloc(size, sizeof(*b->by_token));
+    b->mask = size - 1;
     for (size_t i = 0; i < b->n; i++) {
-        ENTRY want = {.key = b->secrets[i].token_key, .data = (void *)(uintptr_t)(i + 1)}, *found;
-        if (hsearch_r(want, ENTER, &found, &b->by_token) == 0)
-            return false;
-        if (found->data != want.data) { /* the token has another secret: chain this one in front */
-            b->secrets[i].next = (size_t)(uintptr_t)found->data;
-            b->secrets[i].shared = b->secrets[b->secrets[i].next - 1].shared = true;
-            found->data = want.data;
+        pending_secret_t *p = &b->secrets[i];
+        uint64_t *slot = join_slot(b, p->token_id, p->id_hash);
+        if (*slot != 0) { /* the token has another secret: chain this one in front */
+            p->next = (uint32_t)*slot;
+            p->shared = b->secrets[p->next - 1].shared = true;
         }
+        *slot = (p->id_hash >> 32) << 32 | (uint64_t)(i + 1);
     }
     return true;
 }
@@ -159,16 +170,21 @@ static bool secret_before(const pending_secret_t *a, const pending_secret_t *b)
 
 /*
  * A key's token row and its first secret are written together, so both scans mostly meet the
- * keys in the same order: when the next secret in storage order is this token's only one, it
- * is taken without a hash lookup. Anything else (a rotated key, a grace) is looked up.
+ * keys in the same order: when the next secret in storage order not yet taken is this token's
+ * only one, it is taken without a lookup. Anything else (a rotated key, a grace, a token with no
+ * live secret) is looked up; the secrets it takes are stepped over later, so one rotated key
+ * does not send every token after it to the table.
  */
-static const pending_secret_t *next_in_order(bulk_load_t *b, const char *key)
+static const pending_secret_t *next_in_order(bulk_load_t *b, const char *token_id)
 {
+    while (b->next_in_order < b->n && b->secrets[b->next_in_order].taken)
+        b->next_in_order++;
     if (b->next_in_order >= b->n)
         return NULL;
-    const pending_secret_t *p = &b->secrets[b->next_in_order];
-    if (p->shared || strcmp(p->token_key, key) != 0)
+    pending_secret_t *p = &b->secrets[b->next_in_order];
+    if (p->shared || strcmp(p->token_id, token_id) != 0)
         return NULL;
+    p->taken = true;
     b->next_in_order++;
     return p;
 }
@@ -178,12 +194,11 @@ static bool load_token(void *ctx, const kg_token_t *t)
     bulk_load_t *b = ctx;
     kg_token_secret_t secrets[2];
     const pending_secret_t *best[2] = {NULL, NULL};
-    char key[KG_KEY_ID_LEN + 1];
-    ENTRY want = {.key = key}, *found = NULL;
-    if (b->n > 0 && reverse_id(t->id, key) && (best[0] = next_in_order(b, key)) == NULL &&
-        hsearch_r(want, FIND, &found, &b->by_token) != 0) {
-        for (size_t at = (size_t)(uintptr_t)found->data; at != 0; at = b->secrets[at - 1].next) {
-            const pending_secret_t *p = &b->secrets[at - 1];
+    if (b->n > 0 && (best[0] = next_in_order(b, t->id)) == NULL) {
+        uint64_t first = *join_slot(b, t->id, kg_key_id_hash(t->id));
+        for (uint32_t at = (uint32_t)first; at != 0; at = b->secrets[at - 1].next) {
+            pending_secret_t *p = &b->secrets[at - 1];
+            p->taken = true;
             if (best[0] == NULL || secret_before(p, best[0]))
                 best[1] = best[0], best[0] = p;
             else if (best[1] == NULL || secret_before(p, best[1]))
@@ -247,8 +262,7 @@ kg_err_t kg_feed_load_all(kg_store_t *st, kg_key_index_t *idx, int64_t now, int6
     }
     kg_store_rollback(st); /* nothing was written */
     double t2 = seconds_now();
-    if (b.n > 0)
-        hdestroy_r(&b.by_token);
+    free(b.by_token);
     free(b.secrets);
     malloc_trim(0); /* the secrets read ahead were transient: give their memory back */
     kg_log_info("key index: %zu tokens, %zu live secrets loaded in %.2f s (secret scan %.2f s, tokens and join %.2f s)",

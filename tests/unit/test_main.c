@@ -40,6 +40,7 @@ int kg_test_failures;
     X(test_index_last_used_in_batches)                                                                                 \
     X(test_store_migrations_and_wal)                                                                                   \
     X(test_store_feed_rotation_grace)                                                                                  \
+    X(test_store_feed_load_matches_feed_after_history)                                                                 \
     X(test_store_feed_sees_other_connection)                                                                           \
     X(test_store_last_used_flush)                                                                                      \
     X(test_token_stream_matches_scan)                                                                                  \

@@ -181,6 +181,103 @@ void test_store_feed_rotation_grace(void)
     kg_key_index_thread_offline();
 }
 
+/* The answer a lookup of `hash` gives: its code, and for a key it lets through its id and whether
+ * the secret is an old one in its grace. */
+typedef struct lookup_answer {
+    kg_err_t rv;
+    char id[KG_KEY_ID_LEN + 1];
+    bool old_secret;
+} lookup_answer_t;
+
+static lookup_answer_t answer_of(kg_key_index_t *idx, const uint8_t hash[KG_KEY_HASH_BYTES], int64_t now)
+{
+    kg_key_view_t v;
+    lookup_answer_t a = {.rv = kg_key_index_lookup(idx, hash, now, &v)};
+    if (a.rv == KG_OK) {
+        snprintf(a.id, sizeof(a.id), "%s", v.id);
+        a.old_secret = v.old_secret;
+    }
+    return a;
+}
+
+/* A start-up load of a store with a history (keys rotated with and without grace, twice, revoked,
+ * their secrets stored out of the tokens' order) answers every secret ever issued exactly as the
+ * running gateway's index, kept by the change feed, does: during the graces and after them. */
+void test_store_feed_load_matches_feed_after_history(void)
+{
+    enum { N = 120, SECRETS_MAX = 4 * N };
+    fixture_t f;
+    const int64_t T = 200000;
+    static uint8_t hashes[SECRETS_MAX][KG_KEY_HASH_BYTES];
+    static char owner[SECRETS_MAX][KG_KEY_ID_LEN + 1];
+    static bool current[SECRETS_MAX];
+    size_t n = 0;
+    int64_t seq = 0, seq_full;
+    char path[128];
+
+    kg_key_index_thread_online();
+    fixture_open(&f);
+    kg_key_index_t *live = kg_key_index_new();
+    CHECK_INT(kg_feed_load_all(f.st, live, T, &seq), KG_OK);
+    char ids[N][KG_KEY_ID_LEN + 1];
+    for (int i = 0; i < N; i++) {
+        json_t *made = call(&f, f.st, "POST", "/v1/tokens", "{\"name\":\"k\"}", T, 201);
+        snprintf(ids[i], sizeof(ids[i]), "%s", json_string_value(json_object_get(made, "id")));
+        hash_of(made, hashes[n]);
+        memcpy(owner[n], ids[i], sizeof(owner[n]));
+        current[n++] = true;
+        json_decref(made);
+    }
+    /* Each history step on a key makes its newest secret the current one. */
+    for (int step = 0; step < 3; step++)
+        for (int i = 0; i < N; i++) {
+            const char *body = NULL;
+            if ((step == 0 && i % 5 == 1) || (step == 2 && i % 11 == 4))
+                body = "{\"grace_seconds\":100}";
+            else if (!((step == 1 && i % 9 == 3) || (step == 0 && i % 11 == 4)))
+                continue;
+            snprintf(path, sizeof(path), "/v1/tokens/%.*s/rotate", KG_KEY_ID_LEN, ids[i]);
+            json_t *rotated = call(&f, f.st, "POST", path, body, T + 1 + step, 200);
+            for (size_t j = 0; j < n; j++)
+                if (strcmp(owner[j], ids[i]) == 0)
+                    current[j] = false;
+            hash_of(rotated, hashes[n]);
+            memcpy(owner[n], ids[i], sizeof(owner[n]));
+            current[n++] = true;
+            json_decref(rotated);
+        }
+    for (int i = 6; i < N; i += 7) {
+        snprintf(path, sizeof(path), "/v1/tokens/%.*s", KG_KEY_ID_LEN, ids[i]);
+        json_decref(call(&f, f.st, "DELETE", path, NULL, T + 4, 200));
+    }
+    CHECK_INT(kg_feed_apply(f.st, live, NULL, T + 4, &seq), KG_OK);
+
+    kg_key_index_t *full = kg_key_index_new();
+    CHECK_INT(kg_feed_load_all(f.st, full, T + 5, &seq_full), KG_OK);
+    CHECK_INT(seq_full, seq);
+    size_t in_grace = 0;
+    for (int64_t now = T + 5; now <= T + 200; now += 195)
+        for (size_t j = 0; j < n; j++) {
+            lookup_answer_t want = answer_of(live, hashes[j], now), got = answer_of(full, hashes[j], now);
+            CHECK_INT(got.rv, want.rv);
+            CHECK_STR(got.id, want.id);
+            CHECK(got.old_secret == want.old_secret);
+            if (current[j]) { /* every key's current secret finds it: the revoked ones as revoked */
+                bool revoked = false;
+                for (int i = 6; i < N; i += 7)
+                    revoked |= strcmp(owner[j], ids[i]) == 0;
+                CHECK_INT(got.rv, revoked ? KG_EKEY_REVOKED : KG_OK);
+                CHECK_STR(got.id, revoked ? "" : owner[j]);
+            }
+            in_grace += now == T + 5 && got.old_secret;
+        }
+    CHECK(in_grace > N / 10); /* the graces of the history were seen */
+    kg_key_index_free(full);
+    kg_key_index_free(live);
+    fixture_close(&f);
+    kg_key_index_thread_offline();
+}
+
 void test_store_feed_sees_other_connection(void)
 {
     fixture_t f;
