@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * This file is the usage-store microbenchmark: it writes N usage records into a fresh store
- * file through kg_store_usage_insert, in batches as the usage writer does (one key, one team,
+ * file through kg_store_usage_insert_new, in batches as the usage writer does (one key, one team,
  * one org, request ids as one worker makes them, times spread over a few minutes), and reports
  * the CPU time (user + system, this thread) and wall time per record spent inside the call; a
  * replay (a batch already stored) and the reads that seed budgets and serve GET /v1/usage are
@@ -124,7 +124,7 @@ static void one_run(const char *dir, size_t n, size_t batch, int64_t span_ms, bo
         for (size_t i = 0; i < m; i++)
             make_record(&recs[i], at + i, n, span_ms);
         double c0 = now_ns(CLOCK_THREAD_CPUTIME_ID), w0 = now_ns(CLOCK_MONOTONIC);
-        if (kg_store_usage_insert(st, recs, m, &inserted) != KG_OK || inserted != m)
+        if (kg_store_usage_insert_new(st, recs, m, &inserted) != KG_OK || inserted != m)
             die("insert failed");
         cpu += now_ns(CLOCK_THREAD_CPUTIME_ID) - c0, wall += now_ns(CLOCK_MONOTONIC) - w0;
     }

@@ -30,6 +30,14 @@ void *kg_xcalloc(size_t count, size_t size)
     return p;
 }
 
+void *kg_xrealloc(void *p, size_t n)
+{
+    void *grown = realloc(p, n != 0 ? n : 1);
+    if (grown == NULL)
+        die_oom(n);
+    return grown;
+}
+
 char *kg_xstrdup(const char *s)
 {
     return kg_xstrndup(s, strlen(s));

@@ -11,6 +11,7 @@
 
 void *kg_xmalloc(size_t n);
 void *kg_xcalloc(size_t count, size_t size);
+void *kg_xrealloc(void *p, size_t n);
 char *kg_xstrdup(const char *s);
 char *kg_xstrndup(const char *s, size_t n);
 

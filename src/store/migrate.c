@@ -9,6 +9,9 @@
 
 #include <stdio.h>
 
+#include "core/log.h"
+#include "store/usage_json.h"
+
 static const char *const migrations[] = {
     /* 1: orgs, environments, tokens and their secrets, audit, change feed */
     "CREATE TABLE orgs ("
@@ -89,6 +92,29 @@ static const char *const migrations[] = {
     "ALTER TABLE usage_v6 RENAME TO usage;"
     "CREATE INDEX usage_minutes_by_org ON usage_minutes(org_id, minute_ms);"
     "CREATE INDEX usage_minutes_by_team ON usage_minutes(org_id, team_id, minute_ms);",
+    /* 7: usage records stored many to a row. Version 6 paid a b-tree insert of sixteen columns
+     * per record, most of the usage writer's cost (itself the largest part of the gateway's CPU
+     * beyond a plain proxy): now the writer stores up to 512 records as one row of
+     * usage_batches, a JSON array of arrays (store/usage_json.h gives the order), and `usage`
+     * is a view with a row per record, as before, for operators and tools. first_ms and last_ms
+     * bound the records' finish times: a replayed record's stored copy is looked for only in the
+     * rows whose span holds its time. The version-6 rows move into rows of 512 in time order.
+     * The rollup (usage_minutes) is unchanged. */
+    "CREATE TABLE usage_batches ("
+    "  id INTEGER PRIMARY KEY, first_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL, records TEXT NOT NULL);"
+    "CREATE INDEX usage_batches_by_last ON usage_batches(last_ms);"
+    "INSERT INTO usage_batches (first_ms, last_ms, records)"
+    "  SELECT min(at_ms), max(at_ms), json_group_array(json_array(request_id, at_ms, key_id, org_id, team_id,"
+    "    model, upstream_model, route, status, input_tokens, output_tokens, cost_micro, latency_us,"
+    "    upstream_latency_us, stream, estimated))"
+    "  FROM (SELECT *, (row_number() OVER (ORDER BY at_ms, request_id) - 1) / 512 AS batch FROM usage)"
+    "  GROUP BY batch ORDER BY batch;"
+    "DROP TABLE usage;"
+    "CREATE VIEW usage (" USAGE_JSON_COLUMNS ") AS"
+    "  SELECT r.value->>0, r.value->>1, r.value->>2, r.value->>3, r.value->>4, r.value->>5, r.value->>6,"
+    "    r.value->>7, r.value->>8, r.value->>9, r.value->>10, r.value->>11, r.value->>12, r.value->>13,"
+    "    r.value->>14, r.value->>15"
+    "  FROM usage_batches AS b, json_each(b.records) AS r;",
 };
 
 int kg__store_migrate(sqlite3 *db, char *err, size_t err_cap)
@@ -106,6 +132,8 @@ int kg__store_migrate(sqlite3 *db, char *err, size_t err_cap)
         snprintf(err, err_cap, "the store's schema (version %d) is newer than this keygate (%d)", version, target);
         return -1;
     }
+    if (version > 0 && version < target) /* an upgrade may rewrite much of a large store: say why start-up waits */
+        kg_log_info("store: upgrading the schema from version %d to %d", version, target);
     for (; version < target; version++) {
         char bump[64];
         snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", version + 1);

@@ -241,14 +241,23 @@ kg_err_t kg_store_data_version(kg_store_t *st, int64_t *out) KG_MUST_CHECK;
  */
 
 /**
- * Inserts records in ONE transaction (BEGIN IMMEDIATE … COMMIT); a request id already stored is
- * skipped (INSERT OR IGNORE) and adds nothing to the rollup, so replaying a journal twice counts
- * nothing twice. *inserted (may be NULL) = rows actually added. On error nothing is added.
- * KG_EINVALID_VALUE, storing nothing, if a record has an empty request id. Call outside any
- * transaction.
+ * Stores records in ONE transaction (BEGIN IMMEDIATE … COMMIT), in rows of usage_batches of
+ * up to 512 records (the `usage` view shows a row per record) and in the rollup. A record whose request id is
+ * already stored, or carried by an earlier record of the call, is skipped and adds nothing to
+ * the rollup, so replaying a journal twice counts nothing twice. *inserted (may be NULL) =
+ * records actually added. On error nothing is added. KG_EINVALID_VALUE, storing nothing, if a
+ * record has an empty request id. Call outside any transaction.
  */
 kg_err_t kg_store_usage_insert(kg_store_t *st, const kg_usage_record_t *recs, size_t n,
                                size_t *inserted /* OUT */) KG_MUST_CHECK;
+/**
+ * kg_store_usage_insert for records the caller knows were never stored and are not repeated
+ * within the call (the journal's records read for the first time): the request ids are not
+ * looked up (kg_store_usage_insert reads back the stored records of the same span of time to
+ * find them). Storing a record twice this way counts it twice.
+ */
+kg_err_t kg_store_usage_insert_new(kg_store_t *st, const kg_usage_record_t *recs, size_t n,
+                                   size_t *inserted /* OUT */) KG_MUST_CHECK;
 
 typedef struct kg_usage_totals {
     int64_t requests;

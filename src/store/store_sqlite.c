@@ -14,6 +14,7 @@
 
 #include "core/alloc.h"
 #include "store/store_sqlite.h"
+#include "store/usage_json.h"
 
 enum {
     Q_ORG_INSERT,
@@ -40,9 +41,8 @@ enum {
     Q_CHANGE_LIST,
     Q_CHANGE_LAST,
     Q_DATA_VERSION,
-    Q_USAGE_INSERT,
-    Q_USAGE_INSERT_8,  /* 8 records, no OR IGNORE: a conflict aborts the statement */
-    Q_USAGE_INSERT_64, /* the same, 64 records */
+    Q_USAGE_BATCH_ADD,
+    Q_USAGE_STORED_IDS, /* the request ids stored with finish times in [?1, ?2] */
     Q_USAGE_MINUTE_ADD,
     Q_USAGE_MINUTE_ADD_16, /* 16 groups of one batch (never two of one row) in one statement */
     Q_USAGE_TOTALS_BY_KEY,
@@ -54,15 +54,6 @@ enum {
     Q_USAGE_SERIES_KEY_TEAM,
     Q__COUNT
 };
-
-/* A usage record's columns, in bind_usage's order, and the placeholders of one, then of eight
- * records (anonymous "?" are numbered in order: record i of a statement binds ?16i+1 … ?16i+16). */
-#define USAGE_COLUMNS                                                                                                  \
-    "request_id, at_ms, key_id, org_id, team_id, model, upstream_model, route, status, input_tokens, output_tokens,"   \
-    " cost_micro, latency_us, upstream_latency_us, stream, estimated"
-#define USAGE_ROW "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-#define USAGE_ROWS_8                                                                                                   \
-    USAGE_ROW "," USAGE_ROW "," USAGE_ROW "," USAGE_ROW "," USAGE_ROW "," USAGE_ROW "," USAGE_ROW "," USAGE_ROW
 
 /* A rollup row of usage_minutes, and what adding to one that exists does. */
 #define MINUTE_COLUMNS "key_id, minute_ms, org_id, team_id, requests, errors, input_tokens, output_tokens, cost_micro"
@@ -128,10 +119,9 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_CHANGE_LIST] = "SELECT seq, object_type, object_id FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     [Q_CHANGE_LAST] = "SELECT coalesce(max(seq), 0) FROM changes",
     [Q_DATA_VERSION] = "PRAGMA data_version",
-    [Q_USAGE_INSERT] = "INSERT OR IGNORE INTO usage (" USAGE_COLUMNS ") VALUES " USAGE_ROW,
-    [Q_USAGE_INSERT_8] = "INSERT INTO usage (" USAGE_COLUMNS ") VALUES " USAGE_ROWS_8,
-    [Q_USAGE_INSERT_64] = "INSERT INTO usage (" USAGE_COLUMNS ") VALUES " USAGE_ROWS_8 "," USAGE_ROWS_8 "," USAGE_ROWS_8
-                          "," USAGE_ROWS_8 "," USAGE_ROWS_8 "," USAGE_ROWS_8 "," USAGE_ROWS_8 "," USAGE_ROWS_8,
+    [Q_USAGE_BATCH_ADD] = "INSERT INTO usage_batches (first_ms, last_ms, records) VALUES (?1, ?2, ?3)",
+    [Q_USAGE_STORED_IDS] = "SELECT r.value->>0 FROM usage_batches AS b, json_each(b.records) AS r"
+                           " WHERE b.last_ms >= ?1 AND b.first_ms <= ?2 AND r.value->>1 BETWEEN ?1 AND ?2",
     [Q_USAGE_MINUTE_ADD] = "INSERT INTO usage_minutes (" MINUTE_COLUMNS ") VALUES " MINUTE_ROW MINUTE_UPSERT,
     [Q_USAGE_MINUTE_ADD_16] =
         "INSERT INTO usage_minutes (" MINUTE_COLUMNS ") VALUES " MINUTE_ROWS_8 "," MINUTE_ROWS_8 MINUTE_UPSERT,
@@ -162,12 +152,14 @@ struct kg_store {
     sqlite3_stmt *stmts[Q__COUNT];
     int schema_version;
     bool background; /* kg_store_set_background */
-    /* kg_store_usage_insert's scratch, kept between calls: groups, and an open-addressing
-     * table of group index + 1 (0 = empty) */
+    /* kg_store_usage_insert's scratch, kept between calls: groups, an open-addressing table of
+     * group index + 1 (0 = empty), and the batch's JSON */
     usage_group_t *groups;
     size_t groups_cap;
     uint32_t *slots;
     size_t slots_cap;
+    char *json;
+    size_t json_cap;
 };
 
 /* ==== Helpers ==== */
@@ -295,6 +287,7 @@ void kg_store_close(kg_store_t *st)
     sqlite3_close(st->db);
     free(st->groups);
     free(st->slots);
+    free(st->json);
     free(st);
 }
 
@@ -1059,19 +1052,6 @@ static void bind_field(sqlite3_stmt *s, int i, const char *v, size_t cap)
 
 #define BIND_FIELD(s, i, rec, field) bind_field((s), (i), (rec)->field, sizeof((rec)->field))
 
-/* Binds record r as the statement's `at`-th (from 0): parameters 16 * at + 1 … 16 * at + 16. */
-static void bind_usage(sqlite3_stmt *s, int at, const kg_usage_record_t *r)
-{
-    const int o = 16 * at;
-    BIND_FIELD(s, o + 1, r, request_id), sqlite3_bind_int64(s, o + 2, r->at_ms), BIND_FIELD(s, o + 3, r, key_id);
-    BIND_FIELD(s, o + 4, r, org_id), BIND_FIELD(s, o + 5, r, team_id), BIND_FIELD(s, o + 6, r, model);
-    BIND_FIELD(s, o + 7, r, upstream_model), sqlite3_bind_int(s, o + 8, r->route);
-    sqlite3_bind_int(s, o + 9, r->status), sqlite3_bind_int64(s, o + 10, r->input_tokens);
-    sqlite3_bind_int64(s, o + 11, r->output_tokens), sqlite3_bind_int64(s, o + 12, r->cost_micro);
-    sqlite3_bind_int64(s, o + 13, r->latency_us), sqlite3_bind_int64(s, o + 14, r->upstream_latency_us);
-    sqlite3_bind_int(s, o + 15, r->stream ? 1 : 0), sqlite3_bind_int(s, o + 16, r->estimated ? 1 : 0);
-}
-
 #define MINUTE_MS 60000
 
 /* floor(ms / 1 min) * 1 min: the start of the UTC minute holding `ms` (INT64_MIN for the few
@@ -1168,90 +1148,74 @@ static kg_err_t groups_store(kg_store_t *st, sqlite3_stmt *s, const usage_group_
     return exec_done(st, s);
 }
 
-/* Stores records one by one, skipping request ids already stored; adds the new ones to their
- * groups. The way for a few records, and for a chunk that holds a replayed one. */
-static kg_err_t insert_each(kg_store_t *st, const kg_usage_record_t *recs, size_t n, size_t *n_groups, size_t mask,
-                            size_t *added)
+/* A request id, and which record of the batch carries it (0: one already stored). */
+typedef struct id_seen {
+    char id[KG_USAGE_REQUEST_ID_MAX + 1];
+    size_t record; /* index + 1 */
+} id_seen_t;
+
+static int compare_seen(const void *a, const void *b)
 {
-    sqlite3_stmt *s = stmt(st, Q_USAGE_INSERT);
-    if (s == NULL)
+    const id_seen_t *x = a, *y = b;
+    int c = strcmp(x->id, y->id);
+    return c != 0 ? c : (x->record > y->record) - (x->record < y->record);
+}
+
+/*
+ * Marks in fresh[] the records whose request id is neither stored already nor carried by an
+ * earlier record of the batch. A stored copy of a record has its finish time, so only the
+ * batches whose span meets the records' are read: after a crash, the last few.
+ */
+static kg_err_t mark_unseen(kg_store_t *st, const kg_usage_record_t *recs, size_t n, bool *fresh)
+{
+    sqlite3_stmt *s = stmt(st, Q_USAGE_STORED_IDS);
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    size_t n_seen = n, cap = 2 * n;
+    id_seen_t *seen = kg_xcalloc(cap, sizeof(*seen));
+    int rc;
+
+    if (s == NULL) {
+        free(seen);
         return KG_ESTORE;
-    for (size_t i = 0; i < n; i++) {
-        bind_usage(s, 0, &recs[i]);
-        int rc = sqlite3_step(s);
-        sqlite3_reset(s);
-        if (rc != SQLITE_DONE) {
-            fprintf(stderr, "keygate: usage insert failed: %s\n", sqlite3_errmsg(st->db));
-            sqlite3_clear_bindings(s);
-            return KG_ESTORE;
-        }
-        if (sqlite3_changes(st->db) == 1) { /* 0: the request id was already stored */
-            group_add(st, n_groups, mask, &recs[i]);
-            ++*added;
-        }
     }
-    sqlite3_clear_bindings(s); /* every binding was replaced for each record: cleared once */
+    for (size_t i = 0; i < n; i++) {
+        lo = recs[i].at_ms < lo ? recs[i].at_ms : lo, hi = recs[i].at_ms > hi ? recs[i].at_ms : hi;
+        memcpy(seen[i].id, recs[i].request_id, sizeof(seen[i].id) - 1); /* the NUL: calloc's */
+        seen[i].record = i + 1;
+    }
+    sqlite3_bind_int64(s, 1, lo), sqlite3_bind_int64(s, 2, hi);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(s, 0);
+        if (id == NULL || (size_t)sqlite3_column_bytes(s, 0) > KG_USAGE_REQUEST_ID_MAX)
+            continue; /* no record of ours has it */
+        if (n_seen == cap)
+            seen = kg_xrealloc(seen, (cap *= 2) * sizeof(*seen));
+        memset(&seen[n_seen], 0, sizeof(seen[n_seen]));
+        memcpy(seen[n_seen++].id, id, (size_t)sqlite3_column_bytes(s, 0));
+    }
+    done(s);
+    if (rc != SQLITE_DONE) {
+        fprintf(stderr, "keygate: usage lookup failed: %s\n", sqlite3_errmsg(st->db));
+        free(seen);
+        return KG_ESTORE;
+    }
+    /* Sorted by id, a stored one (0) before any record with it, records in batch order. */
+    qsort(seen, n_seen, sizeof(*seen), compare_seen);
+    for (size_t i = 0; i < n_seen; i++) {
+        bool first_with_id = i == 0 || strcmp(seen[i - 1].id, seen[i].id) != 0;
+        if (seen[i].record != 0 && first_with_id)
+            fresh[seen[i].record - 1] = true;
+    }
+    free(seen);
     return KG_OK;
 }
 
-/* Stores k records (8 or 64) with one statement: a record's cost is mostly the statement's own
- * (the VDBE program, the cursor, the step), so this is the common way. The statement has no OR
- * IGNORE: a request id already stored (a replayed journal) aborts it, undoing its own rows
- * only, and the chunk is stored again record by record. */
-static kg_err_t insert_chunk(kg_store_t *st, int q, const kg_usage_record_t *recs, size_t k, size_t *n_groups,
-                             size_t mask, size_t *added)
-{
-    sqlite3_stmt *s = stmt(st, q);
-    if (s == NULL)
-        return KG_ESTORE;
-    for (size_t i = 0; i < k; i++)
-        bind_usage(s, (int)i, &recs[i]);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-    if (rc == SQLITE_DONE) {
-        for (size_t i = 0; i < k; i++)
-            group_add(st, n_groups, mask, &recs[i]);
-        *added += k;
-        return KG_OK;
-    }
-    if ((rc & 0xff) == SQLITE_CONSTRAINT) /* also as an extended code */
-        return insert_each(st, recs, k, n_groups, mask, added);
-    fprintf(stderr, "keygate: usage insert failed: %s\n", sqlite3_errmsg(st->db));
-    return KG_ESTORE;
-}
-
-kg_err_t kg_store_usage_insert(kg_store_t *st, const kg_usage_record_t *recs, size_t n, size_t *inserted)
+/* The rollup: one upsert per key, org, team and minute of the records just stored. */
+static kg_err_t rollup_store(kg_store_t *st, size_t n_groups)
 {
     sqlite3_stmt *add = stmt(st, Q_USAGE_MINUTE_ADD), *add_16 = stmt(st, Q_USAGE_MINUTE_ADD_16);
-    size_t added = 0, n_groups = 0, mask, i = 0, g = 0;
-    kg_err_t rv = KG_OK;
-
-    if (inserted != NULL)
-        *inserted = 0;
-    if (add == NULL || add_16 == NULL)
-        return KG_ESTORE;
-    /* An empty request id would make every such record a duplicate of the first: refuse the
-     * batch rather than silently drop usage. */
-    for (size_t j = 0; j < n; j++)
-        if (recs[j].request_id[0] == '\0')
-            return KG_EINVALID_VALUE;
-    if (n == 0)
-        return KG_OK;
-    if (n > UINT32_MAX / 2)
-        return KG_EINVALID_VALUE; /* the group table's indexes are 32-bit */
-    mask = groups_reserve(st, n);
-    if ((rv = kg_store_begin(st)) != KG_OK)
-        return rv;
-    for (; rv == KG_OK && n - i >= 64; i += 64) {
-        rv = insert_chunk(st, Q_USAGE_INSERT_64, &recs[i], 64, &n_groups, mask, &added);
-        let_others_run(st);
-    }
-    for (; rv == KG_OK && n - i >= 8; i += 8)
-        rv = insert_chunk(st, Q_USAGE_INSERT_8, &recs[i], 8, &n_groups, mask, &added);
-    if (rv == KG_OK && i < n)
-        rv = insert_each(st, &recs[i], n - i, &n_groups, mask, &added);
-    /* Then the rollup: one upsert per key, org, team and minute of the records just stored. */
+    kg_err_t rv = add != NULL && add_16 != NULL ? KG_OK : KG_ESTORE;
+    size_t g = 0;
     for (; rv == KG_OK && n_groups - g >= 16; g += 16) {
         rv = groups_store(st, add_16, &st->groups[g], 16);
         if (g % 64 == 48)
@@ -1259,6 +1223,79 @@ kg_err_t kg_store_usage_insert(kg_store_t *st, const kg_usage_record_t *recs, si
     }
     for (; rv == KG_OK && g < n_groups; g++)
         rv = groups_store(st, add, &st->groups[g], 1);
+    return rv;
+}
+
+/* Records per usage_batches row: a row is encoded and written in one piece on a core the event
+ * loops may share, so it is kept to a fraction of a millisecond (let_others_run between rows). */
+#define RECORDS_PER_ROW 512
+
+/* Stores records [from, to) (those marked in fresh[], or all when it is NULL) as one
+ * usage_batches row and adds them to their groups. */
+static kg_err_t row_store(kg_store_t *st, sqlite3_stmt *s, const kg_usage_record_t *recs, const bool *fresh,
+                          size_t from, size_t to, size_t *n_groups, size_t mask, size_t *added)
+{
+    int64_t first = INT64_MAX, last = INT64_MIN;
+    size_t kept = 0;
+    for (size_t i = from; i < to; i++) {
+        if (fresh != NULL && !fresh[i])
+            continue;
+        group_add(st, n_groups, mask, &recs[i]);
+        first = recs[i].at_ms < first ? recs[i].at_ms : first, last = recs[i].at_ms > last ? recs[i].at_ms : last;
+        kept++;
+    }
+    if (kept == 0)
+        return KG_OK;
+    size_t len =
+        kg_usage_json_encode(&st->json, &st->json_cap, recs + from, fresh != NULL ? fresh + from : NULL, to - from);
+    sqlite3_bind_int64(s, 1, first), sqlite3_bind_int64(s, 2, last);
+    sqlite3_bind_text(s, 3, st->json, (int)len, SQLITE_STATIC); /* at most ~1.5 MiB: RECORDS_PER_ROW */
+    *added += kept;
+    return exec_done(st, s);
+}
+
+/* Stores the records (those marked in fresh[], or all when it is NULL) in usage_batches rows,
+ * and adds them to the rollup. Inside the caller's transaction. */
+static kg_err_t batch_store(kg_store_t *st, const kg_usage_record_t *recs, const bool *fresh, size_t n, size_t *added)
+{
+    size_t n_groups = 0, mask = groups_reserve(st, n);
+    sqlite3_stmt *s = stmt(st, Q_USAGE_BATCH_ADD);
+    kg_err_t rv = s != NULL ? KG_OK : KG_ESTORE;
+    *added = 0;
+    for (size_t from = 0; rv == KG_OK && from < n; from += RECORDS_PER_ROW) {
+        rv = row_store(st, s, recs, fresh, from, n - from < RECORDS_PER_ROW ? n : from + RECORDS_PER_ROW, &n_groups,
+                       mask, added);
+        let_others_run(st);
+    }
+    return rv != KG_OK ? rv : rollup_store(st, n_groups);
+}
+
+static kg_err_t usage_insert(kg_store_t *st, const kg_usage_record_t *recs, size_t n, bool may_repeat, size_t *inserted)
+{
+    size_t added = 0;
+    bool *fresh = NULL;
+    kg_err_t rv;
+
+    if (inserted != NULL)
+        *inserted = 0;
+    /* An empty request id could not tell a replayed record from a new one: refuse the batch
+     * rather than silently drop usage. */
+    for (size_t j = 0; j < n; j++)
+        if (recs[j].request_id[0] == '\0')
+            return KG_EINVALID_VALUE;
+    if (n == 0)
+        return KG_OK;
+    if (n > UINT32_MAX / 2)
+        return KG_EINVALID_VALUE; /* the group table's indexes are 32-bit */
+    if ((rv = kg_store_begin(st)) != KG_OK)
+        return rv;
+    if (may_repeat) {
+        fresh = kg_xcalloc(n, sizeof(*fresh));
+        rv = mark_unseen(st, recs, n, fresh);
+    }
+    if (rv == KG_OK)
+        rv = batch_store(st, recs, fresh, n, &added);
+    free(fresh);
     if (rv != KG_OK) {
         kg_store_rollback(st);
         return rv;
@@ -1268,6 +1305,16 @@ kg_err_t kg_store_usage_insert(kg_store_t *st, const kg_usage_record_t *recs, si
     if (inserted != NULL)
         *inserted = added;
     return KG_OK;
+}
+
+kg_err_t kg_store_usage_insert(kg_store_t *st, const kg_usage_record_t *recs, size_t n, size_t *inserted)
+{
+    return usage_insert(st, recs, n, true, inserted);
+}
+
+kg_err_t kg_store_usage_insert_new(kg_store_t *st, const kg_usage_record_t *recs, size_t n, size_t *inserted)
+{
+    return usage_insert(st, recs, n, false, inserted);
 }
 
 /* Reads the USAGE_SUMS columns starting at `col`; sum() of no rows is NULL, read as 0. */

@@ -112,9 +112,7 @@ static void collect_secret(void *ctx, const char *token_id, const kg_token_secre
         return; /* not an id this store makes */
     if (b->n == b->cap) {
         b->cap = b->cap != 0 ? 2 * b->cap : 1024;
-        b->secrets = realloc(b->secrets, b->cap * sizeof(*b->secrets));
-        if (b->secrets == NULL)
-            abort();
+        b->secrets = kg_xrealloc(b->secrets, b->cap * sizeof(*b->secrets));
     }
     pending_secret_t *p = &b->secrets[b->n++];
     memcpy(p->token_id, token_id, len + 1);

@@ -106,6 +106,7 @@ typedef struct segment {
     _Atomic uint32_t released;  /* the reader's last release; read by kg_journal_backlog */
     uint32_t read;              /* reader only: the next slot to read */
     int64_t pooled_ms;          /* reader only: when it was released into the pool */
+    bool adopted;               /* left by an earlier process: what it read, its store may hold */
 } segment_t;
 
 static file_head_t *head_of(const segment_t *s)
@@ -473,6 +474,7 @@ static segment_t *adopt(kg_journal_t *j, const char *name)
     atomic_store_explicit(&s->committed, n, memory_order_relaxed);
     atomic_store_explicit(&s->claimed, true, memory_order_relaxed);
     atomic_store_explicit(&s->finished, true, memory_order_relaxed);
+    s->adopted = true;
     if (n == s->read) {
         kg_log_debug("usage journal: removing %s, nothing to replay", path);
         segment_free(s, true);
@@ -841,6 +843,14 @@ size_t kg_journal_read(kg_journal_t *j, kg_usage_record_t *out, size_t cap)
         if (atomic_load_explicit(&s->claimed, memory_order_acquire) && (s->pred == NULL || read_to_end(s->pred)))
             n += read_segment(s, out + n, cap - n);
     return n;
+}
+
+bool kg_journal_replaying(kg_journal_t *j)
+{
+    for (segment_t *s = first_segment(j); s != NULL; s = next_segment(j, s))
+        if (s->adopted && !read_to_end(s))
+            return true;
+    return false;
 }
 
 void kg_journal_release(kg_journal_t *j)

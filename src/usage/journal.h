@@ -96,6 +96,12 @@ void kg_journal_prepare(kg_journal_t *j);
  */
 size_t kg_journal_read(kg_journal_t *j, kg_usage_record_t *out, size_t cap);
 /**
+ * Whether the next kg_journal_read may return records that an earlier process had read, and so
+ * may have stored before it stopped: true until the segments adopted at open are read to their
+ * end (again, after a rewind). Records read otherwise are read for the first time.
+ */
+bool kg_journal_replaying(kg_journal_t *j);
+/**
  * Everything read so far is safely in the store: segments that are finished (full, left by a
  * freed writer, or adopted from an earlier process) and fully read are unmapped and unlinked, or,
  * if full, kept (one per writer at most) for kg_journal_prepare to reuse.

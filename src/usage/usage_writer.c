@@ -26,10 +26,13 @@ struct kg_usage_writer {
 };
 
 /* Stores the n records read since the last release, then releases them — or rewinds, so the
- * next read returns the same records again. */
-static kg_err_t store_batch(kg_journal_t *j, kg_store_t *st, const kg_usage_record_t *batch, size_t n)
+ * next read returns the same records again. Records that may have been stored before (a replay
+ * of an earlier process's journal, a retry after a failed write) are looked up by request id;
+ * others are new and are not. */
+static kg_err_t store_batch(kg_journal_t *j, kg_store_t *st, const kg_usage_record_t *batch, size_t n, bool may_repeat)
 {
-    kg_err_t rv = kg_store_usage_insert(st, batch, n, NULL);
+    kg_err_t rv =
+        may_repeat ? kg_store_usage_insert(st, batch, n, NULL) : kg_store_usage_insert_new(st, batch, n, NULL);
     if (rv != KG_OK)
         kg_journal_rewind(j);
     else
@@ -40,9 +43,10 @@ static kg_err_t store_batch(kg_journal_t *j, kg_store_t *st, const kg_usage_reco
 /* One batch: read, store, release (or rewind). */
 static kg_err_t flush_batch(kg_journal_t *j, kg_store_t *st, kg_usage_record_t *batch, size_t *n_out)
 {
+    bool may_repeat = kg_journal_replaying(j);
     size_t n = kg_journal_read(j, batch, KG_USAGE_BATCH);
     *n_out = n;
-    return n == 0 ? KG_OK : store_batch(j, st, batch, n);
+    return n == 0 ? KG_OK : store_batch(j, st, batch, n, may_repeat);
 }
 
 kg_err_t kg_usage_drain(kg_journal_t *j, kg_store_t *st, size_t *n_out)
@@ -97,8 +101,10 @@ static void *writer_main(void *arg)
     kg_usage_writer_t *w = arg;
     pthread_setname_np(pthread_self(), "kg-usage"); /* for top -H and per-thread CPU figures */
     bool stopping = false, warned = false;
-    size_t held = 0;     /* records read into w->batch, not yet stored (nor released) */
-    int64_t held_ms = 0; /* when the first of them was read */
+    size_t held = 0;         /* records read into w->batch, not yet stored (nor released) */
+    int64_t held_ms = 0;     /* when the first of them was read */
+    bool may_repeat = false; /* some of them may be stored already (store_batch) */
+    bool failed = false;     /* the last store failed: what is read again may be stored */
     while (!stopping) {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
@@ -114,15 +120,18 @@ static void *writer_main(void *arg)
          * that is not full is held (read, not released) until it is due; stopping stores it. */
         for (;;) {
             kg_journal_prepare(w->journal);
+            bool replaying = kg_journal_replaying(w->journal);
             size_t got = kg_journal_read(w->journal, w->batch + held, KG_USAGE_BATCH - held);
             if (held == 0 && got > 0)
-                held_ms = monotonic_ms();
+                held_ms = monotonic_ms(), may_repeat = failed;
+            may_repeat |= got > 0 && replaying;
             held += got;
             bool full = held == KG_USAGE_BATCH;
             if (held == 0 || (!full && !stopping && monotonic_ms() - held_ms < KG_USAGE_COMMIT_MS))
                 break;
-            kg_err_t rv = store_batch(w->journal, w->store, w->batch, held);
+            kg_err_t rv = store_batch(w->journal, w->store, w->batch, held, may_repeat);
             held = 0;
+            failed = rv != KG_OK;
             if (rv != KG_OK) { /* read again, from the last release, next round */
                 if (!warned)
                     kg_log_error("usage: cannot write to the store (%s); records stay in the journal and are retried",

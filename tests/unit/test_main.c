@@ -49,6 +49,8 @@ int kg_test_failures;
     X(test_usage_store_totals_by_key_and_team)                                                                         \
     X(test_usage_store_series_buckets)                                                                                 \
     X(test_usage_store_chunks_are_exactly_once)                                                                        \
+    X(test_usage_store_batches_keep_every_byte)                                                                        \
+    X(test_usage_store_replay_after_commit_before_release)                                                             \
     X(test_usage_store_upgrades_schema_4)                                                                              \
     X(test_usage_store_upgrades_schema_5)                                                                              \
     X(test_admin_validation)                                                                                           \

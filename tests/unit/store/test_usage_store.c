@@ -11,6 +11,8 @@
 
 #include "../test.h"
 #include "store/store.h"
+#include "usage/journal.h"
+#include "usage/usage_writer.h"
 
 #define MINUTE_MS INT64_C(60000)
 #define HOUR_MS INT64_C(3600000)
@@ -597,6 +599,121 @@ void test_usage_store_chunks_are_exactly_once(void)
     fixture_close(&f);
 }
 
+/* Every byte of every field reaches the `usage` view as it was recorded, whatever it holds:
+ * quotes, backslashes, control characters and UTF-8 in the names a client may choose. */
+void test_usage_store_batches_keep_every_byte(void)
+{
+    static const char *const models[] = {
+        "say \"hi\"", "back\\slash", "tab\tnew\nline\x01\x1f", "\xe6\xa8\xa1\xe5\x9e\x8b-\xc3\xa9", "[1,2]", "",
+    };
+    enum { N = sizeof(models) / sizeof(models[0]) };
+    kg_usage_record_t recs[N];
+    fixture_t f;
+    size_t inserted;
+    sqlite3 *raw;
+    sqlite3_stmt *s;
+
+    fixture_open(&f);
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "bytes-%d", i);
+        recs[i] =
+            rec(id, -DAY_MS + i, "org_a", KEY_A1, i % 2 ? "te\"am" : "", 200 + i, INT64_MAX - i, -i, INT64_MIN + i);
+        snprintf(recs[i].model, sizeof(recs[i].model), "%s", models[i]);
+        snprintf(recs[i].upstream_model, sizeof(recs[i].upstream_model), "%s!", models[N - 1 - i]);
+    }
+    CHECK_INT(kg_store_usage_insert_new(f.st, recs, N, &inserted), KG_OK);
+    CHECK_INT(inserted, N);
+
+    CHECK_INT(sqlite3_open(f.db, &raw), SQLITE_OK);
+    CHECK_INT(sqlite3_prepare_v2(raw,
+                                 "SELECT request_id, at_ms, team_id, model, upstream_model, status, input_tokens,"
+                                 " output_tokens, cost_micro FROM usage ORDER BY at_ms",
+                                 -1, &s, NULL),
+              SQLITE_OK);
+    for (int i = 0; i < N; i++) {
+        CHECK_INT(sqlite3_step(s), SQLITE_ROW);
+        CHECK_STR((const char *)sqlite3_column_text(s, 0), recs[i].request_id);
+        CHECK_INT(sqlite3_column_int64(s, 1), -DAY_MS + i);
+        CHECK_STR((const char *)sqlite3_column_text(s, 2), recs[i].team_id);
+        CHECK_STR((const char *)sqlite3_column_text(s, 3), models[i]);
+        CHECK_STR((const char *)sqlite3_column_text(s, 4), recs[i].upstream_model);
+        CHECK_INT(sqlite3_column_int64(s, 5), 200 + i);
+        CHECK_INT(sqlite3_column_int64(s, 6), INT64_MAX - i);
+        CHECK_INT(sqlite3_column_int64(s, 7), -i);
+        CHECK_INT(sqlite3_column_int64(s, 8), INT64_MIN + i);
+    }
+    CHECK_INT(sqlite3_step(s), SQLITE_DONE);
+    sqlite3_finalize(s);
+    sqlite3_close(raw);
+    CHECK_INT(query_int(f.db, "SELECT count(*) FROM usage_batches"), 1); /* one call, one row */
+
+    /* Replayed, the same records are found in their batch and add nothing. */
+    CHECK_INT(kg_store_usage_insert(f.st, recs, N, &inserted), KG_OK);
+    CHECK_INT(inserted, 0);
+    CHECK_INT(count_rows(f.db), N);
+    fixture_close(&f);
+}
+
+/*
+ * The crash that exactly-once is for: a process stored a batch (committed) and was killed
+ * before it released the batch's journal records. The next process adopts the journal, and
+ * its drain, replaying, stores only what the store lacks; later records, read for the first
+ * time, are stored without a lookup.
+ */
+void test_usage_store_replay_after_commit_before_release(void)
+{
+    enum { JOURNALED = 50, STORED = 30, LATER = 7 };
+    kg_usage_record_t read[JOURNALED + LATER];
+    fixture_t f;
+    char jdir[64], err[256];
+    size_t inserted, n;
+
+    fixture_open(&f);
+    kg_test_tmpdir(jdir, sizeof(jdir));
+    kg_journal_t *j = kg_journal_open(jdir, err, sizeof(err));
+    CHECK(j != NULL);
+    if (j == NULL)
+        return;
+    kg_journal_writer_t *w = kg_journal_writer_new(j);
+    for (int i = 0; i < JOURNALED; i++) {
+        kg_usage_record_t r = pool_rec(i);
+        CHECK(kg_journal_append(w, &r));
+    }
+    CHECK(!kg_journal_replaying(j)); /* nothing was left by an earlier process */
+    CHECK_INT(kg_journal_read(j, read, JOURNALED), JOURNALED);
+    CHECK_INT(kg_store_usage_insert_new(f.st, read, STORED, &inserted), KG_OK);
+    CHECK_INT(inserted, STORED);
+    kg_journal_writer_free(w);
+    kg_journal_close(j); /* killed here: nothing released */
+
+    j = kg_journal_open(jdir, err, sizeof(err));
+    CHECK(j != NULL);
+    if (j == NULL)
+        return;
+    CHECK(kg_journal_replaying(j));
+    CHECK_INT(kg_usage_drain(j, f.st, &n), KG_OK);
+    CHECK_INT(n, JOURNALED);
+    CHECK(!kg_journal_replaying(j));
+    CHECK_INT(count_rows(f.db), JOURNALED);
+    CHECK_INT(rollup_requests(f.db), JOURNALED);
+    CHECK_INT(query_int(f.db, "SELECT count(DISTINCT request_id) FROM usage"), JOURNALED);
+
+    w = kg_journal_writer_new(j);
+    for (int i = JOURNALED; i < JOURNALED + LATER; i++) {
+        kg_usage_record_t r = pool_rec(i);
+        CHECK(kg_journal_append(w, &r));
+    }
+    CHECK(!kg_journal_replaying(j));
+    CHECK_INT(kg_usage_drain(j, f.st, &n), KG_OK);
+    CHECK_INT(n, LATER);
+    CHECK_INT(count_rows(f.db), JOURNALED + LATER);
+    CHECK_INT(rollup_requests(f.db), JOURNALED + LATER);
+    kg_journal_writer_free(w);
+    kg_journal_close(j);
+    fixture_close(&f);
+}
+
 void test_usage_store_upgrades_schema_4(void)
 {
     fixture_t f;
@@ -606,22 +723,23 @@ void test_usage_store_upgrades_schema_4(void)
     sqlite3 *raw;
 
     fixture_open(&f);
-    CHECK_INT(kg_store_schema_version(f.st), 6);
+    CHECK_INT(kg_store_schema_version(f.st), 7);
     CHECK_INT(kg_store_meta_put_new(f.st, "probe", v, sizeof(v)), KG_OK);
     fixture_close(&f);
 
     /* Make the file what keygate at schema 4 left behind: no usage tables, user_version 4. */
     CHECK_INT(sqlite3_open(f.db, &raw), SQLITE_OK);
-    CHECK_INT(
-        sqlite3_exec(raw, "DROP TABLE usage; DROP TABLE usage_minutes; PRAGMA user_version = 4;", NULL, NULL, NULL),
-        SQLITE_OK);
+    CHECK_INT(sqlite3_exec(
+                  raw, "DROP VIEW usage; DROP TABLE usage_batches; DROP TABLE usage_minutes; PRAGMA user_version = 4;",
+                  NULL, NULL, NULL),
+              SQLITE_OK);
     sqlite3_close(raw);
 
     f.st = kg_store_open(f.db, err, sizeof(err));
     CHECK(f.st != NULL);
     if (f.st == NULL)
         return;
-    CHECK_INT(kg_store_schema_version(f.st), 6);                          /* through 5 and 6 */
+    CHECK_INT(kg_store_schema_version(f.st), 7);                          /* through 5, 6 and 7 */
     CHECK_INT(kg_store_meta_get(f.st, "probe", got, sizeof(got)), KG_OK); /* older data kept */
     CHECK(memcmp(got, v, sizeof(v)) == 0);
     kg_usage_record_t r = rec("up-1", DAY0, "org_a", KEY_A1, "", 200, 1, 2, 3);
@@ -630,17 +748,16 @@ void test_usage_store_upgrades_schema_4(void)
     check_totals(&t, 1, 0, 1, 2, 3);
     fixture_close(&f);
 
-    /* The file itself says 6 and has the version-6 layout: `usage` keyed by request id alone
-     * (WITHOUT ROWID, no secondary index), the rollup with its two indexes. */
-    CHECK_INT(query_int(f.db, "PRAGMA user_version"), 6);
-    CHECK_INT(query_int(f.db, "SELECT wr FROM pragma_table_list WHERE name = 'usage'"), 1);
-    CHECK_INT(query_int(f.db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'usage'"
-                              " AND sql IS NOT NULL"),
-              0);
+    /* The file itself says 7 and has the version-7 layout: records a batch to a row of
+     * usage_batches, `usage` a view of them, the rollup with its two indexes. */
+    CHECK_INT(query_int(f.db, "PRAGMA user_version"), 7);
+    CHECK_INT(query_int(f.db, "SELECT count(*) FROM sqlite_schema WHERE type = 'view' AND name = 'usage'"), 1);
+    CHECK_INT(query_int(f.db, "SELECT count(*) FROM usage_batches"), 1);
+    CHECK_INT(query_int(f.db, "SELECT count(*) FROM usage WHERE request_id = 'up-1' AND status = 200"), 1);
     CHECK_INT(query_int(f.db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'usage_minutes'"
                               " AND name IN ('usage_minutes_by_org', 'usage_minutes_by_team')"),
               2);
-    CHECK_INT(query_int(f.db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'usage%'"), 4);
+    CHECK_INT(query_int(f.db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'usage%'"), 6);
 }
 
 /* Migration 5 as it shipped (migrate.c never edits a shipped entry): what a version-5 store has. */
@@ -784,7 +901,9 @@ void test_usage_store_upgrades_schema_5(void)
     fixture_open(&old);
     fixture_close(&old);
     CHECK_INT(sqlite3_open(old.db, &raw), SQLITE_OK);
-    CHECK_INT(sqlite3_exec(raw, "DROP TABLE usage; DROP TABLE usage_minutes;", NULL, NULL, NULL), SQLITE_OK);
+    CHECK_INT(
+        sqlite3_exec(raw, "DROP VIEW usage; DROP TABLE usage_batches; DROP TABLE usage_minutes;", NULL, NULL, NULL),
+        SQLITE_OK);
     CHECK_INT(sqlite3_exec(raw, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
     CHECK_INT(sqlite3_exec(raw, schema_5_usage, NULL, NULL, NULL), SQLITE_OK);
     for (int i = 0; i < N; i++)
@@ -805,8 +924,9 @@ void test_usage_store_upgrades_schema_5(void)
         fixture_close(&ref);
         return;
     }
-    CHECK_INT(kg_store_schema_version(old.st), 6);
+    CHECK_INT(kg_store_schema_version(old.st), 7);
     CHECK_INT(count_rows(old.db), N); /* the raw records moved over, every column */
+    CHECK_INT(query_int(old.db, "SELECT count(*) FROM usage_batches"), (N + 511) / 512);
     CHECK_INT(rollup_requests(old.db), N);
     CHECK_INT(query_int(old.db,
                         "SELECT latency_us + 1000000 * stream + 10000000 * estimated + 100000000 * route"

@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * This file implements the JSON form of usage batches (see usage_json.h).
+ */
+#include "store/usage_json.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include "core/alloc.h"
+
+#define STRING_FIELDS_MAX                                                                                              \
+    (KG_USAGE_REQUEST_ID_MAX + 1 + KG_KEY_ID_LEN + 1 + 2 * (KG_NAME_MAX + 1) + 2 * (KG_USAGE_MODEL_MAX + 1))
+/* Six strings of at most STRING_FIELDS_MAX bytes, each byte escaped as \u00XX at worst, with
+ * their quotes; ten integers of at most 20 characters; the brackets and commas. */
+#define RECORD_MAX (6 * STRING_FIELDS_MAX + 6 * 2 + 10 * 20 + 2 + 15 + 1)
+
+/* A JSON string of the text in s[0..cap) up to its NUL: quotes, backslashes and control
+ * characters escaped; other bytes as they are (the body reader let only UTF-8 in). */
+static char *put_string(char *p, const char *s, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    *p++ = '"';
+    for (size_t i = 0; i < cap && s[i] != '\0'; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            *p++ = '\\', *p++ = (char)c;
+        } else if (c < 0x20) {
+            memcpy(p, "\\u00", 4);
+            p[4] = hex[c >> 4], p[5] = hex[c & 15];
+            p += 6;
+        } else {
+            *p++ = (char)c;
+        }
+    }
+    *p++ = '"';
+    return p;
+}
+
+static char *put_int(char *p, int64_t v)
+{
+    char digits[20];
+    size_t n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do
+        digits[n++] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        *p++ = '-';
+    while (n > 0)
+        *p++ = digits[--n];
+    return p;
+}
+
+#define STRING(p, r, field) put_string(p, (r)->field, sizeof((r)->field))
+
+/* Room for `more` bytes after the first `len` of *buf (which moves as it grows). */
+static char *room(char **buf, size_t *cap, size_t len, size_t more)
+{
+    if (*cap - len < more) {
+        size_t grown = *cap != 0 ? *cap : 64 * (size_t)RECORD_MAX;
+        while (grown - len < more)
+            grown *= 2;
+        *buf = kg_xrealloc(*buf, grown);
+        *cap = grown;
+    }
+    return *buf + len;
+}
+
+size_t kg_usage_json_encode(char **buf, size_t *cap, const kg_usage_record_t *recs, const bool *keep, size_t n)
+{
+    size_t len = 1;
+    *room(buf, cap, 0, 2) = '[';
+    for (size_t i = 0; i < n; i++) {
+        const kg_usage_record_t *r = &recs[i];
+        if (keep != NULL && !keep[i])
+            continue;
+        char *p = room(buf, cap, len, RECORD_MAX + 1); /* and the closing bracket */
+        if (len > 1)
+            *p++ = ',';
+        *p++ = '[';
+        p = STRING(p, r, request_id), *p++ = ',', p = put_int(p, r->at_ms), *p++ = ',';
+        p = STRING(p, r, key_id), *p++ = ',', p = STRING(p, r, org_id), *p++ = ',';
+        p = STRING(p, r, team_id), *p++ = ',', p = STRING(p, r, model), *p++ = ',';
+        p = STRING(p, r, upstream_model), *p++ = ',', p = put_int(p, r->route), *p++ = ',';
+        p = put_int(p, r->status), *p++ = ',', p = put_int(p, r->input_tokens), *p++ = ',';
+        p = put_int(p, r->output_tokens), *p++ = ',', p = put_int(p, r->cost_micro), *p++ = ',';
+        p = put_int(p, r->latency_us), *p++ = ',', p = put_int(p, r->upstream_latency_us), *p++ = ',';
+        p = put_int(p, r->stream ? 1 : 0), *p++ = ',', p = put_int(p, r->estimated ? 1 : 0);
+        *p++ = ']';
+        len = (size_t)(p - *buf);
+    }
+    *room(buf, cap, len, 1) = ']';
+    return len + 1;
+}
