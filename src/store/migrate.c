@@ -12,6 +12,11 @@
 #include "core/log.h"
 #include "store/usage_json.h"
 
+/* Field i of the usage view's record r. json_extract, not SQLite 3.38's ->>: a view is parsed
+ * whenever the schema is, and an older sqlite3 shell that could not parse it could not read the
+ * store at all. */
+#define USAGE_FIELD(i) "json_extract(r.value, '$[" #i "]')"
+
 static const char *const migrations[] = {
     /* 1: orgs, environments, tokens and their secrets, audit, change feed */
     "CREATE TABLE orgs ("
@@ -111,10 +116,14 @@ static const char *const migrations[] = {
     "  GROUP BY batch ORDER BY batch;"
     "DROP TABLE usage;"
     "CREATE VIEW usage (" USAGE_JSON_COLUMNS ") AS"
-    "  SELECT r.value->>0, r.value->>1, r.value->>2, r.value->>3, r.value->>4, r.value->>5, r.value->>6,"
-    "    r.value->>7, r.value->>8, r.value->>9, r.value->>10, r.value->>11, r.value->>12, r.value->>13,"
-    "    r.value->>14, r.value->>15"
-    "  FROM usage_batches AS b, json_each(b.records) AS r;",
+    "  SELECT " USAGE_FIELD(0) ", " USAGE_FIELD(1) ", " USAGE_FIELD(2) ", " USAGE_FIELD(3) ", " USAGE_FIELD(
+        4) ","
+           "    " USAGE_FIELD(5) ", " USAGE_FIELD(6) ", " USAGE_FIELD(7) ", " USAGE_FIELD(8) ", " USAGE_FIELD(
+               9) ","
+                  "    " USAGE_FIELD(10) ", " USAGE_FIELD(11) ", " USAGE_FIELD(12) ", " USAGE_FIELD(
+                      13) ", " USAGE_FIELD(14) ","
+                                               "    " USAGE_FIELD(
+                                                   15) " FROM usage_batches AS b, json_each(b.records) AS r;",
 };
 
 int kg__store_migrate(sqlite3 *db, char *err, size_t err_cap)

@@ -29,7 +29,7 @@ kg_store_t *kg_store_open_existing(const char *path, kg_err_t *code, char *err, 
 void kg_store_close(kg_store_t *st);
 
 /**
- * Marks `st` as a background thread's connection: its long writes (kg_store_usage_insert) give
+ * Marks `st` as a background thread's connection: its long writes (kg_store_usage_insert*) give
  * the CPU up between statements. An event loop that shares a core with such a thread then waits
  * at most one statement (~0.2 ms) for it, instead of the scheduler's time slice (the usage
  * writer's batches held a worker off its core for up to 4 ms at a time: the gateway's p99).
@@ -242,9 +242,10 @@ kg_err_t kg_store_data_version(kg_store_t *st, int64_t *out) KG_MUST_CHECK;
 
 /**
  * Stores records in ONE transaction (BEGIN IMMEDIATE … COMMIT), in rows of usage_batches of
- * up to 512 records (the `usage` view shows a row per record) and in the rollup. A record whose request id is
- * already stored, or carried by an earlier record of the call, is skipped and adds nothing to
- * the rollup, so replaying a journal twice counts nothing twice. *inserted (may be NULL) =
+ * up to 512 records (the `usage` view shows a row per record) and in the rollup. A record already
+ * stored (the same request id and finish time, as a replayed journal record has), or repeated
+ * from an earlier record of the call, is skipped and adds nothing to the rollup, so replaying a
+ * journal twice counts nothing twice. *inserted (may be NULL) =
  * records actually added. On error nothing is added. KG_EINVALID_VALUE, storing nothing, if a
  * record has an empty request id. Call outside any transaction.
  */

@@ -42,7 +42,7 @@ enum {
     Q_CHANGE_LAST,
     Q_DATA_VERSION,
     Q_USAGE_BATCH_ADD,
-    Q_USAGE_STORED_IDS, /* the request ids stored with finish times in [?1, ?2] */
+    Q_USAGE_STORED_IDS, /* the request ids and finish times stored with finish times in [?1, ?2] */
     Q_USAGE_MINUTE_ADD,
     Q_USAGE_MINUTE_ADD_16, /* 16 groups of one batch (never two of one row) in one statement */
     Q_USAGE_TOTALS_BY_KEY,
@@ -120,8 +120,9 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_CHANGE_LAST] = "SELECT coalesce(max(seq), 0) FROM changes",
     [Q_DATA_VERSION] = "PRAGMA data_version",
     [Q_USAGE_BATCH_ADD] = "INSERT INTO usage_batches (first_ms, last_ms, records) VALUES (?1, ?2, ?3)",
-    [Q_USAGE_STORED_IDS] = "SELECT r.value->>0 FROM usage_batches AS b, json_each(b.records) AS r"
-                           " WHERE b.last_ms >= ?1 AND b.first_ms <= ?2 AND r.value->>1 BETWEEN ?1 AND ?2",
+    [Q_USAGE_STORED_IDS] = "SELECT json_extract(r.value, '$[0]'), json_extract(r.value, '$[1]') AS at"
+                           " FROM usage_batches AS b, json_each(b.records) AS r"
+                           " WHERE b.last_ms >= ?1 AND b.first_ms <= ?2 AND at BETWEEN ?1 AND ?2",
     [Q_USAGE_MINUTE_ADD] = "INSERT INTO usage_minutes (" MINUTE_COLUMNS ") VALUES " MINUTE_ROW MINUTE_UPSERT,
     [Q_USAGE_MINUTE_ADD_16] =
         "INSERT INTO usage_minutes (" MINUTE_COLUMNS ") VALUES " MINUTE_ROWS_8 "," MINUTE_ROWS_8 MINUTE_UPSERT,
@@ -1148,23 +1149,31 @@ static kg_err_t groups_store(kg_store_t *st, sqlite3_stmt *s, const usage_group_
     return exec_done(st, s);
 }
 
-/* A request id, and which record of the batch carries it (0: one already stored). */
+/* A record's identity (its request id and finish time: a replayed record has both), and which
+ * record of the batch it is (0: a stored one). */
 typedef struct id_seen {
-    char id[KG_USAGE_REQUEST_ID_MAX + 1];
+    char id[sizeof(((kg_usage_record_t *)0)->request_id) + 1]; /* one more: a NUL even for a torn id */
+    int64_t at_ms;
     size_t record; /* index + 1 */
 } id_seen_t;
+
+static int compare_identity(const id_seen_t *x, const id_seen_t *y)
+{
+    int c = strcmp(x->id, y->id);
+    return c != 0 ? c : (x->at_ms > y->at_ms) - (x->at_ms < y->at_ms);
+}
 
 static int compare_seen(const void *a, const void *b)
 {
     const id_seen_t *x = a, *y = b;
-    int c = strcmp(x->id, y->id);
+    int c = compare_identity(x, y);
     return c != 0 ? c : (x->record > y->record) - (x->record < y->record);
 }
 
 /*
- * Marks in fresh[] the records whose request id is neither stored already nor carried by an
- * earlier record of the batch. A stored copy of a record has its finish time, so only the
- * batches whose span meets the records' are read: after a crash, the last few.
+ * Marks in fresh[] the records that are neither stored already nor repeated from an earlier
+ * record of the batch, by request id and finish time. A stored copy of a record has its finish
+ * time, so only the rows whose span meets the records' are read: after a crash, the last few.
  */
 static kg_err_t mark_unseen(kg_store_t *st, const kg_usage_record_t *recs, size_t n, bool *fresh)
 {
@@ -1180,18 +1189,22 @@ static kg_err_t mark_unseen(kg_store_t *st, const kg_usage_record_t *recs, size_
     }
     for (size_t i = 0; i < n; i++) {
         lo = recs[i].at_ms < lo ? recs[i].at_ms : lo, hi = recs[i].at_ms > hi ? recs[i].at_ms : hi;
-        memcpy(seen[i].id, recs[i].request_id, sizeof(seen[i].id) - 1); /* the NUL: calloc's */
+        /* As the JSON has it: the id within its array (usage_json.c); calloc's NUL after it. */
+        memcpy(seen[i].id, recs[i].request_id, strnlen(recs[i].request_id, sizeof(recs[i].request_id)));
+        seen[i].at_ms = recs[i].at_ms;
         seen[i].record = i + 1;
     }
     sqlite3_bind_int64(s, 1, lo), sqlite3_bind_int64(s, 2, hi);
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(s, 0);
-        if (id == NULL || (size_t)sqlite3_column_bytes(s, 0) > KG_USAGE_REQUEST_ID_MAX)
+        size_t len = (size_t)sqlite3_column_bytes(s, 0);
+        if (id == NULL || len >= sizeof(seen[0].id))
             continue; /* no record of ours has it */
         if (n_seen == cap)
             seen = kg_xrealloc(seen, (cap *= 2) * sizeof(*seen));
         memset(&seen[n_seen], 0, sizeof(seen[n_seen]));
-        memcpy(seen[n_seen++].id, id, (size_t)sqlite3_column_bytes(s, 0));
+        memcpy(seen[n_seen].id, id, len);
+        seen[n_seen++].at_ms = sqlite3_column_int64(s, 1);
     }
     done(s);
     if (rc != SQLITE_DONE) {
@@ -1199,11 +1212,11 @@ static kg_err_t mark_unseen(kg_store_t *st, const kg_usage_record_t *recs, size_
         free(seen);
         return KG_ESTORE;
     }
-    /* Sorted by id, a stored one (0) before any record with it, records in batch order. */
+    /* Sorted by identity, a stored copy (0) before any record with it, records in batch order. */
     qsort(seen, n_seen, sizeof(*seen), compare_seen);
     for (size_t i = 0; i < n_seen; i++) {
-        bool first_with_id = i == 0 || strcmp(seen[i - 1].id, seen[i].id) != 0;
-        if (seen[i].record != 0 && first_with_id)
+        bool first_of_its_kind = i == 0 || compare_identity(&seen[i - 1], &seen[i]) != 0;
+        if (seen[i].record != 0 && first_of_its_kind)
             fresh[seen[i].record - 1] = true;
     }
     free(seen);

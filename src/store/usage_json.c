@@ -4,6 +4,7 @@
  */
 #include "store/usage_json.h"
 
+#include <assert.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -11,8 +12,13 @@
 
 #define STRING_FIELDS_MAX                                                                                              \
     (KG_USAGE_REQUEST_ID_MAX + 1 + KG_KEY_ID_LEN + 1 + 2 * (KG_NAME_MAX + 1) + 2 * (KG_USAGE_MODEL_MAX + 1))
-/* Six strings of at most STRING_FIELDS_MAX bytes, each byte escaped as \u00XX at worst, with
+/* The six strings, STRING_FIELDS_MAX bytes together, each byte escaped as \u00XX at worst, and
  * their quotes; ten integers of at most 20 characters; the brackets and commas. */
+static_assert(STRING_FIELDS_MAX ==
+                  sizeof(((kg_usage_record_t *)0)->request_id) + sizeof(((kg_usage_record_t *)0)->key_id) +
+                      sizeof(((kg_usage_record_t *)0)->org_id) + sizeof(((kg_usage_record_t *)0)->team_id) +
+                      sizeof(((kg_usage_record_t *)0)->model) + sizeof(((kg_usage_record_t *)0)->upstream_model),
+              "STRING_FIELDS_MAX is what STRING() can read");
 #define RECORD_MAX (6 * STRING_FIELDS_MAX + 6 * 2 + 10 * 20 + 2 + 15 + 1)
 
 /* A JSON string of the text in s[0..cap) up to its NUL: quotes, backslashes and control

@@ -4,7 +4,7 @@
  * batch, each record an array of its sixteen fields in the order of USAGE_JSON_COLUMNS (the
  * `usage` view of migrate.c reads them back by position). Written by hand, not with yajl_gen:
  * a generator call per field, and sprintf for every integer, cost 1.85 µs a record, more than
- * SQLite's own work for the batch (docs/decisions.md, "Usage batches").
+ * SQLite's own work for the batch (docs/decisions.md, "Stored as batches of records").
  */
 #ifndef KG_STORE_USAGE_JSON_H
 #define KG_STORE_USAGE_JSON_H

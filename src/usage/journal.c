@@ -106,7 +106,7 @@ typedef struct segment {
     _Atomic uint32_t released;  /* the reader's last release; read by kg_journal_backlog */
     uint32_t read;              /* reader only: the next slot to read */
     int64_t pooled_ms;          /* reader only: when it was released into the pool */
-    bool adopted;               /* left by an earlier process: what it read, its store may hold */
+    uint32_t reread_to;         /* reader only: slots below it may be in the store already (see kg_journal_replaying) */
 } segment_t;
 
 static file_head_t *head_of(const segment_t *s)
@@ -326,7 +326,7 @@ static void segment_reuse(segment_t *s)
     atomic_store_explicit(&s->claimed, false, memory_order_relaxed);
     atomic_store_explicit(&s->finished, false, memory_order_relaxed);
     atomic_store_explicit(&s->released, 0, memory_order_relaxed);
-    s->read = 0;
+    s->read = s->reread_to = 0;
     /* Its pages are mostly still mapped and dirty (cheap); those written back since take their
      * write fault here rather than on a worker. */
     prefault(s->map, s->map_len);
@@ -474,7 +474,7 @@ static segment_t *adopt(kg_journal_t *j, const char *name)
     atomic_store_explicit(&s->committed, n, memory_order_relaxed);
     atomic_store_explicit(&s->claimed, true, memory_order_relaxed);
     atomic_store_explicit(&s->finished, true, memory_order_relaxed);
-    s->adopted = true;
+    s->reread_to = n; /* the earlier process may have stored any of them before it stopped */
     if (n == s->read) {
         kg_log_debug("usage journal: removing %s, nothing to replay", path);
         segment_free(s, true);
@@ -848,7 +848,7 @@ size_t kg_journal_read(kg_journal_t *j, kg_usage_record_t *out, size_t cap)
 bool kg_journal_replaying(kg_journal_t *j)
 {
     for (segment_t *s = first_segment(j); s != NULL; s = next_segment(j, s))
-        if (s->adopted && !read_to_end(s))
+        if (s->read < s->reread_to)
             return true;
     return false;
 }
@@ -894,8 +894,10 @@ void kg_journal_release(kg_journal_t *j)
 void kg_journal_rewind(kg_journal_t *j)
 {
     pthread_mutex_lock(&j->lock);
-    for (segment_t *s = j->head; s != NULL; s = s->next)
+    for (segment_t *s = j->head; s != NULL; s = s->next) {
+        s->reread_to = s->read > s->reread_to ? s->read : s->reread_to; /* a failed write may yet have landed */
         s->read = atomic_load_explicit(&s->released, memory_order_relaxed);
+    }
     pthread_mutex_unlock(&j->lock);
 }
 

@@ -96,9 +96,10 @@ void kg_journal_prepare(kg_journal_t *j);
  */
 size_t kg_journal_read(kg_journal_t *j, kg_usage_record_t *out, size_t cap);
 /**
- * Whether the next kg_journal_read may return records that an earlier process had read, and so
- * may have stored before it stopped: true until the segments adopted at open are read to their
- * end (again, after a rewind). Records read otherwise are read for the first time.
+ * Whether the next kg_journal_read may return records that are in the store already: records an
+ * earlier process left (it may have stored them before it stopped without releasing them), and
+ * records read again after kg_journal_rewind (the failed write may yet have landed). When false,
+ * every record the next read returns is read for the first time.
  */
 bool kg_journal_replaying(kg_journal_t *j);
 /**

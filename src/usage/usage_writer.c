@@ -26,9 +26,9 @@ struct kg_usage_writer {
 };
 
 /* Stores the n records read since the last release, then releases them — or rewinds, so the
- * next read returns the same records again. Records that may have been stored before (a replay
- * of an earlier process's journal, a retry after a failed write) are looked up by request id;
- * others are new and are not. */
+ * next read returns the same records again. Records that may be stored already
+ * (kg_journal_replaying: a replay of an earlier process's journal, a retry after a failed
+ * write) are looked up by request id; others are new and are not. */
 static kg_err_t store_batch(kg_journal_t *j, kg_store_t *st, const kg_usage_record_t *batch, size_t n, bool may_repeat)
 {
     kg_err_t rv =
@@ -104,7 +104,6 @@ static void *writer_main(void *arg)
     size_t held = 0;         /* records read into w->batch, not yet stored (nor released) */
     int64_t held_ms = 0;     /* when the first of them was read */
     bool may_repeat = false; /* some of them may be stored already (store_batch) */
-    bool failed = false;     /* the last store failed: what is read again may be stored */
     while (!stopping) {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
@@ -123,7 +122,7 @@ static void *writer_main(void *arg)
             bool replaying = kg_journal_replaying(w->journal);
             size_t got = kg_journal_read(w->journal, w->batch + held, KG_USAGE_BATCH - held);
             if (held == 0 && got > 0)
-                held_ms = monotonic_ms(), may_repeat = failed;
+                held_ms = monotonic_ms(), may_repeat = false;
             may_repeat |= got > 0 && replaying;
             held += got;
             bool full = held == KG_USAGE_BATCH;
@@ -131,7 +130,6 @@ static void *writer_main(void *arg)
                 break;
             kg_err_t rv = store_batch(w->journal, w->store, w->batch, held, may_repeat);
             held = 0;
-            failed = rv != KG_OK;
             if (rv != KG_OK) { /* read again, from the last release, next round */
                 if (!warned)
                     kg_log_error("usage: cannot write to the store (%s); records stay in the journal and are retried",

@@ -648,10 +648,16 @@ void test_usage_store_batches_keep_every_byte(void)
     sqlite3_close(raw);
     CHECK_INT(query_int(f.db, "SELECT count(*) FROM usage_batches"), 1); /* one call, one row */
 
-    /* Replayed, the same records are found in their batch and add nothing. */
+    /* Replayed, the same records are found in their batch and add nothing; a record that only
+     * shares a request id (a restart whose ids began again) is another record. */
     CHECK_INT(kg_store_usage_insert(f.st, recs, N, &inserted), KG_OK);
     CHECK_INT(inserted, 0);
     CHECK_INT(count_rows(f.db), N);
+    kg_usage_record_t pair[] = {recs[1], recs[1]};
+    pair[0].at_ms = recs[2].at_ms;
+    CHECK_INT(kg_store_usage_insert(f.st, pair, 2, &inserted), KG_OK);
+    CHECK_INT(inserted, 1);
+    CHECK_INT(count_rows(f.db), N + 1);
     fixture_close(&f);
 }
 
