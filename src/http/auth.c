@@ -2,12 +2,15 @@
  *
  * This file authenticates requests from their headers (SPEC §2): it reads the credential,
  * refuses a key in the query string, checks the secret's shape and checksum before any lookup,
- * hashes it and looks the hash up in the in-memory index. Nothing here allocates or blocks.
+ * hashes it (once per connection for a secret it presents again) and looks the hash up in the
+ * in-memory index. Nothing here allocates or blocks.
  */
 #include "http/http_internal.h"
 
 #include <string.h>
 #include <time.h>
+
+#include <openssl/crypto.h>
 
 #include "keys/credential.h"
 #include "keys/ephemeral.h"
@@ -93,6 +96,34 @@ static kg_err_t authenticate_ephemeral(kg_worker_t *worker, h2o_req_t *req, cons
     return KG_OK;
 }
 
+/*
+ * A presented secret, through its connection's memo: keep-alive clients send the same key with
+ * every request, so a connection checks a secret's shape, checksum and SHA-256 once (0.6–0.8 µs,
+ * a fiftieth of a proxied request) and later requests that present the same bytes reuse the
+ * hash. The lookup runs every time, so a revocation or rotation applies to the very next
+ * request. Only secrets the index knows are kept; the memo is wiped when the connection closes.
+ */
+static kg_err_t check_secret(kg_worker_t *worker, h2o_req_t *req, const kg_credential_t *cred, kg_key_view_t *view,
+                             uint8_t hash[KG_KEY_HASH_BYTES])
+{
+    kg_key_index_t *idx = worker->server->opts.index;
+    kg_secret_memo_t *memo = kg__watch_secret_memo(req);
+    int64_t now = (int64_t)time(NULL);
+    const size_t len = cred->secret.len;
+    if (memo != NULL && memo->len == len && CRYPTO_memcmp(memo->secret, cred->secret.base, len) == 0) {
+        memcpy(hash, memo->hash, KG_KEY_HASH_BYTES);
+        return kg_key_index_check_hash(idx, hash, now, view);
+    }
+    kg_err_t rv = kg_key_index_check_secret(idx, cred->secret.base, len, now, view, hash);
+    bool known = rv != KG_EINVALID_API_KEY && rv != KG_EINTERNAL; /* well formed, and in the index */
+    if (memo != NULL && known && len <= sizeof(memo->secret)) {
+        memcpy(memo->secret, cred->secret.base, len);
+        memcpy(memo->hash, hash, KG_KEY_HASH_BYTES);
+        memo->len = len;
+    }
+    return rv;
+}
+
 kg_err_t kg__http_authenticate(kg_worker_t *worker, h2o_req_t *req, kg_key_view_t *view,
                                uint8_t secret_hash[KG_KEY_HASH_BYTES], bool *has_hash)
 {
@@ -132,8 +163,7 @@ kg_err_t kg__http_authenticate(kg_worker_t *worker, h2o_req_t *req, kg_key_view_
     }
     if (kg_eph_looks_like(cred.secret.base, cred.secret.len))
         return authenticate_ephemeral(worker, req, &cred, view);
-    rv = kg_key_index_check_secret(worker->server->opts.index, cred.secret.base, cred.secret.len, (int64_t)time(NULL),
-                                   view, hash);
+    rv = check_secret(worker, req, &cred, view, hash);
     if (rv == KG_OK && secret_hash != NULL) {
         memcpy(secret_hash, hash, sizeof(hash));
         *has_hash = true;

@@ -11,6 +11,7 @@
 #include <h2o.h>
 
 #include "core/err.h"
+#include "keys/key_format.h"
 #include "keys/key_hash.h"
 #include "http/server.h"
 
@@ -83,7 +84,17 @@ void kg__http_fail(h2o_req_t *req, kg_err_t code, const char *message);
 kg_err_t kg__http_authenticate(kg_worker_t *worker, h2o_req_t *req, kg_key_view_t *view,
                                uint8_t secret_hash[KG_KEY_HASH_BYTES], bool *has_hash) KG_MUST_CHECK;
 
+/* The secret a connection presented last, and its SHA-256 (auth.c). Wiped when the connection
+ * closes. */
+typedef struct kg_secret_memo {
+    uint8_t hash[KG_KEY_HASH_BYTES];
+    size_t len; /* 0: none */
+    char secret[KG_KEY_SECRET_MAX];
+} kg_secret_memo_t;
+
 /* slow_client.c */
+/** The memo of the request's connection, or NULL if the connection has no watch. */
+kg_secret_memo_t *kg__watch_secret_memo(h2o_req_t *req);
 /** Frees the worker's reusable watches (its loop has stopped). */
 void kg__watch_free_all(kg_worker_t *worker);
 /** Starts watching a new connection for a request that is too slow to arrive (408). */

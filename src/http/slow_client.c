@@ -19,6 +19,8 @@
  * request's CPU (perf). The watch keeps the socket polled meanwhile, with libh2o told not to
  * read from it; if anything does arrive (a pipelined request, a close), polling stops there as
  * libh2o would have stopped it, and libh2o reads it after the answer as before.
+ *
+ * And it holds the secret the connection presented last, for auth.c.
  */
 #include "http/http_internal.h"
 #include "http/request_scope.h"
@@ -40,6 +42,7 @@ typedef struct conn_watch {
     int linger_fd;                /* a dup of the socket kept past libh2o's close, or -1 */
     bool polled;                  /* HTTP/1: kept polled (not read) while its request is handled */
     struct conn_watch *next_free; /* in the worker's free list, once its connection has closed */
+    kg_secret_memo_t memo;        /* the connection's last secret (auth.c) */
 } conn_watch_t;
 
 /* Watches of closed connections, kept per worker for the next ones: clients that open
@@ -60,6 +63,7 @@ static conn_watch_t *watch_new(kg_worker_t *w)
 static void watch_free(conn_watch_t *cw)
 {
     kg_worker_t *w = cw->worker;
+    kg_secret_wipe(&cw->memo, sizeof(cw->memo)); /* no secret outlives its connection */
     if (w->n_free_watches >= FREE_WATCHES_MAX) {
         free(cw);
         return;
@@ -209,13 +213,20 @@ static void on_request_end(void *p)
         h2o_timeout_link(cw->worker->ctx.loop, &cw->worker->request_timeout, &cw->timer);
 }
 
-void kg__watch_request(kg_worker_t *w, h2o_req_t *req)
+/* The watch of the request's connection, if a worker accepted it. */
+static conn_watch_t *watch_of(h2o_req_t *req)
 {
     h2o_socket_t *sock = req->conn->callbacks->get_socket != NULL ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    return sock != NULL && sock->on_close.cb == on_close ? sock->on_close.data : NULL;
+}
+
+void kg__watch_request(kg_worker_t *w, h2o_req_t *req)
+{
+    conn_watch_t *cw = watch_of(req);
     (void)w;
-    if (sock == NULL || sock->on_close.cb != on_close)
+    if (cw == NULL)
         return;
-    conn_watch_t *cw = sock->on_close.data;
+    h2o_socket_t *sock = cw->sock;
     busy_guard_t *g = kg_request_scoped(req, sizeof(*g), on_request_end);
     g->cw = cw;
     cw->ticks_with_input = 0;
@@ -230,12 +241,15 @@ void kg__watch_request(kg_worker_t *w, h2o_req_t *req)
         h2o_timeout_unlink(&cw->timer);
 }
 
+kg_secret_memo_t *kg__watch_secret_memo(h2o_req_t *req)
+{
+    conn_watch_t *cw = watch_of(req);
+    return cw != NULL ? &cw->memo : NULL;
+}
+
 void kg__watch_linger(h2o_req_t *req)
 {
-    h2o_socket_t *sock = req->conn->callbacks->get_socket != NULL ? req->conn->callbacks->get_socket(req->conn) : NULL;
-    if (sock == NULL || sock->on_close.cb != on_close)
-        return;
-    conn_watch_t *cw = sock->on_close.data;
-    if (cw->linger_fd < 0)
-        cw->linger_fd = dup(h2o_socket_get_fd(sock));
+    conn_watch_t *cw = watch_of(req);
+    if (cw != NULL && cw->linger_fd < 0)
+        cw->linger_fd = dup(h2o_socket_get_fd(cw->sock));
 }

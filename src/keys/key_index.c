@@ -599,6 +599,16 @@ out:
     return rv;
 }
 
+kg_err_t kg_key_index_check_hash(kg_key_index_t *idx, const uint8_t hash[KG_KEY_HASH_BYTES], int64_t now,
+                                 kg_key_view_t *out)
+{
+    rcu_read_lock();
+    kg_digest_table_prefetch(idx->by_hash, hash);
+    kg_err_t rv = kg_key_index_lookup(idx, hash, now, out);
+    rcu_read_unlock();
+    return rv;
+}
+
 kg_err_t kg_key_index_check_secret(kg_key_index_t *idx, const char *secret, size_t len, int64_t now, kg_key_view_t *out,
                                    uint8_t hash_out[KG_KEY_HASH_BYTES])
 {

@@ -103,6 +103,12 @@ kg_err_t kg_key_index_lookup(kg_key_index_t *idx, const uint8_t hash[KG_KEY_HASH
                              kg_key_view_t *out) KG_MUST_CHECK;
 
 /**
+ * kg_key_index_lookup of the hash of a secret whose shape and checksum passed before (a
+ * connection's memo of it: http/auth.c), with the table's first line fetched ahead.
+ */
+kg_err_t kg_key_index_check_hash(kg_key_index_t *idx, const uint8_t hash[KG_KEY_HASH_BYTES], int64_t now,
+                                 kg_key_view_t *out) KG_MUST_CHECK;
+/**
  * Authenticates a presented secret (SPEC §2): its shape, then SHA-256, then its checksum while
  * the table's first cache miss is on its way, then kg_key_index_lookup. A malformed secret or a
  * bad checksum is KG_EINVALID_API_KEY before any lookup (typos never reach the table); a hash

@@ -7,6 +7,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import OpenAI from 'openai';
 
 import {
@@ -254,6 +255,63 @@ describe('data-plane authentication', () => {
         if (r.status !== 401 || r.json?.error?.code !== 'key_revoked') failures.push(`revoked #${i}: ${r.status} ${r.text}`);
       }
       assert.deepEqual(failures, []);
+    });
+
+    test('on one keep-alive connection every request is judged anew: other keys, wrong secrets, revocation, rotation', async () => {
+      // The gateway remembers the secret a connection presented last (its hash is computed once
+      // per connection): nothing about the previous request may carry over to the next.
+      const a = await createAccessKey(gw, admin.key, 'one-conn-a');
+      const b = await createAccessKey(gw, admin.key, 'one-conn-b');
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const ports = new Set();
+      const send = (secret) =>
+        new Promise((resolve, reject) => {
+          const req = http.request(
+            {
+              host: '127.0.0.1',
+              port: gw.port,
+              method: 'POST',
+              path: '/v1/chat/completions',
+              agent,
+              headers: {
+                authorization: `Bearer ${secret}`,
+                'content-type': 'application/json',
+                'content-length': Buffer.byteLength(CHAT),
+              },
+            },
+            (res) => {
+              ports.add(res.socket.localPort);
+              let text = '';
+              res.setEncoding('utf8');
+              res.on('data', (c) => (text += c));
+              res.on('end', () => resolve({ status: res.statusCode, code: res.statusCode === 200 ? null : JSON.parse(text).error?.code }));
+            }
+          );
+          req.on('error', reject);
+          req.end(CHAT);
+        });
+      const expect = async (secret, status, code, what) => {
+        const r = await send(secret);
+        assert.deepEqual(r, { status, code }, what);
+      };
+      try {
+        await expect(a.key, 200, null, 'a');
+        await expect(a.key, 200, null, 'a again');
+        await expect(forgeSecret('live'), 401, 'invalid_api_key', 'a well-formed secret nobody holds');
+        await expect(breakChecksum(a.key), 401, 'invalid_api_key', "a's secret with one character changed");
+        await expect(b.key, 200, null, 'b after a');
+        await expect(a.key, 200, null, 'a after b');
+        ok(await api(gw, 'DELETE', `/v1/tokens/${a.id}`, { key: admin.key }));
+        await expect(a.key, 401, 'key_revoked', 'a, revoked meanwhile');
+        await expect(b.key, 200, null, 'b');
+        const rotated = ok(await api(gw, 'POST', `/v1/tokens/${b.id}/rotate`, { key: admin.key }));
+        await expect(b.key, 401, 'invalid_api_key', "b's secret, rotated away meanwhile");
+        await expect(rotated.key, 200, null, "b's new secret");
+        await expect(a.key, 401, 'key_revoked', 'a, still revoked');
+        assert.equal(ports.size, 1, 'every request went over the one connection');
+      } finally {
+        agent.destroy();
+      }
     });
 
     test(`rotation without grace, ${ROUNDS} rounds: the old secret dies, the new one works`, async () => {
