@@ -101,7 +101,7 @@ static kg_err_t authenticate_ephemeral(kg_worker_t *worker, h2o_req_t *req, cons
  * every request, so a connection checks a secret's shape, checksum and SHA-256 once (0.6–0.8 µs,
  * a fiftieth of a proxied request) and later requests that present the same bytes reuse the
  * hash. The lookup runs every time, so a revocation or rotation applies to the very next
- * request. Only secrets the index knows are kept; the memo is wiped when the connection closes.
+ * request. Only a secret that was let in is kept; the memo is wiped when the connection closes.
  */
 static kg_err_t check_secret(kg_worker_t *worker, h2o_req_t *req, const kg_credential_t *cred, kg_key_view_t *view,
                              uint8_t hash[KG_KEY_HASH_BYTES])
@@ -115,8 +115,9 @@ static kg_err_t check_secret(kg_worker_t *worker, h2o_req_t *req, const kg_crede
         return kg_key_index_check_hash(idx, hash, now, view);
     }
     kg_err_t rv = kg_key_index_check_secret(idx, cred->secret.base, len, now, view, hash);
-    bool known = rv != KG_EINVALID_API_KEY && rv != KG_EINTERNAL; /* well formed, and in the index */
-    if (memo != NULL && known && len <= sizeof(memo->secret)) {
+    /* Only a secret that let its request in: its shape, checksum and hash are known good. */
+    if (memo != NULL && rv == KG_OK && len <= sizeof(memo->secret)) {
+        kg_secret_wipe(memo, sizeof(*memo)); /* no tail of a longer secret stays behind */
         memcpy(memo->secret, cred->secret.base, len);
         memcpy(memo->hash, hash, KG_KEY_HASH_BYTES);
         memo->len = len;
