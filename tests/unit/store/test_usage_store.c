@@ -2,7 +2,7 @@
  *
  * Tests of the usage side of src/store/ on real SQLite files: exactly-once inserts (a journal
  * replayed twice counts nothing twice, in the raw records and in the per-minute rollup every
- * read comes from, whichever way a batch is cut into statements), the totals that seed budget
+ * read comes from, whichever way a batch is cut into rows), the totals that seed budget
  * counters, the bucketed series of GET /v1/usage (boundaries, minute granularity of the time
  * bounds, org isolation, filters, truncation), and the upgrades of schema-4 and schema-5 stores.
  */
@@ -496,8 +496,8 @@ static kg_usage_record_t pool_rec(int i)
 
 void test_usage_store_chunks_are_exactly_once(void)
 {
-    enum { POOL = 230 };
-    static kg_usage_record_t pool[POOL], batch[100];
+    enum { POOL = 1400 };
+    static kg_usage_record_t pool[POOL], batch[700];
     fixture_t f;
     size_t inserted, n;
 
@@ -505,43 +505,38 @@ void test_usage_store_chunks_are_exactly_once(void)
     for (int i = 0; i < POOL; i++)
         pool[i] = pool_rec(i);
 
-    /* kg_store_usage_insert stores 64 records per statement, then 8, then one by one, and a
-     * statement that meets a stored request id is redone record by record: every cut below
-     * puts replayed or repeated records in each kind of statement. */
-    CHECK_INT(kg_store_usage_insert(f.st, pool, 100, &inserted), KG_OK); /* 64 + 4 x 8 + 4 */
-    CHECK_INT(inserted, 100);
-    /* 10 replayed + 60 new + a repeat of one of those + 10 replayed: 64 + 2 x 8 + 1. */
+    /* kg_store_usage_insert stores up to 512 records per usage_batches row: the cuts below put
+     * replayed and repeated records on both sides of a row's end, and the new ones of a batch
+     * in two rows. */
+    CHECK_INT(kg_store_usage_insert(f.st, pool, 600, &inserted), KG_OK); /* 512 + 88 */
+    CHECK_INT(inserted, 600);
+    /* 100 replayed, 500 new (the row ends among them), a repeat of one of those, 10 replayed. */
     n = 0;
-    for (int i = 90; i < 160; i++)
+    for (int i = 500; i < 1100; i++)
         batch[n++] = pool[i];
-    batch[n++] = pool[120];
+    batch[n++] = pool[900];
     for (int i = 0; i < 10; i++)
         batch[n++] = pool[i];
-    CHECK_INT(n, 81);
+    CHECK_INT(n, 611);
     CHECK_INT(kg_store_usage_insert(f.st, batch, n, &inserted), KG_OK);
-    CHECK_INT(inserted, 60);
-    /* 63 new and, last in the same 64-record statement, a repeat of one of them. */
+    CHECK_INT(inserted, 500);
+    /* The rest, new, and a repeat of one of them as the batch's last record. */
     n = 0;
-    for (int i = 160; i < 223; i++)
+    for (int i = 1100; i < POOL; i++)
         batch[n++] = pool[i];
-    batch[n++] = pool[200];
+    batch[n++] = pool[1200];
     CHECK_INT(kg_store_usage_insert(f.st, batch, n, &inserted), KG_OK);
-    CHECK_INT(inserted, 63);
-    /* 7 new and a repeat in one 8-record statement. */
-    n = 0;
-    for (int i = 223; i < POOL; i++)
-        batch[n++] = pool[i];
-    batch[n++] = pool[225];
-    CHECK_INT(n, 8);
-    CHECK_INT(kg_store_usage_insert(f.st, batch, n, &inserted), KG_OK);
-    CHECK_INT(inserted, 7);
+    CHECK_INT(inserted, POOL - 1100);
+    /* Each call's new records went into rows of at most 512. */
+    CHECK_INT(query_int(f.db, "SELECT count(*) FROM usage_batches"), 2 + 2 + 1);
+    CHECK_INT(query_int(f.db, "SELECT max(json_array_length(records)) FROM usage_batches"), 512);
 
     /* Then everything again, whole and in pieces: nothing is added anywhere. */
     for (int round = 0; round < 2; round++) {
         if (round == 1) {
-            CHECK_INT(kg_store_usage_insert(f.st, pool, 100, &inserted), KG_OK);
+            CHECK_INT(kg_store_usage_insert(f.st, pool, 700, &inserted), KG_OK);
             CHECK_INT(inserted, 0);
-            CHECK_INT(kg_store_usage_insert(f.st, pool + 100, POOL - 100, &inserted), KG_OK);
+            CHECK_INT(kg_store_usage_insert(f.st, pool + 700, POOL - 700, &inserted), KG_OK);
             CHECK_INT(inserted, 0);
             CHECK_INT(kg_store_usage_insert(f.st, pool + 7, 9, &inserted), KG_OK);
             CHECK_INT(inserted, 0);
