@@ -159,6 +159,7 @@ struct kg_store {
     size_t groups_cap;
     uint32_t *slots;
     size_t slots_cap;
+    usage_group_t *group_last; /* the group of the record added last, or NULL */
     char *json;
     size_t json_cap;
 };
@@ -1084,28 +1085,44 @@ static uint64_t hash_field(uint64_t h, const char *v, size_t cap)
 
 #define SAME_FIELD(a, b, field) (strncmp((a)->field, (b)->field, sizeof((a)->field)) == 0)
 
-/* Adds a newly stored record to its group, making the group if it is the first of it. The
- * tables hold at least 2 * n slots for n records, so a free slot is always found. */
-static void group_add(kg_store_t *st, size_t *n_groups, size_t slot_mask, const kg_usage_record_t *r)
+/* Whether record r, finished in minute, belongs to group g. */
+static bool group_holds(const usage_group_t *g, int64_t minute, const kg_usage_record_t *r)
 {
-    const int64_t minute = minute_of(r->at_ms);
+    return g->minute_ms == minute && SAME_FIELD(g->rec, r, key_id) && SAME_FIELD(g->rec, r, org_id) &&
+           SAME_FIELD(g->rec, r, team_id);
+}
+
+/* The group of record r (finished in minute), made if r is the first of it. The tables hold at
+ * least 2 * n slots for n records, so a free slot is always found. */
+static usage_group_t *group_find(kg_store_t *st, size_t *n_groups, size_t slot_mask, int64_t minute,
+                                 const kg_usage_record_t *r)
+{
     uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)minute;
     h = hash_field(h, r->key_id, sizeof(r->key_id)), h = hash_field(h, r->org_id, sizeof(r->org_id));
     h = hash_field(h, r->team_id, sizeof(r->team_id));
-    usage_group_t *g = NULL;
     for (size_t i = (size_t)(h ^ (h >> 29)) & slot_mask;; i = (i + 1) & slot_mask) {
         if (st->slots[i] == 0) {
-            g = &st->groups[*n_groups];
+            usage_group_t *g = &st->groups[*n_groups];
             memset(g, 0, sizeof(*g));
             g->rec = r, g->minute_ms = minute, g->hash = h;
             st->slots[i] = (uint32_t)(*n_groups += 1);
-            break;
+            return g;
         }
-        g = &st->groups[st->slots[i] - 1];
-        if (g->hash == h && g->minute_ms == minute && SAME_FIELD(g->rec, r, key_id) && SAME_FIELD(g->rec, r, org_id) &&
-            SAME_FIELD(g->rec, r, team_id))
-            break;
+        usage_group_t *g = &st->groups[st->slots[i] - 1];
+        if (g->hash == h && group_holds(g, minute, r))
+            return g;
     }
+}
+
+/* Adds a newly stored record to its group. A batch comes in runs of one key's records (at one
+ * key, it is one run), so the group of the record before is tried first: that spares the hash
+ * of three strings. */
+static void group_add(kg_store_t *st, size_t *n_groups, size_t slot_mask, const kg_usage_record_t *r)
+{
+    const int64_t minute = minute_of(r->at_ms);
+    usage_group_t *g = st->group_last;
+    if (g == NULL || !group_holds(g, minute, r))
+        g = st->group_last = group_find(st, n_groups, slot_mask, minute, r);
     g->t.requests++;
     g->t.errors += r->status >= 400;
     g->t.input_tokens = add_sat(g->t.input_tokens, r->input_tokens);
@@ -1130,6 +1147,7 @@ static size_t groups_reserve(kg_store_t *st, size_t n)
         st->slots_cap = slots;
     }
     memset(st->slots, 0, slots * sizeof(*st->slots));
+    st->group_last = NULL;
     return slots - 1;
 }
 

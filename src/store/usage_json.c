@@ -5,6 +5,7 @@
 #include "store/usage_json.h"
 
 #include <assert.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -21,13 +22,33 @@ static_assert(STRING_FIELDS_MAX ==
               "STRING_FIELDS_MAX is what STRING() can read");
 #define RECORD_MAX (6 * STRING_FIELDS_MAX + 6 * 2 + 10 * 20 + 2 + 15 + 1)
 
+/* Whether any of the eight bytes in w is a quote, a backslash or a control character (the
+ * bytes a JSON string escapes): the classic "has a zero byte" and "has a byte less than n" tests
+ * of one 64-bit word, so that a clean id or model name is copied eight bytes at a time. */
+static bool word_needs_escape(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
+    uint64_t zero_byte = ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash);
+    uint64_t below_space = (w - ones * 0x20) & ~w;
+    return ((zero_byte | below_space) & highs) != 0;
+}
+
 /* A JSON string of the text in s[0..cap) up to its NUL: quotes, backslashes and control
  * characters escaped; other bytes as they are (the body reader let only UTF-8 in). */
 static char *put_string(char *p, const char *s, size_t cap)
 {
     static const char hex[] = "0123456789abcdef";
+    const size_t len = strnlen(s, cap);
+    size_t i = 0;
     *p++ = '"';
-    for (size_t i = 0; i < cap && s[i] != '\0'; i++) {
+    for (uint64_t w; i + 8 <= len; i += 8, p += 8) {
+        memcpy(&w, s + i, 8);
+        if (word_needs_escape(w))
+            break;
+        memcpy(p, &w, 8);
+    }
+    for (; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '"' || c == '\\') {
             *p++ = '\\', *p++ = (char)c;

@@ -337,6 +337,53 @@ void test_usage_store_totals_by_key_and_team(void)
     fixture_close(&f);
 }
 
+/* A run of one key's records (the usage writer's common case: it tries the group of the record
+ * before first) is still split where the team, the org or the minute changes. */
+void test_usage_store_rollup_splits_a_run_of_one_key(void)
+{
+    fixture_t f;
+    seen_t seen;
+    const kg_usage_totals_t *t;
+
+    fixture_open(&f);
+    kg_usage_record_t recs[] = {
+        rec("run-1", DAY0 + 1, "org_a", KEY_A1, "ml", 200, 1, 1, 1),
+        rec("run-2", DAY0 + 2, "org_a", KEY_A1, "ml", 200, 1, 1, 1),
+        rec("run-3", DAY0 + 3, "org_a", KEY_A1, "ops", 200, 1, 1, 1),         /* team changed */
+        rec("run-4", DAY0 + 4, "org_a", KEY_A1, "ml", 500, 1, 1, 1),          /* and back */
+        rec("run-5", DAY0 + 5, "org_a", KEY_A1, "", 200, 1, 1, 1),            /* no team */
+        rec("run-6", DAY0 + 6, "org_a", KEY_A1, "ops", 200, 1, 1, 1),         /* after another group */
+        rec("run-7", DAY0 + 7, "org_b", KEY_A1, "ops", 200, 1, 1, 1),         /* org changed */
+        rec("run-8", DAY0 + MINUTE_MS, "org_b", KEY_A1, "ops", 200, 1, 1, 1), /* next minute */
+        rec("run-9", DAY0 + MINUTE_MS + 1, "org_b", KEY_A1, "ops", 200, 1, 1, 1),
+    };
+    CHECK_INT(kg_store_usage_insert_new(f.st, recs, 9, NULL), KG_OK);
+    /* minute 0: org_a ml, ops, ""; org_b ops. minute 1: org_b ops. */
+    CHECK_INT(query_int(f.db, "SELECT count(*) FROM usage_minutes"), 5);
+    CHECK_INT(query_int(f.db, "SELECT requests FROM usage_minutes WHERE org_id = 'org_a' AND team_id = 'ml'"), 3);
+    CHECK_INT(query_int(f.db, "SELECT errors FROM usage_minutes WHERE org_id = 'org_a' AND team_id = 'ml'"), 1);
+    CHECK_INT(query_int(f.db, "SELECT requests FROM usage_minutes WHERE org_id = 'org_a' AND team_id = 'ops'"), 2);
+    CHECK_INT(query_int(f.db, "SELECT requests FROM usage_minutes WHERE org_id = 'org_a' AND team_id = ''"), 1);
+    CHECK_INT(query_int(f.db, "SELECT 10 * (SELECT requests FROM usage_minutes WHERE org_id = 'org_b'"
+                              " ORDER BY minute_ms LIMIT 1) + (SELECT requests FROM usage_minutes"
+                              " WHERE org_id = 'org_b' ORDER BY minute_ms DESC LIMIT 1)"),
+              12); /* org_b: 1 in the first minute, 2 in the next */
+
+    memset(&seen, 0, sizeof(seen));
+    CHECK_INT(kg_store_usage_totals_by(f.st, true, DAY0, collect, &seen), KG_OK);
+    CHECK_INT(seen.n, 3);
+    CHECK((t = find_group(&seen, "org_a", "ml")) != NULL);
+    if (t != NULL)
+        check_totals(t, 3, 1, 3, 3, 3);
+    CHECK((t = find_group(&seen, "org_a", "ops")) != NULL);
+    if (t != NULL)
+        check_totals(t, 2, 0, 2, 2, 2);
+    CHECK((t = find_group(&seen, "org_b", "ops")) != NULL);
+    if (t != NULL)
+        check_totals(t, 3, 0, 3, 3, 3);
+    fixture_close(&f);
+}
+
 /* Runs a series query and checks it returns exactly the expected (start, requests) pairs. */
 static void check_series(kg_store_t *st, const kg_usage_filter_t *f, size_t max, const int64_t *starts,
                          const int64_t *requests, size_t n_expected, bool expect_truncated)
