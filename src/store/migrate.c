@@ -124,6 +124,32 @@ static const char *const migrations[] = {
                       13) ", " USAGE_FIELD(14) ","
                                                "    " USAGE_FIELD(
                                                    15) " FROM usage_batches AS b, json_each(b.records) AS r;",
+    /* 8: the rollup ordered by minute first. Keyed by key first, a batch of records from a
+     * thousand keys added to a thousand rows each on its own page (at the end of its key's
+     * range), so every batch wrote about a thousand pages to the WAL (and again at the
+     * checkpoint) however few its records: most of the writer's cost with the load spread over
+     * many keys, and growing with the table's age. Minute first, the current minute's rows are
+     * adjacent: a batch rewrites a few pages. A key-filtered series goes through
+     * usage_minutes_by_key (each new key and minute adds one entry there); a key's all-time
+     * totals (key listings show them) have a row of their own in usage_keys, one lookup instead
+     * of one per minute the key was ever used. */
+    "CREATE TABLE usage_minutes_v8 ("
+    "  minute_ms INTEGER NOT NULL, key_id TEXT NOT NULL, org_id TEXT NOT NULL, team_id TEXT NOT NULL,"
+    "  requests INTEGER NOT NULL, errors INTEGER NOT NULL, input_tokens INTEGER NOT NULL,"
+    "  output_tokens INTEGER NOT NULL, cost_micro INTEGER NOT NULL,"
+    "  PRIMARY KEY (minute_ms, key_id, org_id, team_id)) WITHOUT ROWID;"
+    "INSERT INTO usage_minutes_v8 SELECT minute_ms, key_id, org_id, team_id, requests, errors, input_tokens,"
+    "  output_tokens, cost_micro FROM usage_minutes ORDER BY minute_ms, key_id, org_id, team_id;"
+    "DROP TABLE usage_minutes;"
+    "ALTER TABLE usage_minutes_v8 RENAME TO usage_minutes;"
+    "CREATE INDEX usage_minutes_by_key ON usage_minutes(key_id, minute_ms);"
+    "CREATE INDEX usage_minutes_by_org ON usage_minutes(org_id, minute_ms);"
+    "CREATE INDEX usage_minutes_by_team ON usage_minutes(org_id, team_id, minute_ms);"
+    "CREATE TABLE usage_keys ("
+    "  key_id TEXT PRIMARY KEY, requests INTEGER NOT NULL, errors INTEGER NOT NULL, input_tokens INTEGER NOT NULL,"
+    "  output_tokens INTEGER NOT NULL, cost_micro INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO usage_keys SELECT key_id, sum(requests), sum(errors), sum(input_tokens), sum(output_tokens),"
+    "  sum(cost_micro) FROM usage_minutes GROUP BY key_id;",
 };
 
 int kg__store_migrate(sqlite3 *db, char *err, size_t err_cap)

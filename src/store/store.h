@@ -230,9 +230,10 @@ kg_err_t kg_store_data_version(kg_store_t *st, int64_t *out) KG_MUST_CHECK;
 /* ==== Usage (issue 6) ==== */
 
 /*
- * Records are stored raw in `usage` (keyed by request id only) and summed, in the same
- * transaction, into a per-minute rollup (`usage_minutes`: per key, org, team and UTC minute).
- * Every read below comes from the rollup, so its time bounds have minute granularity: a bound
+ * Records are stored raw (`usage_batches`, many to a row; the `usage` view shows a row per
+ * record) and summed, in the same transaction, into a per-minute rollup (`usage_minutes`: per
+ * UTC minute, key, org and team) and each key's all-time sums (`usage_keys`).
+ * Every read below comes from the rollups, so its time bounds have minute granularity: a bound
  * is rounded down to the start of the UTC minute that contains it, and a record counts in the
  * minute that contains its at_ms. Budget periods (UTC day and month starts) and the minute,
  * hour and day buckets fall on minute starts and are exact; GET /v1/usage's from and to are

@@ -45,6 +45,8 @@ enum {
     Q_USAGE_STORED_IDS, /* the request ids and finish times stored with finish times in [?1, ?2] */
     Q_USAGE_MINUTE_ADD,
     Q_USAGE_MINUTE_ADD_16, /* 16 groups of one batch (never two of one row) in one statement */
+    Q_USAGE_KEY_ADD,
+    Q_USAGE_KEY_ADD_16, /* the same 16 groups' sums added to their keys' all-time rows */
     Q_USAGE_TOTALS_BY_KEY,
     Q_USAGE_TOTALS_BY_TEAM,
     Q_USAGE_KEY_TOTALS,
@@ -55,22 +57,32 @@ enum {
     Q__COUNT
 };
 
-/* A rollup row of usage_minutes, and what adding to one that exists does. */
+/* What adding a group's five sums to a rollup row that exists does. */
+#define SUMS_UPSERT                                                                                                    \
+    " DO UPDATE SET requests = requests + excluded.requests, errors = errors + excluded.errors,"                       \
+    " input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens,"    \
+    " cost_micro = cost_micro + excluded.cost_micro"
+
+/* A rollup row of usage_minutes. */
 #define MINUTE_COLUMNS "key_id, minute_ms, org_id, team_id, requests, errors, input_tokens, output_tokens, cost_micro"
 #define MINUTE_ROW "(?,?,?,?,?,?,?,?,?)"
 #define MINUTE_ROWS_8                                                                                                  \
     MINUTE_ROW "," MINUTE_ROW "," MINUTE_ROW "," MINUTE_ROW "," MINUTE_ROW "," MINUTE_ROW "," MINUTE_ROW "," MINUTE_ROW
-#define MINUTE_UPSERT                                                                                                  \
-    " ON CONFLICT (key_id, minute_ms, org_id, team_id) DO UPDATE SET requests = requests + excluded.requests,"         \
-    " errors = errors + excluded.errors, input_tokens = input_tokens + excluded.input_tokens,"                         \
-    " output_tokens = output_tokens + excluded.output_tokens, cost_micro = cost_micro + excluded.cost_micro"
+#define MINUTE_UPSERT " ON CONFLICT (minute_ms, key_id, org_id, team_id)" SUMS_UPSERT
+
+/* A key's all-time row of usage_keys. A statement may add two groups of one key (two minutes,
+ * two teams): SQLite applies the upsert row by row. */
+#define KEY_COLUMNS "key_id, requests, errors, input_tokens, output_tokens, cost_micro"
+#define KEY_ROW "(?,?,?,?,?,?)"
+#define KEY_ROWS_8 KEY_ROW "," KEY_ROW "," KEY_ROW "," KEY_ROW "," KEY_ROW "," KEY_ROW "," KEY_ROW "," KEY_ROW
+#define KEY_UPSERT " ON CONFLICT (key_id)" SUMS_UPSERT
 
 /* The five sums of kg_usage_totals_t, in its field order, over usage_minutes rows. */
 #define USAGE_SUMS "sum(requests), sum(errors), sum(input_tokens), sum(output_tokens), sum(cost_micro)"
 
 /* Reads go to the per-minute rollup (migration 6), never to the raw records. One variant per
  * filter shape, because a prepared "?2 IS NULL OR key_id = ?2" cannot use an index. With a key,
- * "+org_id" keeps the planner on the primary key (key_id, minute_ms, ...) and off the org and
+ * "+org_id" keeps the planner on usage_minutes_by_key (key_id, minute_ms) and off the org and
  * team indexes. ?5 and ?6 are minute starts. The floor is written out because SQLite's %
  * truncates toward zero. */
 #define USAGE_SERIES(org, filter)                                                                                      \
@@ -126,13 +138,18 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_USAGE_MINUTE_ADD] = "INSERT INTO usage_minutes (" MINUTE_COLUMNS ") VALUES " MINUTE_ROW MINUTE_UPSERT,
     [Q_USAGE_MINUTE_ADD_16] =
         "INSERT INTO usage_minutes (" MINUTE_COLUMNS ") VALUES " MINUTE_ROWS_8 "," MINUTE_ROWS_8 MINUTE_UPSERT,
+    [Q_USAGE_KEY_ADD] = "INSERT INTO usage_keys (" KEY_COLUMNS ") VALUES " KEY_ROW KEY_UPSERT,
+    [Q_USAGE_KEY_ADD_16] = "INSERT INTO usage_keys (" KEY_COLUMNS ") VALUES " KEY_ROWS_8 "," KEY_ROWS_8 KEY_UPSERT,
     /* A key id belongs to one org (tokens.id is the primary key), so org_id is the same on every
-     * row of a group and grouping by key_id alone follows the primary key's order. */
+     * row of a group. The unary + keeps the planner on the primary key's range of minutes since
+     * ?1 (then a sort): grouping along usage_minutes_by_key instead would read every row ever
+     * stored, each through the index. */
     [Q_USAGE_TOTALS_BY_KEY] = "SELECT org_id, key_id, " USAGE_SUMS " FROM usage_minutes WHERE minute_ms >= ?1"
-                              " GROUP BY key_id",
+                              " GROUP BY +key_id",
     [Q_USAGE_TOTALS_BY_TEAM] = "SELECT org_id, team_id, " USAGE_SUMS " FROM usage_minutes WHERE minute_ms >= ?1"
-                               " AND team_id <> '' GROUP BY org_id, team_id",
-    [Q_USAGE_KEY_TOTALS] = "SELECT " USAGE_SUMS " FROM usage_minutes WHERE key_id = ?1",
+                               " AND team_id <> '' GROUP BY +org_id, +team_id",
+    [Q_USAGE_KEY_TOTALS] = "SELECT requests, errors, input_tokens, output_tokens, cost_micro FROM usage_keys"
+                           " WHERE key_id = ?1",
     [Q_USAGE_SERIES] = USAGE_SERIES("org_id", ""),
     [Q_USAGE_SERIES_KEY] = USAGE_SERIES("+org_id", " AND key_id = ?2"),
     [Q_USAGE_SERIES_TEAM] = USAGE_SERIES("org_id", " AND team_id = ?3"),
@@ -1151,18 +1168,30 @@ static size_t groups_reserve(kg_store_t *st, size_t n)
     return slots - 1;
 }
 
-/* Adds k groups to their rollup rows with one statement (k: 1 or 16). At a thousand keys a
- * batch holds a group per key, and a statement per group was most of the batch's rollup. */
-static kg_err_t groups_store(kg_store_t *st, sqlite3_stmt *s, const usage_group_t *groups, size_t k)
+/* Binds a group's five sums to parameters o + 1 … o + 5. */
+static void bind_sums(sqlite3_stmt *s, int o, const kg_usage_totals_t *t)
+{
+    sqlite3_bind_int64(s, o + 1, t->requests), sqlite3_bind_int64(s, o + 2, t->errors);
+    sqlite3_bind_int64(s, o + 3, t->input_tokens), sqlite3_bind_int64(s, o + 4, t->output_tokens);
+    sqlite3_bind_int64(s, o + 5, t->cost_micro);
+}
+
+/* Adds k groups to their rollup rows with one statement (k: 1 or 16): their minute rows, or
+ * (all_time) their keys' rows. At a thousand keys a batch holds a group per key, and a statement
+ * per group was most of the batch's rollup. */
+static kg_err_t groups_store(kg_store_t *st, sqlite3_stmt *s, const usage_group_t *groups, size_t k, bool all_time)
 {
     for (size_t i = 0; i < k; i++) {
         const usage_group_t *g = &groups[i];
         const kg_usage_record_t *r = g->rec;
-        const int o = 9 * (int)i;
-        BIND_FIELD(s, o + 1, r, key_id), sqlite3_bind_int64(s, o + 2, g->minute_ms), BIND_FIELD(s, o + 3, r, org_id);
-        BIND_FIELD(s, o + 4, r, team_id), sqlite3_bind_int64(s, o + 5, g->t.requests);
-        sqlite3_bind_int64(s, o + 6, g->t.errors), sqlite3_bind_int64(s, o + 7, g->t.input_tokens);
-        sqlite3_bind_int64(s, o + 8, g->t.output_tokens), sqlite3_bind_int64(s, o + 9, g->t.cost_micro);
+        if (all_time) {
+            const int o = 6 * (int)i;
+            BIND_FIELD(s, o + 1, r, key_id), bind_sums(s, o + 1, &g->t);
+        } else {
+            const int o = 9 * (int)i;
+            BIND_FIELD(s, o + 1, r, key_id), sqlite3_bind_int64(s, o + 2, g->minute_ms);
+            BIND_FIELD(s, o + 3, r, org_id), BIND_FIELD(s, o + 4, r, team_id), bind_sums(s, o + 4, &g->t);
+        }
     }
     return exec_done(st, s);
 }
@@ -1241,20 +1270,28 @@ static kg_err_t mark_unseen(kg_store_t *st, const kg_usage_record_t *recs, size_
     return KG_OK;
 }
 
-/* The rollup: one upsert per key, org, team and minute of the records just stored. */
+/* The rollups: one upsert per key, org, team and minute of the records just stored, and one
+ * per group into its key's all-time row. */
 static kg_err_t rollup_store(kg_store_t *st, size_t n_groups)
 {
-    sqlite3_stmt *add = stmt(st, Q_USAGE_MINUTE_ADD), *add_16 = stmt(st, Q_USAGE_MINUTE_ADD_16);
-    kg_err_t rv = add != NULL && add_16 != NULL ? KG_OK : KG_ESTORE;
-    size_t g = 0;
-    for (; rv == KG_OK && n_groups - g >= 16; g += 16) {
-        rv = groups_store(st, add_16, &st->groups[g], 16);
-        if (g % 64 == 48)
-            let_others_run(st);
+    for (int all_time = 0; all_time <= 1; all_time++) {
+        sqlite3_stmt *add = stmt(st, all_time ? Q_USAGE_KEY_ADD : Q_USAGE_MINUTE_ADD);
+        sqlite3_stmt *add_16 = stmt(st, all_time ? Q_USAGE_KEY_ADD_16 : Q_USAGE_MINUTE_ADD_16);
+        if (add == NULL || add_16 == NULL)
+            return KG_ESTORE;
+        size_t g = 0;
+        kg_err_t rv = KG_OK;
+        for (; rv == KG_OK && n_groups - g >= 16; g += 16) {
+            rv = groups_store(st, add_16, &st->groups[g], 16, all_time);
+            if (g % 64 == 48)
+                let_others_run(st);
+        }
+        for (; rv == KG_OK && g < n_groups; g++)
+            rv = groups_store(st, add, &st->groups[g], 1, all_time);
+        if (rv != KG_OK)
+            return rv;
     }
-    for (; rv == KG_OK && g < n_groups; g++)
-        rv = groups_store(st, add, &st->groups[g], 1);
-    return rv;
+    return KG_OK;
 }
 
 /* Records per usage_batches row: a row is encoded and written in one piece on a core the event
@@ -1386,9 +1423,9 @@ kg_err_t kg_store_usage_key_totals(kg_store_t *st, const char *key_id, kg_usage_
     if (rc == SQLITE_ROW)
         read_totals(s, 0, out);
     else
-        memset(out, 0, sizeof(*out));
+        memset(out, 0, sizeof(*out)); /* no row: no usage yet */
     done(s);
-    return rc == SQLITE_ROW ? KG_OK : KG_ESTORE;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? KG_OK : KG_ESTORE;
 }
 
 kg_err_t kg_store_usage_series(kg_store_t *st, const kg_usage_filter_t *f, size_t max, kg_usage_bucket_t **out,

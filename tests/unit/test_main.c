@@ -48,6 +48,7 @@ int kg_test_failures;
     X(test_usage_store_columns_round_trip)                                                                             \
     X(test_usage_store_totals_by_key_and_team)                                                                         \
     X(test_usage_store_rollup_splits_a_run_of_one_key)                                                                 \
+    X(test_usage_store_key_totals_add_up_across_groups)                                                                \
     X(test_usage_store_series_buckets)                                                                                 \
     X(test_usage_store_chunks_are_exactly_once)                                                                        \
     X(test_usage_store_batches_keep_every_byte)                                                                        \

@@ -76,13 +76,13 @@ void test_store_migrations_and_wal(void)
     char err[256];
     struct stat sb;
     fixture_open(&f);
-    CHECK_INT(kg_store_schema_version(f.st), 7);
+    CHECK_INT(kg_store_schema_version(f.st), 8);
     char wal[160];
     snprintf(wal, sizeof(wal), "%s-wal", f.db);
     CHECK(stat(wal, &sb) == 0); /* WAL mode */
     kg_store_t *again = kg_store_open(f.db, err, sizeof(err));
     CHECK(again != NULL);
-    CHECK_INT(kg_store_schema_version(again), 7);
+    CHECK_INT(kg_store_schema_version(again), 8);
     kg_store_close(again);
 
     /* A store written by a newer keygate is refused, not half-read. */

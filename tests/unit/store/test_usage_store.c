@@ -93,9 +93,14 @@ static int64_t count_rows(const char *db)
     return query_int(db, "SELECT count(*) FROM usage");
 }
 
-/* The requests the rollup holds: always the number of raw records, whatever was replayed. */
+/* The requests the rollup holds: always the number of raw records, whatever was replayed. The
+ * keys' all-time rows hold the same, key by key. */
 static int64_t rollup_requests(const char *db)
 {
+    CHECK_INT(query_int(db, "SELECT count(*) FROM (SELECT key_id, sum(requests) AS n FROM usage_minutes"
+                            " GROUP BY key_id) AS m FULL JOIN usage_keys AS k USING (key_id)"
+                            " WHERE m.n IS NOT k.requests"),
+              0);
     return query_int(db, "SELECT coalesce(sum(requests), 0) FROM usage_minutes");
 }
 
@@ -381,6 +386,46 @@ void test_usage_store_rollup_splits_a_run_of_one_key(void)
     CHECK((t = find_group(&seen, "org_b", "ops")) != NULL);
     if (t != NULL)
         check_totals(t, 3, 0, 3, 3, 3);
+    fixture_close(&f);
+}
+
+/* A key's all-time totals (key listings) add up every group of it, also when one statement of
+ * 16 groups holds two of the same key (its two minutes). */
+void test_usage_store_key_totals_add_up_across_groups(void)
+{
+    enum { KEYS = 20 };
+    kg_usage_record_t recs[2 * KEYS];
+    kg_usage_totals_t t;
+    fixture_t f;
+    char keys[KEYS][32];
+
+    fixture_open(&f);
+    for (int k = 0; k < KEYS; k++) {
+        snprintf(keys[k], sizeof(keys[k]), "pk_keytotals%015d", k);
+        for (int m = 0; m < 2; m++) {
+            char id[32];
+            snprintf(id, sizeof(id), "kt-%02d-%d", k, m);
+            /* key k's two minutes one after the other: groups (k, 0), (k, 1), (k + 1, 0), ... */
+            recs[2 * k + m] = rec(id, DAY0 + m * MINUTE_MS + k, "org_a", keys[k], "ml", m == 1 ? 500 : 200, k, 1, 10);
+        }
+    }
+    CHECK_INT(kg_store_usage_insert_new(f.st, recs, 2 * KEYS, NULL), KG_OK);
+    CHECK_INT(query_int(f.db, "SELECT count(*) FROM usage_minutes"), 2 * KEYS);
+    CHECK_INT(query_int(f.db, "SELECT count(*) FROM usage_keys"), KEYS);
+    for (int k = 0; k < KEYS; k++) {
+        CHECK_INT(kg_store_usage_key_totals(f.st, keys[k], &t), KG_OK);
+        check_totals(&t, 2, 1, 2 * k, 2, 20);
+    }
+    /* The same again (a later batch): added to the rows there are. */
+    for (int i = 0; i < 2 * KEYS; i++)
+        recs[i].request_id[0] = 'K';
+    CHECK_INT(kg_store_usage_insert_new(f.st, recs, 2 * KEYS, NULL), KG_OK);
+    CHECK_INT(kg_store_usage_key_totals(f.st, keys[7], &t), KG_OK);
+    check_totals(&t, 4, 2, 28, 4, 40);
+    /* A key with no usage: zeros, not an error. */
+    CHECK_INT(kg_store_usage_key_totals(f.st, "pk_nobody", &t), KG_OK);
+    check_totals(&t, 0, 0, 0, 0, 0);
+    CHECK_INT(rollup_requests(f.db), 4 * KEYS);
     fixture_close(&f);
 }
 
@@ -771,15 +816,16 @@ void test_usage_store_upgrades_schema_4(void)
     sqlite3 *raw;
 
     fixture_open(&f);
-    CHECK_INT(kg_store_schema_version(f.st), 7);
+    CHECK_INT(kg_store_schema_version(f.st), 8);
     CHECK_INT(kg_store_meta_put_new(f.st, "probe", v, sizeof(v)), KG_OK);
     fixture_close(&f);
 
     /* Make the file what keygate at schema 4 left behind: no usage tables, user_version 4. */
     CHECK_INT(sqlite3_open(f.db, &raw), SQLITE_OK);
-    CHECK_INT(sqlite3_exec(
-                  raw, "DROP VIEW usage; DROP TABLE usage_batches; DROP TABLE usage_minutes; PRAGMA user_version = 4;",
-                  NULL, NULL, NULL),
+    CHECK_INT(sqlite3_exec(raw,
+                           "DROP VIEW usage; DROP TABLE usage_batches; DROP TABLE usage_minutes; DROP TABLE usage_keys;"
+                           " PRAGMA user_version = 4;",
+                           NULL, NULL, NULL),
               SQLITE_OK);
     sqlite3_close(raw);
 
@@ -787,7 +833,7 @@ void test_usage_store_upgrades_schema_4(void)
     CHECK(f.st != NULL);
     if (f.st == NULL)
         return;
-    CHECK_INT(kg_store_schema_version(f.st), 7);                          /* through 5, 6 and 7 */
+    CHECK_INT(kg_store_schema_version(f.st), 8);                          /* through 5, 6, 7 and 8 */
     CHECK_INT(kg_store_meta_get(f.st, "probe", got, sizeof(got)), KG_OK); /* older data kept */
     CHECK(memcmp(got, v, sizeof(v)) == 0);
     kg_usage_record_t r = rec("up-1", DAY0, "org_a", KEY_A1, "", 200, 1, 2, 3);
@@ -796,16 +842,20 @@ void test_usage_store_upgrades_schema_4(void)
     check_totals(&t, 1, 0, 1, 2, 3);
     fixture_close(&f);
 
-    /* The file itself says 7 and has the version-7 layout: records a batch to a row of
-     * usage_batches, `usage` a view of them, the rollup with its two indexes. */
-    CHECK_INT(query_int(f.db, "PRAGMA user_version"), 7);
+    /* The file itself says 8 and has the version-8 layout: records a batch to a row of
+     * usage_batches, `usage` a view of them, the rollup ordered by minute first (a batch's
+     * upserts meet on a few pages) with its three indexes, a row of all-time sums per key. */
+    CHECK_INT(query_int(f.db, "PRAGMA user_version"), 8);
     CHECK_INT(query_int(f.db, "SELECT count(*) FROM sqlite_schema WHERE type = 'view' AND name = 'usage'"), 1);
     CHECK_INT(query_int(f.db, "SELECT count(*) FROM usage_batches"), 1);
     CHECK_INT(query_int(f.db, "SELECT count(*) FROM usage WHERE request_id = 'up-1' AND status = 200"), 1);
+    CHECK_INT(query_int(f.db, "SELECT pk FROM pragma_table_info('usage_minutes') WHERE name = 'minute_ms'"), 1);
+    CHECK_INT(query_int(f.db, "SELECT pk FROM pragma_table_info('usage_minutes') WHERE name = 'key_id'"), 2);
     CHECK_INT(query_int(f.db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'usage_minutes'"
-                              " AND name IN ('usage_minutes_by_org', 'usage_minutes_by_team')"),
-              2);
-    CHECK_INT(query_int(f.db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'usage%'"), 6);
+                              " AND name IN ('usage_minutes_by_key', 'usage_minutes_by_org', 'usage_minutes_by_team')"),
+              3);
+    CHECK_INT(query_int(f.db, "SELECT requests FROM usage_keys WHERE key_id = '" KEY_A1 "'"), 1);
+    CHECK_INT(query_int(f.db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'usage%'"), 8);
 }
 
 /* Migration 5 as it shipped (migrate.c never edits a shipped entry): what a version-5 store has. */
@@ -950,7 +1000,8 @@ void test_usage_store_upgrades_schema_5(void)
     fixture_close(&old);
     CHECK_INT(sqlite3_open(old.db, &raw), SQLITE_OK);
     CHECK_INT(
-        sqlite3_exec(raw, "DROP VIEW usage; DROP TABLE usage_batches; DROP TABLE usage_minutes;", NULL, NULL, NULL),
+        sqlite3_exec(raw, "DROP VIEW usage; DROP TABLE usage_batches; DROP TABLE usage_minutes; DROP TABLE usage_keys;",
+                     NULL, NULL, NULL),
         SQLITE_OK);
     CHECK_INT(sqlite3_exec(raw, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
     CHECK_INT(sqlite3_exec(raw, schema_5_usage, NULL, NULL, NULL), SQLITE_OK);
@@ -972,7 +1023,7 @@ void test_usage_store_upgrades_schema_5(void)
         fixture_close(&ref);
         return;
     }
-    CHECK_INT(kg_store_schema_version(old.st), 7);
+    CHECK_INT(kg_store_schema_version(old.st), 8);
     CHECK_INT(count_rows(old.db), N); /* the raw records moved over, every column */
     CHECK_INT(query_int(old.db, "SELECT count(*) FROM usage_batches"), (N + 511) / 512);
     CHECK_INT(rollup_requests(old.db), N);
