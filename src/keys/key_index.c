@@ -33,6 +33,7 @@ typedef struct key_state {
     uint8_t n_recs;                              /* writer only */
     bool has_domains;                            /* writer only: the key has entries in idx->domain_entries */
     _Atomic int64_t last_used_at;                /* written by readers, at most once per second per key */
+    _Atomic int64_t listed_at;                   /* when a reader last listed it (KG_LAST_USED_STEP_S) */
     struct cds_lfs_node used;                    /* in idx->used while `listed` */
     kg_limit_state_t limits;                     /* written by readers: survives edits and rotations */
     struct key_rec *recs[MAX_SECRETS_PER_TOKEN]; /* writer only: this token's records in idx->by_hash */
@@ -584,13 +585,17 @@ kg_err_t kg_key_index_lookup(kg_key_index_t *idx, const uint8_t hash[KG_KEY_HASH
         out->eph_scopes = 0;
         out->eph_allow = NULL;
         /* Only write when the second changes, so a hot key does not bounce its cache line; a key
-         * not listed since the last flush is listed for the next one. */
+         * not listed in the last KG_LAST_USED_STEP_S is listed for the next flush. */
         key_state_t *used = rec->state;
         if (atomic_load_explicit(&used->last_used_at, memory_order_relaxed) < now) {
             atomic_store_explicit(&used->last_used_at, now, memory_order_relaxed);
-            if (!atomic_load_explicit(&used->listed, memory_order_relaxed) &&
-                !atomic_exchange_explicit(&used->listed, true, memory_order_acq_rel))
+            int64_t listed_at = atomic_load_explicit(&used->listed_at, memory_order_relaxed);
+            if ((listed_at == 0 || now - listed_at >= KG_LAST_USED_STEP_S) &&
+                !atomic_load_explicit(&used->listed, memory_order_relaxed) &&
+                !atomic_exchange_explicit(&used->listed, true, memory_order_acq_rel)) {
+                atomic_store_explicit(&used->listed_at, now, memory_order_relaxed);
                 cds_lfs_push(&idx->used, &used->used);
+            }
         }
         rv = KG_OK;
     }

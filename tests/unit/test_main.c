@@ -37,6 +37,7 @@ int kg_test_failures;
     X(test_index_rotation_grace)                                                                                       \
     X(test_index_concurrent_update_and_lookup)                                                                         \
     X(test_index_last_used)                                                                                            \
+    X(test_index_last_used_once_a_step)                                                                                \
     X(test_index_last_used_in_batches)                                                                                 \
     X(test_store_migrations_and_wal)                                                                                   \
     X(test_store_feed_rotation_grace)                                                                                  \

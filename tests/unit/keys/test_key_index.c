@@ -237,6 +237,33 @@ void test_index_last_used(void)
     kg_key_index_thread_offline();
 }
 
+/* A key in steady use is listed for the store once per KG_LAST_USED_STEP_S, with its latest
+ * time; its first use at once, whatever the time. */
+void test_index_last_used_once_a_step(void)
+{
+    kg_key_index_thread_online();
+    kg_key_index_t *idx = kg_key_index_new();
+    kg_token_t a = make_token("pk_EEEEEEEEEEEEEEEEEEEEEEEE");
+    kg_token_secret_t sa = secret_of("a", 0);
+    kg_key_view_t v;
+    kg_last_used_t out[4];
+    kg_key_index_put(idx, &a, &sa, 1);
+    CHECK_INT(kg_key_index_lookup(idx, sa.hash, 7, &v), KG_OK); /* first use: listed */
+    CHECK_INT(kg_key_index_take_last_used(idx, out, 4), 1);
+    CHECK_INT(out[0].at, 7);
+    for (int64_t t = 8; t < 7 + KG_LAST_USED_STEP_S; t++) {
+        CHECK_INT(kg_key_index_lookup(idx, sa.hash, t, &v), KG_OK);
+        CHECK_INT(kg_key_index_take_last_used(idx, out, 4), 0);
+    }
+    CHECK_INT(kg_key_index_lookup(idx, sa.hash, 7 + KG_LAST_USED_STEP_S, &v), KG_OK);
+    CHECK_INT(kg_key_index_lookup(idx, sa.hash, 8 + KG_LAST_USED_STEP_S, &v), KG_OK);
+    CHECK_INT(kg_key_index_take_last_used(idx, out, 4), 1);
+    CHECK_INT(out[0].at, 8 + KG_LAST_USED_STEP_S); /* the time at the flush, not at the listing */
+    CHECK_INT(kg_key_index_take_last_used(idx, out, 4), 0);
+    kg_key_index_free(idx);
+    kg_key_index_thread_offline();
+}
+
 void test_index_last_used_in_batches(void)
 {
     kg_key_index_thread_online();
