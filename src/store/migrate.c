@@ -131,8 +131,9 @@ static const char *const migrations[] = {
      * many keys, and growing with the table's age. Minute first, the current minute's rows are
      * adjacent: a batch rewrites a few pages. A key-filtered series goes through
      * usage_minutes_by_key (each new key and minute adds one entry there); a key's all-time
-     * totals (key listings show them) have a row of their own in usage_keys, one lookup instead
-     * of one per minute the key was ever used. */
+     * totals (key listings show them, all-time budgets are seeded from them) have a row of
+     * their own in usage_keys, with its org: one lookup instead of one per minute the key was
+     * ever used. */
     "CREATE TABLE usage_minutes_v8 ("
     "  minute_ms INTEGER NOT NULL, key_id TEXT NOT NULL, org_id TEXT NOT NULL, team_id TEXT NOT NULL,"
     "  requests INTEGER NOT NULL, errors INTEGER NOT NULL, input_tokens INTEGER NOT NULL,"
@@ -146,10 +147,10 @@ static const char *const migrations[] = {
     "CREATE INDEX usage_minutes_by_org ON usage_minutes(org_id, minute_ms);"
     "CREATE INDEX usage_minutes_by_team ON usage_minutes(org_id, team_id, minute_ms);"
     "CREATE TABLE usage_keys ("
-    "  key_id TEXT PRIMARY KEY, requests INTEGER NOT NULL, errors INTEGER NOT NULL, input_tokens INTEGER NOT NULL,"
-    "  output_tokens INTEGER NOT NULL, cost_micro INTEGER NOT NULL) WITHOUT ROWID;"
-    "INSERT INTO usage_keys SELECT key_id, sum(requests), sum(errors), sum(input_tokens), sum(output_tokens),"
-    "  sum(cost_micro) FROM usage_minutes GROUP BY key_id;",
+    "  key_id TEXT PRIMARY KEY, org_id TEXT NOT NULL, requests INTEGER NOT NULL, errors INTEGER NOT NULL,"
+    "  input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, cost_micro INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO usage_keys SELECT key_id, min(org_id), sum(requests), sum(errors), sum(input_tokens),"
+    "  sum(output_tokens), sum(cost_micro) FROM usage_minutes GROUP BY key_id;",
 };
 
 int kg__store_migrate(sqlite3 *db, char *err, size_t err_cap)

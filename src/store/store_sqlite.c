@@ -49,6 +49,8 @@ enum {
     Q_USAGE_KEY_ADD_16, /* the same 16 groups' sums added to their keys' all-time rows */
     Q_USAGE_TOTALS_BY_KEY,
     Q_USAGE_TOTALS_BY_TEAM,
+    Q_USAGE_TOTALS_BY_KEY_ALL, /* the same two for all time */
+    Q_USAGE_TOTALS_BY_TEAM_ALL,
     Q_USAGE_KEY_TOTALS,
     Q_USAGE_SERIES, /* four variants, in this order: kg_store_usage_series picks by filter */
     Q_USAGE_SERIES_KEY,
@@ -72,8 +74,8 @@ enum {
 
 /* A key's all-time row of usage_keys. A statement may add two groups of one key (two minutes,
  * two teams): SQLite applies the upsert row by row. */
-#define KEY_COLUMNS "key_id, requests, errors, input_tokens, output_tokens, cost_micro"
-#define KEY_ROW "(?,?,?,?,?,?)"
+#define KEY_COLUMNS "key_id, org_id, requests, errors, input_tokens, output_tokens, cost_micro"
+#define KEY_ROW "(?,?,?,?,?,?,?)"
 #define KEY_ROWS_8 KEY_ROW "," KEY_ROW "," KEY_ROW "," KEY_ROW "," KEY_ROW "," KEY_ROW "," KEY_ROW "," KEY_ROW
 #define KEY_UPSERT " ON CONFLICT (key_id)" SUMS_UPSERT
 
@@ -148,6 +150,12 @@ static const char *const sql_text[Q__COUNT] = {
                               " GROUP BY +key_id",
     [Q_USAGE_TOTALS_BY_TEAM] = "SELECT org_id, team_id, " USAGE_SUMS " FROM usage_minutes WHERE minute_ms >= ?1"
                                " AND team_id <> '' GROUP BY +org_id, +team_id",
+    /* All time (the budgets without a period): a row per key, or the whole rollup in the team
+     * index's order (no sort). */
+    [Q_USAGE_TOTALS_BY_KEY_ALL] = "SELECT org_id, key_id, requests, errors, input_tokens, output_tokens, cost_micro"
+                                  " FROM usage_keys",
+    [Q_USAGE_TOTALS_BY_TEAM_ALL] = "SELECT org_id, team_id, " USAGE_SUMS " FROM usage_minutes WHERE team_id <> ''"
+                                   " GROUP BY org_id, team_id",
     [Q_USAGE_KEY_TOTALS] = "SELECT requests, errors, input_tokens, output_tokens, cost_micro FROM usage_keys"
                            " WHERE key_id = ?1",
     [Q_USAGE_SERIES] = USAGE_SERIES("org_id", ""),
@@ -1185,8 +1193,8 @@ static kg_err_t groups_store(kg_store_t *st, sqlite3_stmt *s, const usage_group_
         const usage_group_t *g = &groups[i];
         const kg_usage_record_t *r = g->rec;
         if (all_time) {
-            const int o = 6 * (int)i;
-            BIND_FIELD(s, o + 1, r, key_id), bind_sums(s, o + 1, &g->t);
+            const int o = 7 * (int)i;
+            BIND_FIELD(s, o + 1, r, key_id), BIND_FIELD(s, o + 2, r, org_id), bind_sums(s, o + 2, &g->t);
         } else {
             const int o = 9 * (int)i;
             BIND_FIELD(s, o + 1, r, key_id), sqlite3_bind_int64(s, o + 2, g->minute_ms);
@@ -1395,13 +1403,16 @@ static void read_totals(sqlite3_stmt *s, int col, kg_usage_totals_t *t)
 
 kg_err_t kg_store_usage_totals_by(kg_store_t *st, bool by_team, int64_t since_ms, kg_usage_totals_cb fn, void *ctx)
 {
-    sqlite3_stmt *s = stmt(st, by_team ? Q_USAGE_TOTALS_BY_TEAM : Q_USAGE_TOTALS_BY_KEY);
+    const bool all_time = since_ms == 0;
+    sqlite3_stmt *s = stmt(st, by_team ? (all_time ? Q_USAGE_TOTALS_BY_TEAM_ALL : Q_USAGE_TOTALS_BY_TEAM)
+                                       : (all_time ? Q_USAGE_TOTALS_BY_KEY_ALL : Q_USAGE_TOTALS_BY_KEY));
     kg_usage_totals_t t;
     int rc;
 
     if (s == NULL)
         return KG_ESTORE;
-    sqlite3_bind_int64(s, 1, since_ms != 0 ? minute_of(since_ms) : INT64_MIN);
+    if (!all_time)
+        sqlite3_bind_int64(s, 1, minute_of(since_ms));
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         read_totals(s, 2, &t);
         fn(ctx, (const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1), &t);

@@ -97,9 +97,12 @@ static int64_t count_rows(const char *db)
  * keys' all-time rows hold the same, key by key. */
 static int64_t rollup_requests(const char *db)
 {
-    CHECK_INT(query_int(db, "SELECT count(*) FROM (SELECT key_id, sum(requests) AS n FROM usage_minutes"
-                            " GROUP BY key_id) AS m FULL JOIN usage_keys AS k USING (key_id)"
-                            " WHERE m.n IS NOT k.requests"),
+    CHECK_INT(query_int(db, "SELECT count(*) FROM (SELECT key_id, min(org_id) AS org_id, sum(requests) AS r,"
+                            " sum(errors) AS e, sum(input_tokens) AS i, sum(output_tokens) AS o,"
+                            " sum(cost_micro) AS c FROM usage_minutes GROUP BY key_id) AS m"
+                            " FULL JOIN usage_keys AS k USING (key_id) WHERE m.org_id IS NOT k.org_id"
+                            " OR m.r IS NOT k.requests OR m.e IS NOT k.errors OR m.i IS NOT k.input_tokens"
+                            " OR m.o IS NOT k.output_tokens OR m.c IS NOT k.cost_micro"),
               0);
     return query_int(db, "SELECT coalesce(sum(requests), 0) FROM usage_minutes");
 }
@@ -690,8 +693,20 @@ void test_usage_store_chunks_are_exactly_once(void)
  * quotes, backslashes, control characters and UTF-8 in the names a client may choose. */
 void test_usage_store_batches_keep_every_byte(void)
 {
+    /* The encoder copies clean eight-byte words whole: escapes before, at and after a word's
+     * edge (offsets 7, 8, 15, 16), a clean name of whole words and a tail. */
     static const char *const models[] = {
-        "say \"hi\"", "back\\slash", "tab\tnew\nline\x01\x1f", "\xe6\xa8\xa1\xe5\x9e\x8b-\xc3\xa9", "[1,2]", "",
+        "say \"hi\"",
+        "back\\slash",
+        "tab\tnew\nline\x01\x1f",
+        "\xe6\xa8\xa1\xe5\x9e\x8b-\xc3\xa9",
+        "[1,2]",
+        "",
+        "0123456\"89abcdef",
+        "cleanwrd\"",
+        "fifteen-chars!!\\",
+        "sixteen-chars!!!\x1f",
+        "gpt-4o-mini-2024-07-18",
     };
     enum { N = sizeof(models) / sizeof(models[0]) };
     kg_usage_record_t recs[N];
