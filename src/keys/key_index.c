@@ -33,7 +33,7 @@ typedef struct key_state {
     uint8_t n_recs;                              /* writer only */
     bool has_domains;                            /* writer only: the key has entries in idx->domain_entries */
     _Atomic int64_t last_used_at;                /* written by readers, at most once per second per key */
-    _Atomic int64_t listed_at;                   /* when a reader last listed it (KG_LAST_USED_STEP_S) */
+    _Atomic int64_t listed_at;                   /* when last listed; once taken, the time the flush wrote */
     struct cds_lfs_node used;                    /* in idx->used while `listed` */
     kg_limit_state_t limits;                     /* written by readers: survives edits and rotations */
     struct key_rec *recs[MAX_SECRETS_PER_TOKEN]; /* writer only: this token's records in idx->by_hash */
@@ -545,6 +545,17 @@ kg_err_t kg_key_index_lookup_id(kg_key_index_t *idx, const char *id, size_t len,
     return rv;
 }
 
+/* Lists a key for the next last-use flush, unless it is listed already (readers race for it:
+ * one pushes). */
+static void list_used(kg_key_index_t *idx, key_state_t *st, int64_t listed_at)
+{
+    if (!atomic_load_explicit(&st->listed, memory_order_relaxed) &&
+        !atomic_exchange_explicit(&st->listed, true, memory_order_acq_rel)) {
+        atomic_store_explicit(&st->listed_at, listed_at, memory_order_relaxed);
+        cds_lfs_push(&idx->used, &st->used);
+    }
+}
+
 kg_err_t kg_key_index_lookup(kg_key_index_t *idx, const uint8_t hash[KG_KEY_HASH_BYTES], int64_t now,
                              kg_key_view_t *out)
 {
@@ -590,12 +601,8 @@ kg_err_t kg_key_index_lookup(kg_key_index_t *idx, const uint8_t hash[KG_KEY_HASH
         if (atomic_load_explicit(&used->last_used_at, memory_order_relaxed) < now) {
             atomic_store_explicit(&used->last_used_at, now, memory_order_relaxed);
             int64_t listed_at = atomic_load_explicit(&used->listed_at, memory_order_relaxed);
-            if ((listed_at == 0 || now - listed_at >= KG_LAST_USED_STEP_S) &&
-                !atomic_load_explicit(&used->listed, memory_order_relaxed) &&
-                !atomic_exchange_explicit(&used->listed, true, memory_order_acq_rel)) {
-                atomic_store_explicit(&used->listed_at, now, memory_order_relaxed);
-                cds_lfs_push(&idx->used, &used->used);
-            }
+            if (listed_at == 0 || now - listed_at >= KG_LAST_USED_STEP_S)
+                list_used(idx, used, now);
         }
         rv = KG_OK;
     }
@@ -679,8 +686,35 @@ size_t kg_key_index_take_last_used(kg_key_index_t *idx, kg_last_used_t *out, siz
         /* Unlisted before the time is read: a use after this lists the key again. */
         atomic_store_explicit(&st->listed, false, memory_order_seq_cst);
         snprintf(out[n].id, sizeof(out[n].id), "%s", st->id);
-        out[n++].at = atomic_load_explicit(&st->last_used_at, memory_order_relaxed);
+        out[n].at = atomic_load_explicit(&st->last_used_at, memory_order_relaxed);
+        atomic_store_explicit(&st->listed_at, out[n++].at, memory_order_relaxed);
     }
     idx->flushing = NULL;
     return n;
+}
+
+void kg_key_index_relist_last_used(kg_key_index_t *idx, const kg_last_used_t *failed, size_t n)
+{
+    struct cds_lfht_iter iter;
+    rcu_read_lock();
+    for (size_t i = 0; i < n; i++) {
+        cds_lfht_lookup(idx->by_id, hash_of_id(failed[i].id), match_id, failed[i].id, &iter);
+        struct cds_lfht_node *node = cds_lfht_iter_get_node(&iter);
+        if (node != NULL)
+            list_used(idx, caa_container_of(node, key_state_t, node), 0); /* 0: not in the store yet */
+    }
+    rcu_read_unlock();
+}
+
+void kg_key_index_list_unflushed(kg_key_index_t *idx)
+{
+    struct cds_lfht_iter iter;
+    key_state_t *st;
+    rcu_read_lock();
+    cds_lfht_for_each_entry (idx->by_id, &iter, st, node) {
+        int64_t listed_at = atomic_load_explicit(&st->listed_at, memory_order_relaxed);
+        if (atomic_load_explicit(&st->last_used_at, memory_order_relaxed) > listed_at)
+            list_used(idx, st, listed_at);
+    }
+    rcu_read_unlock();
 }

@@ -165,4 +165,13 @@ typedef struct kg_last_used {
  */
 size_t kg_key_index_take_last_used(kg_key_index_t *idx, kg_last_used_t *out, size_t cap);
 
+/** Lists again keys taken whose write to the store failed, for the next flush to retry. */
+void kg_key_index_relist_last_used(kg_key_index_t *idx, const kg_last_used_t *failed, size_t n);
+
+/**
+ * Lists every key used since its last flush, within KG_LAST_USED_STEP_S or not: the final
+ * flush at shutdown writes them all. Walks every key (a million in tens of milliseconds).
+ */
+void kg_key_index_list_unflushed(kg_key_index_t *idx);
+
 #endif

@@ -322,6 +322,8 @@ kg_err_t kg_feed_flush_last_used(kg_store_t *st, kg_key_index_t *idx)
         for (size_t i = 0; i < n; i++)
             ids[i] = batch[i].id, at[i] = batch[i].at;
         rv = kg_store_token_touch_batch(st, ids, at, n);
+        if (rv != KG_OK)
+            kg_key_index_relist_last_used(idx, batch, n); /* retried by the next flush */
         if (n < LAST_USED_BATCH)
             break;
     }
@@ -358,6 +360,7 @@ static void *feed_main(void *arg)
         }
         nanosleep(&pause, NULL);
     }
+    kg_key_index_list_unflushed(f->index); /* uses within the last KG_LAST_USED_STEP_S, too */
     if (kg_feed_flush_last_used(f->store, f->index) != KG_OK)
         kg_log_warn("change feed: final last-use flush failed");
     kg_key_index_thread_offline();

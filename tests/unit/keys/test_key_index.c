@@ -260,6 +260,25 @@ void test_index_last_used_once_a_step(void)
     CHECK_INT(kg_key_index_take_last_used(idx, out, 4), 1);
     CHECK_INT(out[0].at, 8 + KG_LAST_USED_STEP_S); /* the time at the flush, not at the listing */
     CHECK_INT(kg_key_index_take_last_used(idx, out, 4), 0);
+
+    /* At shutdown, a use within the step is listed too; nothing when all is written. */
+    CHECK_INT(kg_key_index_lookup(idx, sa.hash, 30 + KG_LAST_USED_STEP_S, &v), KG_OK);
+    CHECK_INT(kg_key_index_take_last_used(idx, out, 4), 0);
+    kg_key_index_list_unflushed(idx);
+    CHECK_INT(kg_key_index_take_last_used(idx, out, 4), 1);
+    CHECK_INT(out[0].at, 30 + KG_LAST_USED_STEP_S);
+    kg_key_index_list_unflushed(idx);
+    CHECK_INT(kg_key_index_take_last_used(idx, out, 4), 0);
+
+    /* A flush whose write failed lists its keys again, with their times, for the next one. */
+    kg_key_index_relist_last_used(idx, out, 1);
+    CHECK_INT(kg_key_index_take_last_used(idx, out, 4), 1);
+    CHECK_STR(out[0].id, a.id);
+    CHECK_INT(out[0].at, 30 + KG_LAST_USED_STEP_S);
+    CHECK_INT(kg_key_index_take_last_used(idx, out, 4), 0);
+    kg_last_used_t unknown = {.id = "pk_nonexistentnonexistent00", .at = 1};
+    kg_key_index_relist_last_used(idx, &unknown, 1); /* a key gone meanwhile: nothing */
+    CHECK_INT(kg_key_index_take_last_used(idx, out, 4), 0);
     kg_key_index_free(idx);
     kg_key_index_thread_offline();
 }
