@@ -709,9 +709,10 @@ void kg_key_index_relist_last_used(kg_key_index_t *idx, const kg_last_used_t *fa
 void kg_key_index_list_unflushed(kg_key_index_t *idx)
 {
     struct cds_lfht_iter iter;
-    key_state_t *st;
+    struct cds_lfht_node *node;
     rcu_read_lock();
-    cds_lfht_for_each_entry (idx->by_id, &iter, st, node) {
+    cds_lfht_for_each (idx->by_id, &iter, node) { /* not _entry: its container_of of the end's NULL is UB */
+        key_state_t *st = caa_container_of(node, key_state_t, node);
         int64_t listed_at = atomic_load_explicit(&st->listed_at, memory_order_relaxed);
         if (atomic_load_explicit(&st->last_used_at, memory_order_relaxed) > listed_at)
             list_used(idx, st, listed_at);
