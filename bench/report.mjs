@@ -503,6 +503,8 @@ p('bench/run                 # ~12 minutes: release build, run.sh (floor vs keyg
 p('bench/run --quick         # ~2 minutes smoke check (1 round, 2 s runs)');
 p('bench/run --rounds 5      # options bench/run does not know go to ../shared/bench/run.sh');
 p('bench/startup             # start-up time and memory alone (1,000,000 and 1,000 keys, idle)');
+p('bench/reference floor2    # the harness\'s own spread: a second copy of the floor measured as the candidate');
+p('bench/reference h2o       # libh2o\'s own bare proxy (Debian\'s h2o 2.2.5 server) against the floor');
 p('```');
 p();
 p('Raw data of each run (wrk outputs, `runs.csv`, `ttfb.jsonl`, `meta.json`, the keygate config used) stays in');
