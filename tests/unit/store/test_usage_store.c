@@ -253,11 +253,19 @@ static const kg_usage_totals_t *find_group(const seen_t *s, const char *org_id, 
     return NULL;
 }
 
+/* The group (org_id, id) was reported, with these totals (a macro: a missing group names the caller's line). */
+#define CHECK_GROUP(seen, org_id, id, requests, errors, in, out, cost)                                                 \
+    do {                                                                                                               \
+        const kg_usage_totals_t *found_ = find_group((seen), (org_id), (id));                                          \
+        CHECK(found_ != NULL);                                                                                         \
+        if (found_ != NULL)                                                                                            \
+            check_totals(found_, (requests), (errors), (in), (out), (cost));                                           \
+    } while (0)
+
 void test_usage_store_totals_by_key_and_team(void)
 {
     fixture_t f;
     seen_t seen;
-    const kg_usage_totals_t *t;
     const int64_t since = DAY0 + HOUR_MS;
 
     fixture_open(&f);
@@ -276,44 +284,28 @@ void test_usage_store_totals_by_key_and_team(void)
     memset(&seen, 0, sizeof(seen));
     CHECK_INT(kg_store_usage_totals_by(f.st, false, since, collect, &seen), KG_OK);
     CHECK_INT(seen.n, 3);
-    CHECK((t = find_group(&seen, "org_a", KEY_A1)) != NULL);
-    if (t != NULL)
-        check_totals(t, 2, 1, 5, 2, 8);
-    CHECK((t = find_group(&seen, "org_a", KEY_A2)) != NULL);
-    if (t != NULL)
-        check_totals(t, 1, 0, 7, 8, 9);
-    CHECK((t = find_group(&seen, "org_b", KEY_B1)) != NULL);
-    if (t != NULL)
-        check_totals(t, 1, 0, 10, 11, 12);
+    CHECK_GROUP(&seen, "org_a", KEY_A1, 2, 1, 5, 2, 8);
+    CHECK_GROUP(&seen, "org_a", KEY_A2, 1, 0, 7, 8, 9);
+    CHECK_GROUP(&seen, "org_b", KEY_B1, 1, 0, 10, 11, 12);
 
     /* By team: teams are per org, and rows without a team form no group. */
     memset(&seen, 0, sizeof(seen));
     CHECK_INT(kg_store_usage_totals_by(f.st, true, since, collect, &seen), KG_OK);
     CHECK_INT(seen.n, 2);
-    CHECK((t = find_group(&seen, "org_a", "ml")) != NULL);
-    if (t != NULL)
-        check_totals(t, 2, 1, 5, 2, 8);
-    CHECK((t = find_group(&seen, "org_b", "ml")) != NULL);
-    if (t != NULL)
-        check_totals(t, 1, 0, 10, 11, 12);
+    CHECK_GROUP(&seen, "org_a", "ml", 2, 1, 5, 2, 8);
+    CHECK_GROUP(&seen, "org_b", "ml", 1, 0, 10, 11, 12);
     CHECK(find_group(&seen, "org_a", "") == NULL);
 
     /* since_ms 0: all time. */
     memset(&seen, 0, sizeof(seen));
     CHECK_INT(kg_store_usage_totals_by(f.st, false, 0, collect, &seen), KG_OK);
     CHECK_INT(seen.n, 3);
-    CHECK((t = find_group(&seen, "org_a", KEY_A1)) != NULL);
-    if (t != NULL)
-        check_totals(t, 3, 1, 105, 102, 1008);
-    CHECK((t = find_group(&seen, "org_a", KEY_A2)) != NULL);
-    if (t != NULL)
-        check_totals(t, 2, 1, 107, 8, 1009);
+    CHECK_GROUP(&seen, "org_a", KEY_A1, 3, 1, 105, 102, 1008);
+    CHECK_GROUP(&seen, "org_a", KEY_A2, 2, 1, 107, 8, 1009);
     memset(&seen, 0, sizeof(seen));
     CHECK_INT(kg_store_usage_totals_by(f.st, true, 0, collect, &seen), KG_OK);
     CHECK_INT(seen.n, 2);
-    CHECK((t = find_group(&seen, "org_a", "ml")) != NULL);
-    if (t != NULL)
-        check_totals(t, 3, 1, 105, 102, 1008);
+    CHECK_GROUP(&seen, "org_a", "ml", 3, 1, 105, 102, 1008);
 
     /* since_ms has minute granularity: it is rounded down to the start of its minute, so a
      * `since` 30 s into the minute still counts every record of that minute (new-1 … new-4, all
@@ -322,9 +314,7 @@ void test_usage_store_totals_by_key_and_team(void)
     memset(&seen, 0, sizeof(seen));
     CHECK_INT(kg_store_usage_totals_by(f.st, false, since + 30000, collect, &seen), KG_OK);
     CHECK_INT(seen.n, 3);
-    CHECK((t = find_group(&seen, "org_a", KEY_A1)) != NULL);
-    if (t != NULL)
-        check_totals(t, 2, 1, 5, 2, 8);
+    CHECK_GROUP(&seen, "org_a", KEY_A1, 2, 1, 5, 2, 8);
     memset(&seen, 0, sizeof(seen));
     CHECK_INT(kg_store_usage_totals_by(f.st, true, since + MINUTE_MS - 1, collect, &seen), KG_OK);
     CHECK_INT(seen.n, 2);
@@ -334,9 +324,7 @@ void test_usage_store_totals_by_key_and_team(void)
     /* old-1, at since - 1, is in the minute before since's: never counted from since on. */
     memset(&seen, 0, sizeof(seen));
     CHECK_INT(kg_store_usage_totals_by(f.st, true, since, collect, &seen), KG_OK);
-    CHECK((t = find_group(&seen, "org_a", "ml")) != NULL);
-    if (t != NULL)
-        check_totals(t, 2, 1, 5, 2, 8);
+    CHECK_GROUP(&seen, "org_a", "ml", 2, 1, 5, 2, 8);
 
     /* Nothing since the future: no calls at all. */
     memset(&seen, 0, sizeof(seen));
@@ -351,7 +339,6 @@ void test_usage_store_rollup_splits_a_run_of_one_key(void)
 {
     fixture_t f;
     seen_t seen;
-    const kg_usage_totals_t *t;
 
     fixture_open(&f);
     kg_usage_record_t recs[] = {
@@ -380,15 +367,9 @@ void test_usage_store_rollup_splits_a_run_of_one_key(void)
     memset(&seen, 0, sizeof(seen));
     CHECK_INT(kg_store_usage_totals_by(f.st, true, DAY0, collect, &seen), KG_OK);
     CHECK_INT(seen.n, 3);
-    CHECK((t = find_group(&seen, "org_a", "ml")) != NULL);
-    if (t != NULL)
-        check_totals(t, 3, 1, 3, 3, 3);
-    CHECK((t = find_group(&seen, "org_a", "ops")) != NULL);
-    if (t != NULL)
-        check_totals(t, 2, 0, 2, 2, 2);
-    CHECK((t = find_group(&seen, "org_b", "ops")) != NULL);
-    if (t != NULL)
-        check_totals(t, 3, 0, 3, 3, 3);
+    CHECK_GROUP(&seen, "org_a", "ml", 3, 1, 3, 3, 3);
+    CHECK_GROUP(&seen, "org_a", "ops", 2, 0, 2, 2, 2);
+    CHECK_GROUP(&seen, "org_b", "ops", 3, 0, 3, 3, 3);
     fixture_close(&f);
 }
 
