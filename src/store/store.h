@@ -30,9 +30,9 @@ void kg_store_close(kg_store_t *st);
 
 /**
  * Marks `st` as a background thread's connection: its long writes (kg_store_usage_insert*) give
- * the CPU up between statements. An event loop that shares a core with such a thread then waits
- * at most one statement (~0.2 ms) for it, instead of the scheduler's time slice (the usage
- * writer's batches held a worker off its core for up to 4 ms at a time: the gateway's p99).
+ * the CPU up between statements, so an event loop that shares its core runs between them. That
+ * does not bound the loop's wait: one statement (a commit's `fdatasync` write-out) can run for
+ * milliseconds (docs/performance-profile.md, 2026-12-08, second stop).
  */
 void kg_store_set_background(kg_store_t *st, bool background);
 
